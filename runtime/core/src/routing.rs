@@ -1,0 +1,305 @@
+//! What the core asks a dialplan, and what a dialplan answers.
+//!
+//! These types mirror the WIT package (`wit/types.wit`) one to one, so the
+//! core can execute a routing decision without depending on wasmtime. The
+//! `dialtone-dialplan` crate converts between them and the generated
+//! bindings; anything else that can route (a test fake, a future HTTP
+//! dialplan) implements [`Dialplan`].
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+use crate::HangupCause;
+
+/// Inbound or outbound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Heard by an endpoint.
+    Inbound,
+    /// Created by the switch from a dialstring.
+    Outbound,
+}
+
+/// A snapshot of a channel, as a dialplan sees it (`channel-info`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChannelSnapshot {
+    /// The channel's UUID.
+    pub uuid: String,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// The endpoint module (`sofia`, `loopback`, ...).
+    pub endpoint: String,
+    /// The endpoint's profile, empty if none.
+    pub profile: String,
+    /// The tenant (domain).
+    pub tenant: String,
+    /// The dialplan context.
+    pub context: String,
+    /// Caller ID name.
+    pub caller_id_name: String,
+    /// Caller ID number.
+    pub caller_id_number: String,
+    /// The destination number.
+    pub destination: String,
+    /// Where the channel came from, empty if nowhere.
+    pub network_addr: String,
+    /// Channel variables.
+    pub variables: Vec<(String, String)>,
+}
+
+/// Which audio `record` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordLegs {
+    /// The caller.
+    Caller,
+    /// The far end.
+    Callee,
+    /// Both, stereo.
+    Both,
+}
+
+/// Arguments of `collect`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CollectSpec {
+    /// What to play while collecting.
+    pub prompt: Option<String>,
+    /// The variable that receives the digits.
+    pub variable: String,
+    /// Fewest digits.
+    pub min_digits: u8,
+    /// Most digits.
+    pub max_digits: u8,
+    /// First-digit and inter-digit timeout, in ms.
+    pub timeout_ms: u32,
+    /// Digits that end the input.
+    pub terminators: String,
+}
+
+/// One step of call processing (`action` in the WIT).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Answer.
+    Answer,
+    /// Early media.
+    PreAnswer,
+    /// Ringing.
+    RingReady,
+    /// Set a variable.
+    Set {
+        /// Name.
+        name: String,
+        /// Value.
+        value: String,
+    },
+    /// Set a variable here and on every channel this one creates.
+    Export {
+        /// Name.
+        name: String,
+        /// Value.
+        value: String,
+    },
+    /// Remove a variable.
+    Unset {
+        /// Name.
+        name: String,
+    },
+    /// Originate and bridge.
+    Bridge {
+        /// The dialstring template (expanded by the core).
+        dialstring: String,
+    },
+    /// Route again with a new destination.
+    Transfer {
+        /// New destination.
+        extension: String,
+        /// New context, if any.
+        context: Option<String>,
+    },
+    /// Play a file or a tone stream (media engine).
+    Playback {
+        /// What to play.
+        file: String,
+    },
+    /// Echo the caller's audio (media engine).
+    Echo,
+    /// Hold the channel.
+    Park,
+    /// Wait.
+    Sleep {
+        /// Milliseconds.
+        ms: u32,
+    },
+    /// Record to WAV (media engine).
+    Record {
+        /// File relative to the tenant's recordings directory.
+        path: String,
+        /// Limit in ms.
+        limit_ms: Option<u32>,
+        /// Which audio.
+        legs: RecordLegs,
+    },
+    /// Hang up.
+    Hangup {
+        /// Cause.
+        cause: HangupCause,
+    },
+    /// Send a SIP response.
+    Respond {
+        /// Status code.
+        code: u16,
+        /// Reason phrase.
+        reason: Option<String>,
+    },
+    /// Collect digits, then route again (media engine).
+    Collect(CollectSpec),
+    /// Hand the call to an external application (control plane).
+    Socket {
+        /// `host:port`.
+        address: String,
+        /// Async mode.
+        async_mode: bool,
+        /// Full mode.
+        full: bool,
+    },
+}
+
+impl Action {
+    /// The application name FreeSWITCH would log for this action.
+    pub fn app_name(&self) -> &'static str {
+        match self {
+            Action::Answer => "answer",
+            Action::PreAnswer => "pre_answer",
+            Action::RingReady => "ring_ready",
+            Action::Set { .. } => "set",
+            Action::Export { .. } => "export",
+            Action::Unset { .. } => "unset",
+            Action::Bridge { .. } => "bridge",
+            Action::Transfer { .. } => "transfer",
+            Action::Playback { .. } => "playback",
+            Action::Echo => "echo",
+            Action::Park => "park",
+            Action::Sleep { .. } => "sleep",
+            Action::Record { .. } => "record",
+            Action::Hangup { .. } => "hangup",
+            Action::Respond { .. } => "respond",
+            Action::Collect(_) => "collect",
+            Action::Socket { .. } => "socket",
+        }
+    }
+}
+
+/// A new outbound channel, before creation (`outbound-request`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutboundRequest {
+    /// The channel about to be created.
+    pub channel: ChannelSnapshot,
+    /// The leg's endpoint-specific data.
+    pub target: String,
+    /// The UUID of the channel that asked for it, empty if none.
+    pub originator: String,
+}
+
+/// The decision on an outbound channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "kebab-case")]
+pub enum OutboundDecision {
+    /// Create it with these variables set.
+    Accept {
+        /// Variables.
+        variables: Vec<(String, String)>,
+    },
+    /// Create it with another `endpoint/data` target.
+    Rewrite {
+        /// The new target.
+        target: String,
+        /// Variables.
+        variables: Vec<(String, String)>,
+    },
+    /// Refuse it.
+    Refuse {
+        /// Cause.
+        cause: HangupCause,
+    },
+}
+
+/// A text message (`text-message`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TextMessage {
+    /// Endpoint that heard it.
+    pub endpoint: String,
+    /// Profile.
+    pub profile: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Sender.
+    pub from: String,
+    /// Addressee.
+    pub to: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Body.
+    pub body: String,
+    /// Source address.
+    pub network_addr: String,
+}
+
+/// What to do with a text message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "kebab-case")]
+pub enum MessageDecision {
+    /// Answer the sender.
+    Reply {
+        /// Body.
+        body: String,
+    },
+    /// Deliver to a target.
+    Forward {
+        /// `user/1001@domain` style target.
+        target: String,
+    },
+    /// Discard.
+    Drop,
+}
+
+/// Why a dialplan could not answer. The channel fails with `cause`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} (hangup cause {cause})")]
+pub struct RouteFailure {
+    /// The cause the channel hangs up with.
+    pub cause: HangupCause,
+    /// A human-readable reason for logs and events.
+    pub reason: String,
+}
+
+/// A boxed future, for object-safe async traits.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Anything that can route: the WebAssembly host in production, fakes in
+/// tests. Implementations must not run guest code on the caller's thread.
+pub trait Dialplan: Send + Sync {
+    /// Route a channel.
+    fn route(&self, channel: ChannelSnapshot) -> BoxFuture<'_, Result<Vec<Action>, RouteFailure>>;
+    /// Decide on an outbound channel.
+    fn route_outbound(
+        &self,
+        request: OutboundRequest,
+    ) -> BoxFuture<'_, Result<OutboundDecision, RouteFailure>>;
+    /// Route a text message.
+    fn route_message(
+        &self,
+        message: TextMessage,
+    ) -> BoxFuture<'_, Result<MessageDecision, RouteFailure>>;
+    /// Call a dialstring helper (`sofia_contact` ...) for a tenant. `Err`
+    /// carries a message for the log; the leg fails with INVALID_URL.
+    fn call_helper(
+        &self,
+        tenant: &str,
+        name: &str,
+        args: &str,
+    ) -> BoxFuture<'_, Result<String, String>>;
+}

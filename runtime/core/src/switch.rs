@@ -1,0 +1,1228 @@
+//! The switch core: where a call enters, where the dialplan is asked, where
+//! the dialplan's actions run, and where B-legs are created.
+//!
+//! # Threading and ownership
+//!
+//! - **A task per channel.** Every channel is owned by one tokio task that
+//!   holds its [`Channel`] state, its [`Remote`] (the far side) and its
+//!   command queue. Nothing else mutates a channel; others send it
+//!   [`ChannelCommand`]s through its [`ChannelHandle`] (found by UUID in the
+//!   channel table) and watch it through the event bus.
+//! - **Guest code never runs here.** [`Dialplan`] implementations run guests
+//!   on their own thread pool; a channel task only awaits the answer, so a
+//!   slow guest delays its own call and nothing else.
+//! - **Admission first.** A channel takes a [`ChannelPermit`] (global and
+//!   tenant caps on channels and calls per second) before it exists; the
+//!   permit is released when the channel is destroyed. Overload is answered
+//!   with SWITCH_CONGESTION (SIP 503 with Retry-After).
+//!
+//! # The flow of a call
+//!
+//! endpoint -> [`Switch::inbound`] -> channel task: New, Init, Routing ->
+//! [`Dialplan::route`] -> Execute (actions in order) -> `bridge`:
+//! expand the dialstring (variables escaped, helpers spliced) -> parse ->
+//! the sans-IO [`Originate`] engine, driven here: each leg is resolved
+//! (`user/` and `group/` expand into nested dialstrings from the directory;
+//! the context rule is checked; the tenant's outbound hook is asked; the
+//! endpoint registry dials) -> the winner is bridged (ExchangeMedia) -> on
+//! hangup: Hangup, Reporting, Destroy, each with its events.
+//!
+//! # Contexts
+//!
+//! The host, not the guest, decides what a context may reach (see
+//! [`crate::context`]): from `public`, only the tenant's own users and
+//! registered contacts, `error/`, `null/` and loopback into `public` itself;
+//! a transfer out of `public` is refused. Refusals are CALL_REJECTED.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::channel::{CallState, Channel, ChannelCommand, ChannelHandle, ChannelState};
+use crate::context;
+use crate::dialstring::{self, Dialstring, Vars};
+use crate::directory::{split_user_domain, Directory};
+
+/// The directory snapshot shared by the core and the dialplan host imports;
+/// a reload stores a new snapshot, running calls keep the one they read.
+pub type SharedDirectory = Arc<ArcSwap<Directory>>;
+use crate::endpoint::{EndpointRegistry, OutgoingRequest, Remote, RemoteEvent};
+use crate::events::{EventBus, EventName};
+use crate::limits::{Admission, ChannelPermit, Overload};
+use crate::originate::{self, LegId, Originate, OriginateOptions, Resolution};
+use crate::registrations::Registrations;
+use crate::routing::{Action, Dialplan, Direction, OutboundDecision, OutboundRequest};
+use crate::HangupCause;
+
+/// Switch-wide settings of the core.
+#[derive(Clone, Debug)]
+pub struct SwitchSettings {
+    /// Nesting limit of `user/`, `group/`, `loopback/`.
+    pub max_recursion: u32,
+    /// Transfers per channel before EXCHANGE_ROUTING_ERROR.
+    pub max_transfers: u32,
+    /// Originate timeout when neither `originate_timeout` nor `call_timeout`
+    /// is set.
+    pub default_call_timeout: Duration,
+}
+
+impl Default for SwitchSettings {
+    fn default() -> Self {
+        SwitchSettings {
+            max_recursion: 8,
+            max_transfers: 16,
+            default_call_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What an endpoint knows about a new inbound channel.
+#[derive(Clone, Debug)]
+pub struct InboundSpec {
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Endpoint profile.
+    pub profile: String,
+    /// Channel name.
+    pub name: String,
+    /// Tenant (the endpoint decided it).
+    pub tenant: String,
+    /// Context.
+    pub context: String,
+    /// Destination number.
+    pub destination: String,
+    /// Caller ID name.
+    pub caller_id_name: String,
+    /// Caller ID number.
+    pub caller_id_number: String,
+    /// Source address.
+    pub network_addr: String,
+    /// Initial variables.
+    pub variables: Vars,
+    /// Nesting depth (loopback b-legs are one deeper than their a-leg).
+    pub depth: u32,
+    /// Always inbound for endpoints; kept for loopback symmetry.
+    pub direction: Direction,
+}
+
+/// The switch core.
+pub struct Switch {
+    me: Weak<Switch>,
+    settings: SwitchSettings,
+    dialplan: Arc<dyn Dialplan>,
+    endpoints: EndpointRegistry,
+    events: EventBus,
+    admission: Arc<Admission>,
+    directory: SharedDirectory,
+    registrations: Arc<Registrations>,
+    channels: Mutex<HashMap<String, ChannelHandle>>,
+}
+
+/// What to do after an action.
+enum Flow {
+    Next,
+    Hangup(HangupCause, bool),
+    Reroute,
+}
+
+impl Switch {
+    /// Builds the core.
+    pub fn new(
+        settings: SwitchSettings,
+        dialplan: Arc<dyn Dialplan>,
+        endpoints: EndpointRegistry,
+        events: EventBus,
+        admission: Arc<Admission>,
+        directory: SharedDirectory,
+        registrations: Arc<Registrations>,
+    ) -> Arc<Switch> {
+        Arc::new_cyclic(|me| Switch {
+            me: me.clone(),
+            settings,
+            dialplan,
+            endpoints,
+            events,
+            admission,
+            directory,
+            registrations,
+            channels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn arc(&self) -> Arc<Switch> {
+        // The switch is only ever reached through an Arc (see `new`).
+        self.me.upgrade().expect("switch used after drop")
+    }
+
+    /// Settings.
+    pub fn settings(&self) -> &SwitchSettings {
+        &self.settings
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// The dialplan.
+    pub fn dialplan(&self) -> &Arc<dyn Dialplan> {
+        &self.dialplan
+    }
+
+    /// The registrations store.
+    pub fn registrations(&self) -> &Arc<Registrations> {
+        &self.registrations
+    }
+
+    /// The admission controller.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// The current directory snapshot.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.load_full()
+    }
+
+    /// Replaces the directory with a new snapshot (config reload). Running
+    /// calls keep the snapshot they already read.
+    pub fn set_directory(&self, directory: Directory) {
+        self.directory.store(Arc::new(directory));
+    }
+
+    /// Number of live channels.
+    pub fn channel_count(&self) -> usize {
+        self.channels.lock().len()
+    }
+
+    /// UUIDs of live channels.
+    pub fn channel_uuids(&self) -> Vec<String> {
+        self.channels.lock().keys().cloned().collect()
+    }
+
+    /// Asks a channel to hang up (`uuid_kill`); false if there is none.
+    pub fn hangup(&self, uuid: &str, cause: HangupCause) -> bool {
+        let h = self.channels.lock().get(uuid).cloned();
+        h.is_some_and(|h| h.hangup(cause))
+    }
+
+    /// A new inbound channel heard by an endpoint. Admission is checked here;
+    /// on overload nothing is created and the endpoint answers with the
+    /// overload's cause (503 + Retry-After on SIP).
+    pub fn inbound(&self, spec: InboundSpec, remote: Remote) -> Result<String, Overload> {
+        let permit = self.admission.admit_channel(&spec.tenant, Instant::now())?;
+        let mut chan = Channel::new(spec.direction, &spec.endpoint, &spec.tenant);
+        chan.name = spec.name;
+        chan.profile = spec.profile;
+        chan.context = spec.context;
+        chan.destination = spec.destination;
+        chan.caller_id_name = spec.caller_id_name;
+        chan.caller_id_number = spec.caller_id_number;
+        chan.network_addr = spec.network_addr;
+        chan.variables = spec.variables;
+        chan.depth = spec.depth;
+        let uuid = chan.uuid.clone();
+        let (tx, rx) = mpsc::channel(8);
+        self.channels.lock().insert(
+            uuid.clone(),
+            ChannelHandle {
+                uuid: uuid.clone(),
+                tx,
+            },
+        );
+        let runner = Runner {
+            switch: self.arc(),
+            chan,
+            remote,
+            cmds: rx,
+            permit: Some(permit),
+            remote_gone: false,
+        };
+        tokio::spawn(runner.run_inbound());
+        Ok(uuid)
+    }
+
+    fn publish(&self, chan: &Channel, name: EventName) {
+        self.events.publish(chan.event(name));
+    }
+
+    fn set_state(&self, chan: &mut Channel, state: ChannelState) {
+        if chan.state.can_move_to(state) {
+            chan.state = state;
+            self.publish(chan, EventName::ChannelState);
+        }
+    }
+
+    /// Creates an outbound channel for a resolved leg.
+    async fn dial(
+        self: Arc<Self>,
+        request: OutgoingRequest,
+        leg: LegId,
+        link: mpsc::UnboundedSender<(LegId, RemoteEvent)>,
+    ) -> Result<ChannelHandle, HangupCause> {
+        let endpoint = self
+            .endpoints
+            .get(&request.endpoint)
+            .cloned()
+            .ok_or(HangupCause::ChanNotImplemented)?;
+        let permit = self
+            .admission
+            .admit_channel(&request.tenant, Instant::now())
+            .map_err(|o| o.cause())?;
+        let dialed = endpoint.dial(self.clone(), request.clone()).await?;
+        let mut chan = Channel::new(Direction::Outbound, &request.endpoint, &request.tenant);
+        chan.uuid = request.uuid.clone();
+        chan.name = dialed.name;
+        chan.profile = dialed.profile;
+        chan.context = request.context.clone();
+        chan.destination = dialed.destination;
+        chan.caller_id_name = request.caller_id_name.clone();
+        chan.caller_id_number = request.caller_id_number.clone();
+        chan.variables = request.vars.clone();
+        chan.depth = request.depth;
+        if let Some(o) = &request.originator {
+            chan.set_var("originator", o);
+        }
+        let (tx, rx) = mpsc::channel(8);
+        let handle = ChannelHandle {
+            uuid: chan.uuid.clone(),
+            tx,
+        };
+        self.channels
+            .lock()
+            .insert(chan.uuid.clone(), handle.clone());
+        let runner = Runner {
+            switch: self.clone(),
+            chan,
+            remote: dialed.remote,
+            cmds: rx,
+            permit: Some(permit),
+            remote_gone: false,
+        };
+        tokio::spawn(runner.run_outbound(leg, link));
+        Ok(handle)
+    }
+
+    /// Expands a dialstring template for a channel: `${var}` from `lookup`
+    /// (escaped), `${helper(args)}` through the tenant's helper component
+    /// (spliced as syntax). Helpers are resolved first, then the template is
+    /// expanded once more with their answers, so the expansion itself stays
+    /// synchronous and deterministic.
+    pub async fn expand_dialstring(
+        &self,
+        tenant: &str,
+        template: &str,
+        lookup: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<String, HangupCause> {
+        let mut calls: Vec<(String, String)> = Vec::new();
+        let first = dialstring::expand(template, lookup, &mut |name, args| {
+            calls.push((name.to_string(), args.to_string()));
+            Ok(String::new())
+        });
+        if let Err(e) = first {
+            tracing::warn!(tenant, error = %e, "dialstring expansion failed");
+            return Err(HangupCause::InvalidUrl);
+        }
+        if calls.is_empty() {
+            return dialstring::expand(template, lookup, &mut |_, _| Ok(String::new()))
+                .map_err(|_| HangupCause::InvalidUrl);
+        }
+        let mut answers = Vec::with_capacity(calls.len());
+        for (name, args) in &calls {
+            match self.dialplan.call_helper(tenant, name, args).await {
+                Ok(s) => answers.push(Ok(s)),
+                Err(e) => {
+                    tracing::warn!(tenant, helper = %name, error = %e, "dialstring helper failed");
+                    answers.push(Err(e));
+                }
+            }
+        }
+        let mut it = answers.into_iter();
+        dialstring::expand(template, lookup, &mut |_, _| {
+            it.next()
+                .unwrap_or_else(|| Err("helper call count changed".into()))
+        })
+        .map_err(|e| {
+            tracing::warn!(tenant, error = %e, "dialstring expansion failed");
+            HangupCause::InvalidUrl
+        })
+    }
+
+    /// Resolves one leg the originate engine asked for.
+    #[allow(clippy::too_many_arguments)]
+    async fn resolve(
+        self: Arc<Self>,
+        a: LegContext,
+        leg: LegId,
+        endpoint: String,
+        data: String,
+        vars: Vars,
+        depth: u32,
+        link: mpsc::UnboundedSender<(LegId, RemoteEvent)>,
+    ) -> (LegId, Resolution, Option<ChannelHandle>) {
+        match endpoint.as_str() {
+            "user" => (leg, self.resolve_user(&a, &data, &vars, depth).await, None),
+            "group" => (leg, self.resolve_group(&a, &data), None),
+            _ => match self
+                .resolve_endpoint(a, leg, endpoint, data, vars, depth, link)
+                .await
+            {
+                Ok(h) => (leg, Resolution::Created, Some(h)),
+                Err(c) => (leg, Resolution::Failed(c), None),
+            },
+        }
+    }
+
+    async fn resolve_user(
+        &self,
+        a: &LegContext,
+        data: &str,
+        vars: &Vars,
+        depth: u32,
+    ) -> Resolution {
+        let (user, domain) = split_user_domain(data);
+        let domain = domain.unwrap_or(&a.tenant);
+        if !domain.eq_ignore_ascii_case(&a.tenant) {
+            tracing::warn!(tenant = %a.tenant, target = data, "user/ leg into another tenant refused");
+            return Resolution::Failed(HangupCause::CallRejected);
+        }
+        if depth + 1 > self.settings.max_recursion {
+            return Resolution::Failed(HangupCause::ExchangeRoutingError);
+        }
+        let dir = self.directory();
+        let Some(t) = dir.tenant(&a.tenant) else {
+            return Resolution::Failed(HangupCause::SubscriberAbsent);
+        };
+        let Some(u) = t.user(user) else {
+            return Resolution::Failed(HangupCause::SubscriberAbsent);
+        };
+        let template = t.dial_string(u).to_string();
+        if template.trim().is_empty() {
+            return Resolution::Failed(HangupCause::MandatoryIeMissing);
+        }
+        let dialed_user = user.to_string();
+        let dialed_domain = a.tenant.clone();
+        let lookup = |name: &str| -> Option<String> {
+            match name {
+                "dialed_user" => Some(dialed_user.clone()),
+                "dialed_domain" | "domain" | "domain_name" => Some(dialed_domain.clone()),
+                _ => vars
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .or_else(|| u.variable(name).map(str::to_string))
+                    .or_else(|| t.variable(name).map(str::to_string)),
+            }
+        };
+        let expanded = match self.expand_dialstring(&a.tenant, &template, &lookup).await {
+            Ok(s) => s,
+            Err(c) => return Resolution::Failed(c),
+        };
+        let mut ds = match dialstring::parse(&expanded) {
+            Ok(ds) => ds,
+            Err(e) => {
+                tracing::warn!(tenant = %a.tenant, user, error = %e, "user dial-string does not parse");
+                return Resolution::Failed(e.cause());
+            }
+        };
+        // A dial-string that is only this same user is a loop.
+        if ds.leg_count() == 1 {
+            if let Some(l) = ds
+                .branches
+                .first()
+                .and_then(|b| b.groups.first())
+                .and_then(|g| g.legs.first())
+            {
+                if l.endpoint == "user" && split_user_domain(&l.data).0 == user {
+                    return Resolution::Failed(HangupCause::InvalidIeContents);
+                }
+            }
+        }
+        ds.enterprise_vars
+            .insert(0, ("dialed_user".into(), dialed_user.clone()));
+        ds.enterprise_vars
+            .insert(1, ("dialed_domain".into(), dialed_domain.clone()));
+        Resolution::Nested(ds)
+    }
+
+    fn resolve_group(&self, a: &LegContext, data: &str) -> Resolution {
+        let (spec, sep) = match data.rsplit_once('+') {
+            Some((s, "F")) => (s, "|"),
+            Some((s, "E")) => (s, ":_:"),
+            Some((s, "A")) => (s, ","),
+            _ => (data, ","),
+        };
+        let (group, domain) = split_user_domain(spec);
+        let domain = domain.unwrap_or(&a.tenant);
+        if !domain.eq_ignore_ascii_case(&a.tenant) {
+            tracing::warn!(tenant = %a.tenant, target = data, "group/ leg into another tenant refused");
+            return Resolution::Failed(HangupCause::CallRejected);
+        }
+        let dir = self.directory();
+        let members = dir
+            .tenant(&a.tenant)
+            .and_then(|t| t.group_members(group).map(|m| m.to_vec()))
+            .unwrap_or_default();
+        if members.is_empty() {
+            return Resolution::Failed(HangupCause::NoRouteDestination);
+        }
+        let text = members
+            .iter()
+            .map(|m| {
+                let (u, _) = split_user_domain(m);
+                format!(
+                    "user/{}@{}",
+                    dialstring::escape(u),
+                    dialstring::escape(&a.tenant)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(sep);
+        match dialstring::parse(&text) {
+            Ok(ds) => Resolution::Nested(ds),
+            Err(e) => Resolution::Failed(e.cause()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn resolve_endpoint(
+        self: Arc<Self>,
+        a: LegContext,
+        leg: LegId,
+        mut endpoint: String,
+        mut data: String,
+        mut vars: Vars,
+        depth: u32,
+        link: mpsc::UnboundedSender<(LegId, RemoteEvent)>,
+    ) -> Result<ChannelHandle, HangupCause> {
+        let dir = self.directory();
+        context::check_leg(
+            &a.context,
+            &a.tenant,
+            &endpoint,
+            &data,
+            &dir,
+            &self.registrations,
+        )?;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        if endpoint != "error" {
+            let mut snapshot = Channel::new(Direction::Outbound, &endpoint, &a.tenant);
+            snapshot.uuid = uuid.clone();
+            snapshot.context = a.context.clone();
+            snapshot.destination = data.clone();
+            snapshot.caller_id_name = a.caller_id_name.clone();
+            snapshot.caller_id_number = a.caller_id_number.clone();
+            snapshot.variables = vars.clone();
+            let request = OutboundRequest {
+                channel: snapshot.snapshot(),
+                target: data.clone(),
+                originator: a.uuid.clone().unwrap_or_default(),
+            };
+            match self.dialplan.route_outbound(request).await {
+                Ok(OutboundDecision::Accept { variables }) => vars.extend(variables),
+                Ok(OutboundDecision::Rewrite { target, variables }) => {
+                    let Some((e, d)) = target.split_once('/') else {
+                        return Err(HangupCause::InvalidUrl);
+                    };
+                    if matches!(e, "user" | "group") || d.is_empty() {
+                        return Err(HangupCause::InvalidUrl);
+                    }
+                    context::check_leg(&a.context, &a.tenant, e, d, &dir, &self.registrations)?;
+                    endpoint = e.to_string();
+                    data = d.to_string();
+                    vars.extend(variables);
+                }
+                Ok(OutboundDecision::Refuse { cause }) => return Err(cause),
+                Err(f) => return Err(f.cause),
+            }
+        }
+        let request = OutgoingRequest {
+            uuid,
+            endpoint,
+            data,
+            vars,
+            tenant: a.tenant.clone(),
+            context: a.context.clone(),
+            originator: a.uuid.clone(),
+            caller_id_name: a.caller_id_name.clone(),
+            caller_id_number: a.caller_id_number.clone(),
+            depth,
+        };
+        self.dial(request, leg, link).await
+    }
+}
+
+/// What every leg of one originate shares about its originator.
+#[derive(Clone, Debug)]
+struct LegContext {
+    uuid: Option<String>,
+    tenant: String,
+    context: String,
+    caller_id_name: String,
+    caller_id_number: String,
+    exported: Vars,
+}
+
+/// The outcome of driving an originate.
+enum Originated {
+    Bridged {
+        leg: LegId,
+        handle: ChannelHandle,
+        events: mpsc::UnboundedReceiver<(LegId, RemoteEvent)>,
+        handles: HashMap<LegId, ChannelHandle>,
+    },
+    Failed(HangupCause),
+    CallerGone(HangupCause),
+}
+
+/// A channel's owner task.
+struct Runner {
+    switch: Arc<Switch>,
+    chan: Channel,
+    remote: Remote,
+    cmds: mpsc::Receiver<ChannelCommand>,
+    permit: Option<ChannelPermit>,
+    remote_gone: bool,
+}
+
+/// Why a wait ended.
+enum Interrupt {
+    RemoteHangup(HangupCause),
+    Command(HangupCause),
+    Other(RemoteEvent),
+}
+
+impl Runner {
+    fn state(&mut self, s: ChannelState) {
+        self.switch.set_state(&mut self.chan, s);
+    }
+
+    fn publish(&self, name: EventName) {
+        self.switch.publish(&self.chan, name);
+    }
+
+    /// Waits for the far side or a command.
+    async fn interrupt(&mut self) -> Interrupt {
+        tokio::select! {
+            ev = self.remote.events.recv() => match ev {
+                Some(RemoteEvent::Hangup(c)) => Interrupt::RemoteHangup(c),
+                None => Interrupt::RemoteHangup(HangupCause::NormalClearing),
+                Some(other) => Interrupt::Other(other),
+            },
+            cmd = self.cmds.recv() => match cmd {
+                Some(ChannelCommand::Hangup(c)) => Interrupt::Command(c),
+                None => Interrupt::Command(HangupCause::NormalClearing),
+            },
+        }
+    }
+
+    fn answer(&mut self) {
+        if self.chan.call_state != CallState::Active {
+            self.remote.control.answer();
+            self.chan.call_state = CallState::Active;
+            self.chan.answered = Some(SystemTime::now());
+            self.publish(EventName::ChannelAnswer);
+        }
+    }
+
+    fn pre_answer(&mut self) {
+        if matches!(self.chan.call_state, CallState::Down | CallState::Ringing) {
+            self.remote.control.pre_answer();
+            self.chan.call_state = CallState::Early;
+            self.publish(EventName::ChannelProgressMedia);
+        }
+    }
+
+    fn ring_ready(&mut self) {
+        if self.chan.call_state == CallState::Down {
+            self.remote.control.ring_ready();
+            self.chan.call_state = CallState::Ringing;
+            self.publish(EventName::ChannelProgress);
+        }
+    }
+
+    async fn run_inbound(mut self) {
+        self.publish(EventName::ChannelCreate);
+        self.state(ChannelState::Init);
+        let cause = self.route_and_execute().await;
+        self.finish(cause).await;
+    }
+
+    /// Routing and execution until the channel must hang up.
+    async fn route_and_execute(&mut self) -> HangupCause {
+        loop {
+            self.state(ChannelState::Routing);
+            let snapshot = self.chan.snapshot();
+            let dialplan = self.switch.dialplan.clone();
+            let actions = tokio::select! {
+                r = dialplan.route(snapshot) => r,
+                i = self.interrupt() => match i {
+                    Interrupt::RemoteHangup(c) => { self.remote_gone = true; return c; }
+                    Interrupt::Command(c) => return c,
+                    Interrupt::Other(_) => continue,
+                },
+            };
+            let actions = match actions {
+                Ok(a) if a.is_empty() => return HangupCause::NoRouteDestination,
+                Ok(a) => a,
+                Err(f) => {
+                    self.chan.set_var("dialplan_failure", &f.reason);
+                    return f.cause;
+                }
+            };
+            self.state(ChannelState::Execute);
+            let mut reroute = false;
+            for action in actions {
+                let mut ev = self.chan.event(EventName::ChannelExecute);
+                ev.push_header("Application", action.app_name());
+                self.switch.events.publish(ev);
+                match self.execute(action).await {
+                    Flow::Next => {}
+                    Flow::Hangup(c, remote) => {
+                        self.remote_gone |= remote;
+                        return c;
+                    }
+                    Flow::Reroute => {
+                        reroute = true;
+                        break;
+                    }
+                }
+            }
+            if !reroute {
+                return HangupCause::NormalClearing;
+            }
+        }
+    }
+
+    fn expand_value(&self, template: &str) -> String {
+        expand_plain(template, &|n| self.chan.var(n).map(str::to_string))
+    }
+
+    async fn execute(&mut self, action: Action) -> Flow {
+        match action {
+            Action::Answer => {
+                self.answer();
+                Flow::Next
+            }
+            Action::PreAnswer => {
+                self.pre_answer();
+                Flow::Next
+            }
+            Action::RingReady => {
+                self.ring_ready();
+                Flow::Next
+            }
+            Action::Set { name, value } => {
+                let v = self.expand_value(&value);
+                self.chan.set_var(&name, &v);
+                Flow::Next
+            }
+            Action::Export { name, value } => {
+                let v = self.expand_value(&value);
+                self.chan.export_var(&name, &v);
+                Flow::Next
+            }
+            Action::Unset { name } => {
+                self.chan.unset_var(&name);
+                Flow::Next
+            }
+            Action::Hangup { cause } => Flow::Hangup(cause, false),
+            Action::Respond { code, reason } => {
+                if self.remote.control.respond(code, reason.as_deref()) {
+                    match code {
+                        180 => self.chan.call_state = CallState::Ringing,
+                        183 => self.chan.call_state = CallState::Early,
+                        200..=299 => self.answer(),
+                        300..=699 => return Flow::Hangup(HangupCause::from_sip(code), true),
+                        _ => {}
+                    }
+                }
+                Flow::Next
+            }
+            Action::Sleep { ms } => {
+                let sleep = tokio::time::sleep(Duration::from_millis(ms as u64));
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        _ = &mut sleep => return Flow::Next,
+                        i = self.interrupt() => match i {
+                            Interrupt::RemoteHangup(c) => return Flow::Hangup(c, true),
+                            Interrupt::Command(c) => return Flow::Hangup(c, false),
+                            Interrupt::Other(_) => {}
+                        },
+                    }
+                }
+            }
+            Action::Park => {
+                self.state(ChannelState::Park);
+                loop {
+                    match self.interrupt().await {
+                        Interrupt::RemoteHangup(c) => return Flow::Hangup(c, true),
+                        Interrupt::Command(c) => return Flow::Hangup(c, false),
+                        Interrupt::Other(_) => {}
+                    }
+                }
+            }
+            Action::Transfer { extension, context } => {
+                let target_ctx = context.unwrap_or_else(|| self.chan.context.clone());
+                if let Err(c) = context::check_transfer(&self.chan.context, &target_ctx) {
+                    tracing::warn!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, from = %self.chan.context, to = %target_ctx, "transfer out of context refused");
+                    return Flow::Hangup(c, false);
+                }
+                self.chan.transfers += 1;
+                if self.chan.transfers > self.switch.settings.max_transfers {
+                    return Flow::Hangup(HangupCause::ExchangeRoutingError, false);
+                }
+                self.chan.destination = self.expand_value(&extension);
+                self.chan.context = target_ctx;
+                Flow::Reroute
+            }
+            Action::Bridge { dialstring } => self.bridge(&dialstring).await,
+            Action::Playback { .. } | Action::Echo | Action::Record { .. } | Action::Collect(_) => {
+                tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, "media application requested; this build has no media engine");
+                Flow::Hangup(HangupCause::ServiceNotImplemented, false)
+            }
+            Action::Socket { .. } => {
+                tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, "socket application requested; this build has no control plane");
+                Flow::Hangup(HangupCause::ServiceNotImplemented, false)
+            }
+        }
+    }
+
+    async fn bridge(&mut self, template: &str) -> Flow {
+        let chan = &self.chan;
+        let lookup = |n: &str| chan.var(n).map(str::to_string);
+        let expanded = match self
+            .switch
+            .expand_dialstring(&chan.tenant, template, &lookup)
+            .await
+        {
+            Ok(s) => s,
+            Err(c) => return self.bridge_failed(c),
+        };
+        let ds = match dialstring::parse(&expanded) {
+            Ok(ds) => ds,
+            Err(e) => {
+                tracing::warn!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, error = %e, "bridge dialstring does not parse");
+                return self.bridge_failed(e.cause());
+            }
+        };
+        let timeout = self
+            .chan
+            .var("call_timeout")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .unwrap_or(self.switch.settings.default_call_timeout);
+        let a = LegContext {
+            uuid: Some(self.chan.uuid.clone()),
+            tenant: self.chan.tenant.clone(),
+            context: self.chan.context.clone(),
+            caller_id_name: self
+                .chan
+                .var("effective_caller_id_name")
+                .unwrap_or(&self.chan.caller_id_name)
+                .to_string(),
+            caller_id_number: self
+                .chan
+                .var("effective_caller_id_number")
+                .unwrap_or(&self.chan.caller_id_number)
+                .to_string(),
+            exported: self.chan.exported_vars(),
+        };
+        let opts = OriginateOptions {
+            default_timeout: timeout,
+            max_depth: self.switch.settings.max_recursion,
+            depth: self.chan.depth,
+            ..OriginateOptions::default()
+        };
+        match self.drive_originate(&ds, opts, a).await {
+            Originated::Bridged {
+                leg,
+                handle,
+                mut events,
+                handles,
+            } => {
+                drop(handles);
+                self.answer();
+                self.chan.set_var("originate_disposition", "SUCCESS");
+                self.chan.set_var("DIALSTATUS", "SUCCESS");
+                self.chan.set_var("bridge_uuid", &handle.uuid);
+                self.chan.set_var("last_bridge_to", &handle.uuid);
+                self.state(ChannelState::ExchangeMedia);
+                let mut ev = self.chan.event(EventName::ChannelBridge);
+                ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
+                self.switch.events.publish(ev);
+                let outcome = loop {
+                    tokio::select! {
+                        e = events.recv() => match e {
+                            Some((l, RemoteEvent::Hangup(c))) if l == leg => break Ok(c),
+                            Some(_) => {}
+                            None => break Ok(HangupCause::NormalClearing),
+                        },
+                        i = self.interrupt() => match i {
+                            Interrupt::RemoteHangup(c) => { handle.hangup(HangupCause::NormalClearing); break Err((c, true)); }
+                            Interrupt::Command(c) => { handle.hangup(c); break Err((c, false)); }
+                            Interrupt::Other(_) => {}
+                        },
+                    }
+                };
+                let mut ev = self.chan.event(EventName::ChannelUnbridge);
+                ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
+                self.switch.events.publish(ev);
+                match outcome {
+                    Err((c, remote)) => Flow::Hangup(c, remote),
+                    Ok(b_cause) => {
+                        self.chan
+                            .set_var("last_bridge_hangup_cause", b_cause.name());
+                        if self.chan.var_true("hangup_after_bridge") {
+                            Flow::Hangup(b_cause, false)
+                        } else {
+                            self.state(ChannelState::Execute);
+                            Flow::Next
+                        }
+                    }
+                }
+            }
+            Originated::CallerGone(c) => Flow::Hangup(c, true),
+            Originated::Failed(c) => self.bridge_failed(c),
+        }
+    }
+
+    /// `switch_channel_handle_cause`: whether the dialplan continues after a
+    /// failed bridge.
+    fn bridge_failed(&mut self, cause: HangupCause) -> Flow {
+        self.chan.set_var("originate_disposition", cause.name());
+        self.chan.set_var("originate_failed_cause", cause.name());
+        self.chan.set_var("DIALSTATUS", dialstatus(cause));
+        if cause == HangupCause::AttendedTransfer {
+            return Flow::Hangup(cause, false);
+        }
+        let matches_list = |list: &str| {
+            list.split(',').any(|c| {
+                let c = c.trim();
+                HangupCause::parse(c) == Some(cause)
+            })
+        };
+        let go_on = if let Some(v) = self.chan.var("continue_on_fail") {
+            crate::channel::is_true(v) || matches_list(v)
+        } else if let Some(v) = self.chan.var("failure_causes") {
+            !matches_list(v)
+        } else {
+            cause.continues_by_default()
+        };
+        if go_on {
+            Flow::Next
+        } else {
+            Flow::Hangup(cause, false)
+        }
+    }
+
+    /// Drives the sans-IO originate engine against real legs.
+    async fn drive_originate(
+        &mut self,
+        ds: &Dialstring,
+        opts: OriginateOptions,
+        a: LegContext,
+    ) -> Originated {
+        let start = Instant::now();
+        let mut engine = match Originate::new(start, ds, opts) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(uuid = %self.chan.uuid, error = %e, "originate refused");
+                return Originated::Failed(HangupCause::InvalidNumberFormat);
+            }
+        };
+        let (link_tx, mut link_rx) = mpsc::unbounded_channel::<(LegId, RemoteEvent)>();
+        let (res_tx, mut res_rx) =
+            mpsc::unbounded_channel::<(LegId, Resolution, Option<ChannelHandle>)>();
+        let mut handles: HashMap<LegId, ChannelHandle> = HashMap::new();
+        let mut pending_hangup: HashMap<LegId, HangupCause> = HashMap::new();
+        let mut early_events: HashMap<LegId, Vec<RemoteEvent>> = HashMap::new();
+        let mut caller_gone: Option<HangupCause> = None;
+        loop {
+            while let Some(out) = engine.poll_output() {
+                match out {
+                    originate::Output::Resolve {
+                        leg,
+                        endpoint,
+                        data,
+                        vars,
+                    } => {
+                        let depth = engine.leg(leg).map(|l| l.depth).unwrap_or(0);
+                        let mut all = a.exported.clone();
+                        all.extend(vars);
+                        let fut = self.switch.clone().resolve(
+                            a.clone(),
+                            leg,
+                            endpoint,
+                            data,
+                            all,
+                            depth,
+                            link_tx.clone(),
+                        );
+                        let tx = res_tx.clone();
+                        tokio::spawn(async move {
+                            let _ = tx.send(fut.await);
+                        });
+                    }
+                    originate::Output::Hangup { leg, cause } => match handles.get(&leg) {
+                        Some(h) => {
+                            h.hangup(cause);
+                        }
+                        None => {
+                            pending_hangup.insert(leg, cause);
+                        }
+                    },
+                    originate::Output::RingReady => self.ring_ready(),
+                    originate::Output::EarlyMedia { .. } => self.pre_answer(),
+                    originate::Output::Answered { leg } => {
+                        if let Some(c) = caller_gone {
+                            return Originated::CallerGone(c);
+                        }
+                        return match handles.get(&leg).cloned() {
+                            Some(handle) => Originated::Bridged {
+                                leg,
+                                handle,
+                                events: link_rx,
+                                handles,
+                            },
+                            None => Originated::Failed(HangupCause::NormalTemporaryFailure),
+                        };
+                    }
+                    originate::Output::Failed { cause } => {
+                        return match caller_gone {
+                            Some(c) => Originated::CallerGone(c),
+                            None => Originated::Failed(cause),
+                        };
+                    }
+                }
+            }
+            let deadline = engine.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                Some((leg, resolution, handle)) = res_rx.recv() => {
+                    let created = handle.is_some();
+                    if let Some(h) = handle {
+                        if let Some(c) = pending_hangup.remove(&leg) {
+                            h.hangup(c);
+                        }
+                        handles.insert(leg, h);
+                    }
+                    engine.handle_input(Instant::now(), originate::Input::Resolved { leg, resolution });
+                    // Events the new leg sent before its creation was reported.
+                    if created {
+                        if let Some(evs) = early_events.remove(&leg) {
+                            for ev in evs {
+                                if let Some(input) = leg_input(leg, ev) {
+                                    engine.handle_input(Instant::now(), input);
+                                }
+                            }
+                        }
+                    }
+                }
+                Some((leg, ev)) = link_rx.recv() => {
+                    if !handles.contains_key(&leg) {
+                        early_events.entry(leg).or_default().push(ev);
+                        continue;
+                    }
+                    if let Some(input) = leg_input(leg, ev) {
+                        engine.handle_input(Instant::now(), input);
+                    }
+                }
+                i = self.interrupt(), if caller_gone.is_none() => match i {
+                    Interrupt::RemoteHangup(c) => {
+                        self.remote_gone = true;
+                        caller_gone = Some(c);
+                        engine.handle_input(Instant::now(), originate::Input::Cancel);
+                    }
+                    Interrupt::Command(c) => {
+                        caller_gone = Some(c);
+                        engine.handle_input(Instant::now(), originate::Input::Cancel);
+                    }
+                    Interrupt::Other(_) => {}
+                },
+                _ = sleep => {
+                    engine.handle_input(Instant::now(), originate::Input::Timeout);
+                }
+            }
+        }
+    }
+
+    /// An outbound leg: report the far side's events to the originator and
+    /// obey commands, until hangup.
+    async fn run_outbound(mut self, leg: LegId, link: mpsc::UnboundedSender<(LegId, RemoteEvent)>) {
+        self.publish(EventName::ChannelCreate);
+        self.state(ChannelState::Init);
+        self.state(ChannelState::ConsumeMedia);
+        let cause = loop {
+            match self.interrupt().await {
+                Interrupt::RemoteHangup(c) => {
+                    self.remote_gone = true;
+                    break c;
+                }
+                Interrupt::Command(c) => break c,
+                Interrupt::Other(ev) => {
+                    match ev {
+                        RemoteEvent::Progress => {
+                            if self.chan.call_state == CallState::Down {
+                                self.chan.call_state = CallState::Ringing;
+                                self.publish(EventName::ChannelProgress);
+                            }
+                        }
+                        RemoteEvent::EarlyMedia => {
+                            if self.chan.call_state != CallState::Active {
+                                self.chan.call_state = CallState::Early;
+                                self.publish(EventName::ChannelProgressMedia);
+                            }
+                        }
+                        RemoteEvent::Answered => {
+                            if self.chan.call_state != CallState::Active {
+                                self.chan.call_state = CallState::Active;
+                                self.chan.answered = Some(SystemTime::now());
+                                self.publish(EventName::ChannelAnswer);
+                                self.state(ChannelState::ExchangeMedia);
+                            }
+                        }
+                        RemoteEvent::Dtmf(_) | RemoteEvent::Hangup(_) => {}
+                    }
+                    let _ = link.send((leg, ev));
+                }
+            }
+        };
+        if self.remote_gone {
+            let _ = link.send((leg, RemoteEvent::Hangup(cause)));
+        } else {
+            // Hung up from our side: the originator already knows.
+            let _ = link.send((leg, RemoteEvent::Hangup(cause)));
+        }
+        self.finish(cause).await;
+    }
+
+    /// Hangup, Reporting, Destroy.
+    async fn finish(mut self, cause: HangupCause) {
+        if !self.remote_gone {
+            self.remote.control.hangup(cause);
+        }
+        self.chan.hangup_cause = Some(cause);
+        self.chan.call_state = CallState::Hangup;
+        self.chan.set_var("hangup_cause", cause.name());
+        self.chan
+            .set_var("hangup_cause_q850", &cause.code().to_string());
+        self.state(ChannelState::Hangup);
+        let mut ev = self.chan.event(EventName::ChannelHangup);
+        ev.push_header("Hangup-Cause", cause.name());
+        self.switch.events.publish(ev);
+        self.state(ChannelState::Reporting);
+        let now = SystemTime::now();
+        let duration = now
+            .duration_since(self.chan.created)
+            .unwrap_or_default()
+            .as_secs();
+        let billsec = self
+            .chan
+            .answered
+            .and_then(|a| now.duration_since(a).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut ev = self.chan.event(EventName::ChannelHangupComplete);
+        ev.push_header("Hangup-Cause", cause.name());
+        ev.push_header("variable_duration", duration.to_string());
+        ev.push_header("variable_billsec", billsec.to_string());
+        for (k, v) in &self.chan.variables {
+            ev.push_header(format!("variable_{k}"), v.clone());
+        }
+        self.switch.events.publish(ev);
+        self.state(ChannelState::Destroy);
+        self.publish(EventName::ChannelDestroy);
+        self.switch.channels.lock().remove(&self.chan.uuid);
+        self.permit.take();
+    }
+}
+
+/// The originate input for a leg's far-side event.
+fn leg_input(leg: LegId, ev: RemoteEvent) -> Option<originate::Input> {
+    Some(match ev {
+        RemoteEvent::Progress => originate::Input::Progress { leg },
+        RemoteEvent::EarlyMedia => originate::Input::EarlyMedia { leg },
+        RemoteEvent::Answered => originate::Input::Answered { leg },
+        RemoteEvent::Hangup(cause) => originate::Input::Failed { leg, cause },
+        RemoteEvent::Dtmf(_) => return None,
+    })
+}
+
+/// FreeSWITCH's `DIALSTATUS` for a failed originate.
+fn dialstatus(cause: HangupCause) -> &'static str {
+    match cause {
+        HangupCause::UserBusy => "BUSY",
+        HangupCause::NoAnswer | HangupCause::NoUserResponse | HangupCause::AllottedTimeout => {
+            "NOANSWER"
+        }
+        HangupCause::OriginatorCancel => "CANCEL",
+        HangupCause::InvalidUrl | HangupCause::InvalidNumberFormat => "INVALIDARGS",
+        HangupCause::CallRejected => "DONTCALL",
+        other => other.name(),
+    }
+}
+
+/// Expands `${name}` once, without escaping (for `set` values and
+/// extensions, which are not dialstrings). Unknown names expand to nothing.
+pub fn expand_plain(template: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(j) => {
+                if let Some(v) = lookup(&after[..j]) {
+                    out.push_str(&v);
+                }
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_expansion_is_single_pass() {
+        let lookup = |n: &str| match n {
+            "a" => Some("${b}".to_string()),
+            "b" => Some("x".to_string()),
+            _ => None,
+        };
+        assert_eq!(expand_plain("<${a}>", &lookup), "<${b}>");
+        assert_eq!(expand_plain("${b}${nope}-${b", &lookup), "x-${b");
+    }
+
+    #[test]
+    fn dialstatus_names() {
+        assert_eq!(dialstatus(HangupCause::UserBusy), "BUSY");
+        assert_eq!(dialstatus(HangupCause::NoAnswer), "NOANSWER");
+        assert_eq!(dialstatus(HangupCause::OriginatorCancel), "CANCEL");
+        assert_eq!(
+            dialstatus(HangupCause::UserNotRegistered),
+            "USER_NOT_REGISTERED"
+        );
+    }
+}
