@@ -91,6 +91,44 @@ fn is_local_target(
     registrations.is_registered_contact(tenant, endpoint, session, now)
 }
 
+/// The tenant of a new inbound channel, decided by the endpoint that heard
+/// it: the authenticated user's domain when there is one; else the domain the
+/// request names, when it is a configured tenant; else the configured
+/// default tenant (a request to an IP address, or to an unknown domain, lands
+/// there, in the context its profile gives — `public` for unauthenticated
+/// profiles).
+pub fn inbound_tenant(
+    authenticated_domain: Option<&str>,
+    request_domain: &str,
+    directory: &Directory,
+    default_domain: &str,
+) -> String {
+    if let Some(d) = authenticated_domain {
+        return d.to_ascii_lowercase();
+    }
+    let host = request_domain
+        .trim_start_matches('[')
+        .split(']')
+        .next()
+        .unwrap_or_default();
+    let host = if request_domain.starts_with('[') {
+        host
+    } else {
+        request_domain.rsplit_once(':').map_or(request_domain, |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') {
+                h
+            } else {
+                request_domain
+            }
+        })
+    };
+    let lower = host.to_ascii_lowercase();
+    if lower.parse::<std::net::IpAddr>().is_err() && directory.tenant(&lower).is_some() {
+        return lower;
+    }
+    default_domain.to_string()
+}
+
 /// Checks a transfer from one context to another.
 pub fn check_transfer(from: &str, to: &str) -> Result<(), HangupCause> {
     if from == PUBLIC && to != PUBLIC {
@@ -156,6 +194,21 @@ mod tests {
         );
         // Other contexts are not restricted here.
         assert!(check_leg("default", "a.test", "sofia", "gateway/x/1", &d, &r).is_ok());
+    }
+
+    #[test]
+    fn inbound_tenant_choice() {
+        use crate::directory::{TenantDirectory, VANILLA_DIAL_STRING};
+        let t = TenantDirectory::new("a.test", vec![], vec![], Default::default(), VANILLA_DIAL_STRING).unwrap();
+        let d = Directory::new([t]).unwrap();
+        assert_eq!(inbound_tenant(Some("a.test"), "127.0.0.1", &d, "dflt"), "a.test");
+        assert_eq!(inbound_tenant(None, "A.test", &d, "dflt"), "a.test");
+        assert_eq!(inbound_tenant(None, "a.test:5060", &d, "dflt"), "a.test");
+        assert_eq!(inbound_tenant(None, "127.0.0.1", &d, "dflt"), "dflt");
+        assert_eq!(inbound_tenant(None, "127.0.0.1:5060", &d, "dflt"), "dflt");
+        assert_eq!(inbound_tenant(None, "[::1]:5060", &d, "dflt"), "dflt");
+        assert_eq!(inbound_tenant(None, "::1", &d, "dflt"), "dflt");
+        assert_eq!(inbound_tenant(None, "unknown.test", &d, "dflt"), "dflt");
     }
 
     #[test]

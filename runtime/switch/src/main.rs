@@ -1,1 +1,287 @@
-fn main() {}
+//! `dialtone`: the switch and its command line.
+//!
+//! - `dialtone [run] [--conf DIR]` runs the switch (default `conf/`).
+//! - `dialtone dialplan test --tenant T --from N --to N [--context C]
+//!   [--var k=v]...` prints a routing decision as JSON without placing a call.
+//! - `dialtone dialstring explain 'DS'` prints the parsed dialstring as JSON,
+//!   or the parse error with its position.
+//! - `dialtone config check` validates the configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use dialtone::app::{self, App};
+use dialtone::config;
+use dialtone_core::dialstring;
+use dialtone_core::routing::{Action, ChannelSnapshot, Direction};
+
+#[derive(Parser)]
+#[command(name = "dialtone", version, about = "A soft switch whose dialplans are WebAssembly components")]
+struct Cli {
+    /// The configuration directory.
+    #[arg(long, global = true, default_value = "conf")]
+    conf: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the switch (the default).
+    Run,
+    /// Dialplan tools.
+    Dialplan {
+        #[command(subcommand)]
+        command: DialplanCommand,
+    },
+    /// Dialstring tools.
+    Dialstring {
+        #[command(subcommand)]
+        command: DialstringCommand,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DialplanCommand {
+    /// Ask a tenant's dialplan how it would route a call, without placing it.
+    Test {
+        /// The tenant (domain).
+        #[arg(long)]
+        tenant: String,
+        /// Caller ID number.
+        #[arg(long)]
+        from: String,
+        /// Destination number.
+        #[arg(long)]
+        to: String,
+        /// Context (default: the tenant's default context).
+        #[arg(long)]
+        context: Option<String>,
+        /// Channel variables, `name=value`.
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DialstringCommand {
+    /// Parse a dialstring and print its structure.
+    Explain {
+        /// The dialstring.
+        dialstring: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print a summary.
+    Check,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected name=value, got `{s}`")),
+    }
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(dir: &std::path::Path) -> Result<config::Config, String> {
+    let c = config::load(dir).map_err(|e| e.to_string())?;
+    config::validate_safe_defaults(&c).map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Dialstring {
+            command: DialstringCommand::Explain { dialstring: ds },
+        } => match dialstring::parse(&ds) {
+            Ok(parsed) => {
+                println!("{}", pretty(&parsed.explain()));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("{}", pretty(&e.explain(&ds)));
+                ExitCode::from(1)
+            }
+        },
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => match load_config(&cli.conf) {
+            Ok(c) => {
+                println!(
+                    "{}",
+                    pretty(&json!({
+                        "ok": true,
+                        "files": c.files,
+                        "tenants": c.tenants.iter().map(|t| json!({
+                            "domain": t.domain,
+                            "dialplan": t.dialplan,
+                            "users": c.directory.tenant(&t.domain).map(|d| d.user_count()).unwrap_or(0),
+                        })).collect::<Vec<_>>(),
+                    }))
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Dialplan {
+            command:
+                DialplanCommand::Test {
+                    tenant,
+                    from,
+                    to,
+                    context,
+                    vars,
+                },
+        } => {
+            init_logs();
+            dialplan_test(&cli.conf, tenant, from, to, context, vars)
+        }
+        Command::Run => {
+            init_logs();
+            let config = match load_config(&cli.conf) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("dialtone: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("dialtone: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let result = rt.block_on(async {
+                let conf = cli.conf.clone();
+                let app = tokio::task::spawn_blocking(move || App::build(&conf, config)).await??;
+                app::run(app).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dialtone: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+fn dialplan_test(
+    conf: &std::path::Path,
+    tenant: String,
+    from: String,
+    to: String,
+    context: Option<String>,
+    vars: Vec<(String, String)>,
+) -> ExitCode {
+    let config = match load_config(conf) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dialtone: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(tconf) = config.tenants.iter().find(|t| t.domain == tenant).cloned() else {
+        eprintln!("dialtone: no tenant `{tenant}` in {}", conf.display());
+        return ExitCode::from(2);
+    };
+    let app: Arc<App> = match App::build(conf, config) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("dialtone: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let context = context.unwrap_or_else(|| tconf.default_context.clone());
+    let snapshot = ChannelSnapshot {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        direction: Direction::Inbound,
+        endpoint: "test".into(),
+        profile: String::new(),
+        tenant: tenant.clone(),
+        context: context.clone(),
+        caller_id_name: from.clone(),
+        caller_id_number: from.clone(),
+        destination: to.clone(),
+        network_addr: String::new(),
+        variables: vars,
+    };
+    let version = app
+        .tenants
+        .info()
+        .into_iter()
+        .find(|i| i.name == tenant)
+        .and_then(|i| i.dialplan)
+        .unwrap_or_default();
+    match app.tenants.route_blocking(snapshot) {
+        Ok(actions) => {
+            let bridges: Vec<serde_json::Value> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Bridge { dialstring: ds } => Some(match dialstring::parse(ds) {
+                        Ok(p) => json!({"dialstring": ds, "parsed": p.explain()}),
+                        Err(e) => json!({"dialstring": ds, "note": "parsed after ${} expansion at call time", "parse": e.explain(ds)}),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            println!(
+                "{}",
+                pretty(&json!({
+                    "tenant": tenant,
+                    "version": version,
+                    "context": context,
+                    "from": from,
+                    "to": to,
+                    "actions": actions,
+                    "bridges": bridges,
+                }))
+            );
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            println!(
+                "{}",
+                pretty(&json!({
+                    "tenant": tenant,
+                    "version": version,
+                    "context": context,
+                    "to": to,
+                    "error": f.reason,
+                    "hangup_cause": f.cause.name(),
+                }))
+            );
+            ExitCode::from(1)
+        }
+    }
+}

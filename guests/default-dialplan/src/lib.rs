@@ -1,0 +1,336 @@
+//! # The default dialplan
+//!
+//! What a tenant gets before it uploads its own component (world
+//! `dialplan`). The JavaScript and Python versions in `guests/js` and
+//! `guests/python` follow the same table, and a host test compares the
+//! action lists of all three, so change them together.
+//!
+//! `route(channel)`, first match wins (`dest` = destination, `ctx` = context):
+//!
+//! | destination | actions |
+//! |---|---|
+//! | `1000`..`1019`, any context | set `call_timeout=30`, `hangup_after_bridge=true`, `dialed_extension=<dest>`; bridge `user/<dest>@<tenant>`; hangup `no-answer` |
+//! | anything, `ctx == "public"` | hangup `unallocated-number` |
+//! | `9196` | answer; echo |
+//! | `9664` | answer; playback a C-major arpeggio `tone_stream://` |
+//! | `*9` + `1000`..`1019` | set `call_timeout=20`; bridge `${sofia_contact(*/<ext>@<tenant>)}`; hangup `user-not-registered` |
+//! | `5000`, `ivr_choice` unset | answer; collect 1 digit into `ivr_choice` (5 s, `#`) |
+//! | `5000`, `ivr_choice` = `1` / `2` / other | transfer to `9196` / `9664` / hangup `unallocated-number` |
+//! | anything else | hangup `unallocated-number` |
+//!
+//! `route-outbound` accepts every leg unchanged; `route-message` forwards a
+//! message for `1000`..`1019` to `user/<user>@<tenant>` and answers anything
+//! else with `no such user: <user>`. No host call is made.
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "dialplan",
+        // The package at `wit/`, copied by build.rs with keyword-named
+        // cases escaped (see `dialtone_sdk::wit_compat`).
+        path: concat!(env!("OUT_DIR"), "/wit"),
+    });
+}
+
+use bindings::dialtone::switch::types::{
+    Action, ChannelInfo, CollectSpec, HangupCause, MessageDecision, OutboundDecision,
+    OutboundRequest, TextMessage, TransferTarget, Variable,
+};
+use bindings::exports::dialtone::switch::router::Guest;
+use dialtone_sdk::{Dialstring, Leg};
+
+/// The arpeggio `9664` plays.
+const TONE_9664: &str =
+    "tone_stream://v=-12;L=1000;%(400,0,523.25);%(400,0,659.25);%(400,0,783.99);%(400,0,1046.5)";
+
+/// The prompt of the `5000` IVR.
+const IVR_PROMPT: &str = "tone_stream://%(200,0,1000)";
+
+/// The variable the `5000` IVR collects into.
+const IVR_VARIABLE: &str = "ivr_choice";
+
+/// Whether `dest` is a local extension, `1000`..`1019`
+/// (`^10(0[0-9]|1[0-9])$`).
+fn is_local_extension(dest: &str) -> bool {
+    matches!(dest.as_bytes(), [b'1', b'0', b'0' | b'1', d] if d.is_ascii_digit())
+}
+
+/// `set(name=value)`.
+fn set(name: &str, value: &str) -> Action {
+    Action::Set(Variable {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+/// The value of a channel variable (the first, if it is set twice).
+fn variable<'a>(channel: &'a ChannelInfo, name: &str) -> Option<&'a str> {
+    channel
+        .variables
+        .iter()
+        .find(|v| v.name == name)
+        .map(|v| v.value.as_str())
+}
+
+/// The default dialplan's routing table (see the module docs).
+fn route(channel: &ChannelInfo) -> Vec<Action> {
+    let dest = channel.destination.as_str();
+    let tenant = channel.tenant.as_str();
+
+    if is_local_extension(dest) {
+        return vec![
+            set("call_timeout", "30"),
+            set("hangup_after_bridge", "true"),
+            set("dialed_extension", dest),
+            Action::Bridge(Dialstring::from(Leg::user(dest, tenant)).to_string()),
+            Action::Hangup(HangupCause::NoAnswer),
+        ];
+    }
+    if channel.context == "public" {
+        return vec![Action::Hangup(HangupCause::UnallocatedNumber)];
+    }
+    match dest {
+        "9196" => vec![Action::Answer, Action::Echo],
+        "9664" => vec![Action::Answer, Action::Playback(TONE_9664.to_owned())],
+        "5000" => match variable(channel, IVR_VARIABLE) {
+            Some("1") => vec![transfer("9196")],
+            Some("2") => vec![transfer("9664")],
+            Some(_) => vec![Action::Hangup(HangupCause::UnallocatedNumber)],
+            None => vec![
+                Action::Answer,
+                Action::Collect(CollectSpec {
+                    prompt: Some(IVR_PROMPT.to_owned()),
+                    variable: IVR_VARIABLE.to_owned(),
+                    min_digits: 1,
+                    max_digits: 1,
+                    timeout_ms: 5000,
+                    terminators: "#".to_owned(),
+                }),
+            ],
+        },
+        _ => match dest
+            .strip_prefix("*9")
+            .filter(|ext| is_local_extension(ext))
+        {
+            // The extension is 10xx digits and the tenant comes from the
+            // host, so the helper call is trusted text.
+            Some(ext) => vec![
+                set("call_timeout", "20"),
+                Action::Bridge(
+                    Dialstring::from(Leg::raw(format!("${{sofia_contact(*/{ext}@{tenant})}}")))
+                        .to_string(),
+                ),
+                Action::Hangup(HangupCause::UserNotRegistered),
+            ],
+            None => vec![Action::Hangup(HangupCause::UnallocatedNumber)],
+        },
+    }
+}
+
+/// `transfer` to an extension of the current context.
+fn transfer(extension: &str) -> Action {
+    Action::Transfer(TransferTarget {
+        extension: extension.to_owned(),
+        context: None,
+    })
+}
+
+/// The default dialplan's message routing (see the module docs).
+fn route_message(message: &TextMessage) -> MessageDecision {
+    let user = message
+        .to
+        .split_once('@')
+        .map_or(message.to.as_str(), |(user, _)| user);
+    if is_local_extension(user) {
+        MessageDecision::Forward(Dialstring::from(Leg::user(user, &message.tenant)).to_string())
+    } else {
+        MessageDecision::Reply(format!("no such user: {user}"))
+    }
+}
+
+/// The component.
+struct DefaultDialplan;
+
+impl Guest for DefaultDialplan {
+    fn route(channel: ChannelInfo) -> Vec<Action> {
+        route(&channel)
+    }
+
+    fn route_outbound(_request: OutboundRequest) -> OutboundDecision {
+        OutboundDecision::Accept(Vec::new())
+    }
+
+    fn route_message(message: TextMessage) -> MessageDecision {
+        route_message(&message)
+    }
+}
+
+bindings::export!(DefaultDialplan with_types_in bindings);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bindings::dialtone::switch::types::Direction;
+
+    fn channel(dest: &str, ctx: &str, vars: &[(&str, &str)]) -> ChannelInfo {
+        ChannelInfo {
+            uuid: "00000000-0000-4000-8000-000000000000".into(),
+            direction: Direction::Inbound,
+            endpoint: "sofia".into(),
+            profile: "internal".into(),
+            tenant: "example.com".into(),
+            context: ctx.into(),
+            caller_id_name: "Alice".into(),
+            caller_id_number: "1001".into(),
+            destination: dest.into(),
+            network_addr: "192.0.2.7:5060".into(),
+            variables: vars
+                .iter()
+                .map(|(n, v)| Variable {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Actions rendered as text so the tests read like the spec table.
+    fn show(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Set(v) => format!("set {}={}", v.name, v.value),
+                Action::Bridge(d) => format!("bridge {d}"),
+                Action::Hangup(c) => {
+                    format!(
+                        "hangup {}",
+                        format!("{c:?}").trim_start_matches("HangupCause::")
+                    )
+                }
+                Action::Answer => "answer".into(),
+                Action::Echo => "echo".into(),
+                Action::Playback(p) => format!("playback {p}"),
+                Action::Transfer(t) => format!("transfer {} {:?}", t.extension, t.context),
+                Action::Collect(c) => format!(
+                    "collect {:?} {} {}-{} {} {}",
+                    c.prompt, c.variable, c.min_digits, c.max_digits, c.timeout_ms, c.terminators
+                ),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn r(dest: &str, ctx: &str) -> Vec<String> {
+        show(&route(&channel(dest, ctx, &[])))
+    }
+
+    #[test]
+    fn local_extensions_in_any_context() {
+        for ctx in ["default", "public", "other"] {
+            for ext in ["1000", "1009", "1010", "1019"] {
+                assert_eq!(
+                    r(ext, ctx),
+                    [
+                        "set call_timeout=30".to_string(),
+                        "set hangup_after_bridge=true".into(),
+                        format!("set dialed_extension={ext}"),
+                        format!("bridge user/{ext}@example.com"),
+                        "hangup NoAnswer".into(),
+                    ]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn not_local_extensions() {
+        for dest in ["1020", "100", "10000", "0100", "1O00", "", "١٠٠٠", "1000 "] {
+            assert_eq!(r(dest, "default"), ["hangup UnallocatedNumber"], "{dest:?}");
+        }
+    }
+
+    #[test]
+    fn public_gets_nothing_else() {
+        for dest in ["9196", "9664", "*91000", "5000", "x"] {
+            assert_eq!(r(dest, "public"), ["hangup UnallocatedNumber"]);
+        }
+    }
+
+    #[test]
+    fn echo_and_tone() {
+        assert_eq!(r("9196", "default"), ["answer", "echo"]);
+        assert_eq!(
+            r("9664", "default"),
+            ["answer".to_string(), format!("playback {TONE_9664}")]
+        );
+    }
+
+    #[test]
+    fn star_nine_rings_registrations() {
+        assert_eq!(
+            r("*91019", "default"),
+            [
+                "set call_timeout=20",
+                "bridge ${sofia_contact(*/1019@example.com)}",
+                "hangup UserNotRegistered"
+            ]
+        );
+        for dest in ["*91020", "*9", "*9100", "*8 1000", "**91000"] {
+            assert_eq!(r(dest, "default"), ["hangup UnallocatedNumber"], "{dest:?}");
+        }
+    }
+
+    #[test]
+    fn ivr() {
+        assert_eq!(
+            r("5000", "default"),
+            [
+                "answer",
+                "collect Some(\"tone_stream://%(200,0,1000)\") ivr_choice 1-1 5000 #"
+            ]
+        );
+        let with = |v: &str| show(&route(&channel("5000", "default", &[("ivr_choice", v)])));
+        assert_eq!(with("1"), ["transfer 9196 None"]);
+        assert_eq!(with("2"), ["transfer 9664 None"]);
+        assert_eq!(with(""), ["hangup UnallocatedNumber"]);
+        assert_eq!(with("3"), ["hangup UnallocatedNumber"]);
+        // Names are case-sensitive.
+        let upper = show(&route(&channel("5000", "default", &[("IVR_CHOICE", "1")])));
+        assert_eq!(upper[0], "answer");
+    }
+
+    #[test]
+    fn messages() {
+        let msg = |to: &str| TextMessage {
+            endpoint: "sofia".into(),
+            profile: "internal".into(),
+            tenant: "example.com".into(),
+            from: "1001@example.com".into(),
+            to: to.into(),
+            content_type: "text/plain".into(),
+            body: "hi".into(),
+            network_addr: String::new(),
+        };
+        let show = |d: MessageDecision| match d {
+            MessageDecision::Forward(t) => format!("forward {t}"),
+            MessageDecision::Reply(t) => format!("reply {t}"),
+            MessageDecision::Drop => "drop".into(),
+        };
+        assert_eq!(
+            show(route_message(&msg("1000@example.com"))),
+            "forward user/1000@example.com"
+        );
+        assert_eq!(
+            show(route_message(&msg("1019"))),
+            "forward user/1019@example.com"
+        );
+        assert_eq!(
+            show(route_message(&msg("1020@example.com"))),
+            "reply no such user: 1020"
+        );
+        assert_eq!(
+            show(route_message(&msg("bob@x@y"))),
+            "reply no such user: bob"
+        );
+        assert_eq!(show(route_message(&msg(""))), "reply no such user: ");
+    }
+}

@@ -1,0 +1,39 @@
+//! # dialtone-sdk: plain Rust for Dialtone guests
+//!
+//! The logic every Rust dialplan or helper component can share, with no
+//! WebAssembly bindings in it, so it builds and tests natively
+//! (`cargo test -p dialtone-sdk`) and the guest crates stay thin wrappers
+//! around `wit_bindgen::generate!`.
+//!
+//! - [`dialstring`]: a typed builder for FreeSWITCH dialstrings
+//!   (`{vars}[vars]endpoint/data,...|...:_:...`) that **escapes every
+//!   caller-supplied part**, so a caller who dials `1000,sofia/gateway/x/1`
+//!   gets one leg to a strange user, never a second leg to a gateway.
+//! - [`contact`]: the dialstring helpers `sofia_contact`, `verto_contact`,
+//!   `rtmp_contact`, `user_contact` and `group_call`, as functions over plain
+//!   [`contact::Registration`] values, following FreeSWITCH's output forms.
+//! - [`wit_compat`]: for guests' build scripts, a copy of the WIT package
+//!   that today's WIT parsers accept (see that module for why).
+//!
+//! ```
+//! use dialtone_sdk::dialstring::{Dialstring, Leg};
+//!
+//! let dialed = "1000,sofia/gateway/x/1"; // hostile input
+//! let ds = Dialstring::new()
+//!     .var("ignore_early_media", "true")
+//!     .leg(Leg::user(dialed, "example.com").var("leg_timeout", "20"))
+//!     .failover()
+//!     .leg(Leg::error("USER_BUSY"));
+//! assert_eq!(
+//!     ds.to_string(),
+//!     r"{ignore_early_media=true}[leg_timeout=20]user/1000\,sofia\/gateway\/x\/1@example.com|error/USER_BUSY"
+//! );
+//! ```
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod contact;
+pub mod dialstring;
+pub mod wit_compat;
+
+pub use dialstring::{escape, Dialstring, DialstringError, Leg};

@@ -1,0 +1,606 @@
+//! Tenants, their components, hot swap, and the [`Dialplan`] the core calls.
+//!
+//! Each tenant has a dialplan slot and a helper slot, each an
+//! `ArcSwapOption<Loaded>`. An invocation takes `load_full()` once and runs on
+//! that version to the end, so a swap never disturbs a running call: new
+//! invocations simply get the new version. Loading (compiling) happens off the
+//! invocation path; only a component that loaded cleanly is installed.
+//!
+//! When an invocation fails (trap, timeout, memory, malformed answer), the
+//! call fails with the tenant's `on_failure` cause, a `CUSTOM
+//! dialtone::dialplan_failure` event is published and a warning is logged
+//! with tenant and version. Nothing else is affected.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::Mutex;
+
+use dialtone_core::events::{Event, EventBus};
+use dialtone_core::limits::Admission;
+use dialtone_core::routing::{
+    Action, BoxFuture, ChannelSnapshot, Dialplan, MessageDecision, OutboundDecision,
+    OutboundRequest, RouteFailure, TextMessage,
+};
+use dialtone_core::HangupCause;
+
+use crate::convert;
+use crate::engine::{Engine, LoadError, Loaded, Role};
+use crate::pool::GuestPool;
+use crate::sandbox::{self, check_len, InvokeCtx, InvokeError, Live, SandboxSettings};
+use crate::services::TenantServices;
+
+/// One tenant's runtime state.
+pub struct Tenant {
+    name: Arc<str>,
+    dialplan: ArcSwapOption<Loaded>,
+    helpers: ArcSwapOption<Loaded>,
+    settings: ArcSwap<SandboxSettings>,
+    warm: Mutex<Vec<Live>>,
+    invocations: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// What `dialplan versions` and metrics show of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantInfo {
+    /// The tenant (domain).
+    pub name: String,
+    /// Running dialplan version, if any.
+    pub dialplan: Option<String>,
+    /// Running helper version, if any.
+    pub helpers: Option<String>,
+    /// Invocations so far.
+    pub invocations: u64,
+    /// Failed invocations so far.
+    pub failures: u64,
+}
+
+/// Every tenant's components, and the machinery to run them.
+pub struct Tenants {
+    engine: Arc<Engine>,
+    pool: GuestPool,
+    services: Arc<dyn TenantServices>,
+    admission: Arc<Admission>,
+    events: EventBus,
+    tenants: ArcSwap<HashMap<String, Arc<Tenant>>>,
+    default_helpers: ArcSwapOption<Loaded>,
+}
+
+enum Call {
+    Route(ChannelSnapshot),
+    Outbound(OutboundRequest),
+    Message(TextMessage),
+    Helper(String, String),
+}
+
+enum Answer {
+    Route(Vec<Action>),
+    Outbound(OutboundDecision),
+    Message(MessageDecision),
+    Helper(Result<String, String>),
+}
+
+impl Tenants {
+    /// A host with no tenants yet.
+    pub fn new(
+        engine: Arc<Engine>,
+        pool: GuestPool,
+        services: Arc<dyn TenantServices>,
+        admission: Arc<Admission>,
+        events: EventBus,
+    ) -> Arc<Tenants> {
+        Arc::new(Tenants {
+            engine,
+            pool,
+            services,
+            admission,
+            events,
+            tenants: ArcSwap::from_pointee(HashMap::new()),
+            default_helpers: ArcSwapOption::empty(),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Creates the tenant or updates its sandbox settings (running
+    /// invocations keep the settings they started with).
+    pub fn configure(&self, name: &str, settings: SandboxSettings) -> Arc<Tenant> {
+        if let Some(t) = self.tenants.load().get(name) {
+            t.settings.store(Arc::new(settings));
+            t.warm.lock().clear();
+            return t.clone();
+        }
+        let tenant = Arc::new(Tenant {
+            name: Arc::from(name),
+            dialplan: ArcSwapOption::empty(),
+            helpers: ArcSwapOption::empty(),
+            settings: ArcSwap::from_pointee(settings),
+            warm: Mutex::new(Vec::new()),
+            invocations: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        });
+        self.tenants.rcu(|cur| {
+            let mut next = HashMap::clone(cur);
+            next.entry(name.to_string())
+                .or_insert_with(|| tenant.clone());
+            next
+        });
+        self.tenants
+            .load()
+            .get(name)
+            .cloned()
+            .unwrap_or(tenant)
+    }
+
+    /// Removes tenants not in `keep` (config reload).
+    pub fn retain(&self, keep: &[String]) {
+        self.tenants.rcu(|cur| {
+            cur.iter()
+                .filter(|(k, _)| keep.iter().any(|n| n == *k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>()
+        });
+    }
+
+    /// A tenant, if configured.
+    pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants.load().get(name).cloned()
+    }
+
+    /// Names of all tenants.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.tenants.load().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Sets the helper component used by tenants without their own.
+    pub fn set_default_helpers(&self, loaded: Loaded) {
+        self.default_helpers.store(Some(Arc::new(loaded)));
+    }
+
+    /// Loads a component file and, only if it loads, installs it for the
+    /// tenant (which must be configured). Returns the new version. Compiles
+    /// on the calling thread: call it from a blocking context.
+    pub fn load_file(&self, tenant: &str, role: Role, path: &Path) -> Result<String, LoadError> {
+        let t = self.tenant(tenant).ok_or_else(|| LoadError::Io {
+            path: path.to_path_buf(),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such tenant"),
+        })?;
+        match self.engine.load_file(path, role) {
+            Ok(loaded) => Ok(self.install(&t, loaded)),
+            Err(e) => {
+                tracing::warn!(tenant, path = %path.display(), error = %e, "component refused; the running version stays");
+                self.events.publish(
+                    Event::custom("dialtone::dialplan_refused")
+                        .header("Tenant", tenant)
+                        .header("Path", path.display().to_string())
+                        .header("Reason", e.to_string()),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Installs an already loaded component, replacing the running one.
+    /// Returns the new version.
+    pub fn install(&self, tenant: &Arc<Tenant>, loaded: Loaded) -> String {
+        let version = loaded.version();
+        let role = loaded.role;
+        let slot = match role {
+            Role::Dialplan => &tenant.dialplan,
+            Role::Helpers => &tenant.helpers,
+        };
+        let old = slot.swap(Some(Arc::new(loaded)));
+        if role == Role::Dialplan {
+            tenant.warm.lock().clear();
+        }
+        let old_version = old.map(|o| o.version()).unwrap_or_default();
+        tracing::info!(tenant = %tenant.name, version, old_version, ?role, "component installed");
+        self.events.publish(
+            Event::custom(if old_version.is_empty() {
+                "dialtone::dialplan_load"
+            } else {
+                "dialtone::dialplan_swap"
+            })
+            .header("Tenant", tenant.name.to_string())
+            .header("Role", format!("{role:?}").to_ascii_lowercase())
+            .header("Version", version.clone())
+            .header("Old-Version", old_version),
+        );
+        version
+    }
+
+    /// Versions and counters of every tenant.
+    pub fn info(&self) -> Vec<TenantInfo> {
+        let map = self.tenants.load();
+        let mut v: Vec<TenantInfo> = map
+            .values()
+            .map(|t| TenantInfo {
+                name: t.name.to_string(),
+                dialplan: t.dialplan.load().as_ref().map(|l| l.version()),
+                helpers: t.helpers.load().as_ref().map(|l| l.version()),
+                invocations: t.invocations.load(Ordering::Relaxed),
+                failures: t.failures.load(Ordering::Relaxed),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Routes on the calling thread, bypassing the pool and the concurrency
+    /// caps: for the CLI's `dialplan test` and for benchmarks.
+    pub fn route_blocking(&self, channel: ChannelSnapshot) -> Result<Vec<Action>, RouteFailure> {
+        let t = self.tenant_or_fail(&channel.tenant)?;
+        match self.run(&t, Call::Route(channel.clone())) {
+            Ok(Answer::Route(a)) => Ok(a),
+            Ok(_) => Err(self.fail(&t, &channel.uuid, InvokeError::NoComponent)),
+            Err(e) => Err(self.fail(&t, &channel.uuid, e)),
+        }
+    }
+
+    fn tenant_or_fail(&self, name: &str) -> Result<Arc<Tenant>, RouteFailure> {
+        self.tenant(name).ok_or_else(|| RouteFailure {
+            cause: HangupCause::NoRouteDestination,
+            reason: format!("no tenant `{name}`"),
+        })
+    }
+
+    /// Submits a call to the pool under the tenant's guest cap.
+    async fn submit(self: &Arc<Self>, tenant: &str, channel: &str, call: Call) -> Result<Answer, RouteFailure> {
+        let t = self.tenant_or_fail(tenant)?;
+        let permit = match self.admission.acquire_guest(tenant) {
+            Ok(p) => p,
+            Err(o) => {
+                return Err(RouteFailure {
+                    cause: o.cause(),
+                    reason: o.to_string(),
+                })
+            }
+        };
+        let this = self.clone();
+        let t2 = t.clone();
+        let rx = self
+            .pool
+            .try_submit(move || {
+                let _permit = permit;
+                this.run(&t2, call)
+            })
+            .map_err(|_| RouteFailure {
+                cause: HangupCause::SwitchCongestion,
+                reason: "dialplan worker queue full".into(),
+            })?;
+        match rx.await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(self.fail(&t, channel, e)),
+            Err(_) => Err(self.fail(&t, channel, InvokeError::Trap("worker lost".into()))),
+        }
+    }
+
+    fn fail(&self, t: &Tenant, channel: &str, e: InvokeError) -> RouteFailure {
+        let settings = t.settings.load();
+        let version = t
+            .dialplan
+            .load()
+            .as_ref()
+            .map(|l| l.version())
+            .unwrap_or_default();
+        let cause = match &e {
+            InvokeError::Overload(_) => HangupCause::SwitchCongestion,
+            InvokeError::NoComponent => HangupCause::NoRouteDestination,
+            _ => {
+                t.failures.fetch_add(1, Ordering::Relaxed);
+                settings.on_failure
+            }
+        };
+        tracing::warn!(tenant = %t.name, version, channel, kind = e.kind(), error = %e, %cause, "dialplan invocation failed");
+        self.events.publish(
+            Event::custom("dialtone::dialplan_failure")
+                .header("Tenant", t.name.to_string())
+                .header("Version", version)
+                .header("Unique-ID", channel.to_string())
+                .header("Failure-Kind", e.kind())
+                .header("Failure-Reason", e.to_string())
+                .header("Hangup-Cause", cause.name()),
+        );
+        RouteFailure {
+            cause,
+            reason: e.to_string(),
+        }
+    }
+
+    /// Runs one call on the current thread. Never panics on guest behaviour.
+    fn run(&self, t: &Tenant, call: Call) -> Result<Answer, InvokeError> {
+        t.invocations.fetch_add(1, Ordering::Relaxed);
+        let loaded = match &call {
+            Call::Helper(..) => t
+                .helpers
+                .load_full()
+                .or_else(|| {
+                    t.dialplan
+                        .load_full()
+                        .filter(|d| d.helpers.is_some())
+                })
+                .or_else(|| self.default_helpers.load_full()),
+            _ => t.dialplan.load_full(),
+        }
+        .ok_or(InvokeError::NoComponent)?;
+        let settings = t.settings.load_full();
+        let channel = match &call {
+            Call::Route(c) => c.uuid.as_str(),
+            Call::Outbound(r) => r.channel.uuid.as_str(),
+            _ => "",
+        };
+        let ctx = InvokeCtx {
+            tenant: &t.name,
+            channel,
+            services: &self.services,
+            settings: &settings,
+        };
+        let warm_ok = settings.warm_reuse > 0 && loaded.role == Role::Dialplan;
+        let mut live = None;
+        if warm_ok && !matches!(call, Call::Helper(..)) {
+            let mut pool = t.warm.lock();
+            while let Some(l) = pool.pop() {
+                if l.sequence == loaded.sequence && l.uses < settings.warm_reuse {
+                    live = Some(l);
+                    break;
+                }
+            }
+        }
+        let mut live = match live {
+            Some(mut l) => {
+                sandbox::arm(&self.engine, &mut l.store, &ctx)?;
+                l
+            }
+            None => sandbox::instantiate(&self.engine, &loaded, &ctx)?,
+        };
+        live.uses += 1;
+        let result = call_guest(&loaded, &mut live, call, &settings);
+        let dropped = sandbox::dropped_logs(&live.store);
+        if dropped > 0 {
+            tracing::warn!(tenant = %t.name, version = loaded.version(), dropped, "dialplan log lines over the per-call cap were dropped");
+        }
+        match result {
+            Ok(answer) => {
+                if warm_ok && live.uses < settings.warm_reuse {
+                    let mut pool = t.warm.lock();
+                    if pool.len() < self.pool.workers() {
+                        pool.push(live);
+                    }
+                }
+                Ok(answer)
+            }
+            Err(CallError::Wasm(e)) => Err(sandbox::classify(e, live.store.data(), &settings)),
+            Err(CallError::Invalid(e)) => Err(e),
+        }
+    }
+}
+
+enum CallError {
+    Wasm(wasmtime::Error),
+    Invalid(InvokeError),
+}
+
+impl From<wasmtime::Error> for CallError {
+    fn from(e: wasmtime::Error) -> Self {
+        CallError::Wasm(e)
+    }
+}
+
+fn call_guest(
+    loaded: &Loaded,
+    live: &mut Live,
+    call: Call,
+    settings: &SandboxSettings,
+) -> Result<Answer, CallError> {
+    let Live {
+        store, instance, ..
+    } = live;
+    match call {
+        Call::Route(channel) => {
+            let idx = loaded.router.as_ref().ok_or(CallError::Invalid(InvokeError::NoComponent))?;
+            let router = idx.load(&mut *store, instance)?;
+            let info = convert::channel_to_wit(&channel);
+            let actions = router.call_route(&mut *store, &info)?;
+            if actions.len() > settings.max_actions {
+                return Err(CallError::Invalid(InvokeError::Malformed(format!(
+                    "{} actions (limit {})",
+                    actions.len(),
+                    settings.max_actions
+                ))));
+            }
+            let actions: Vec<Action> = actions.into_iter().map(convert::action_from_wit).collect();
+            validate_actions(&actions).map_err(CallError::Invalid)?;
+            Ok(Answer::Route(actions))
+        }
+        Call::Outbound(req) => {
+            let idx = loaded.router.as_ref().ok_or(CallError::Invalid(InvokeError::NoComponent))?;
+            let router = idx.load(&mut *store, instance)?;
+            let d = router.call_route_outbound(&mut *store, &convert::outbound_to_wit(&req))?;
+            let d = convert::outbound_from_wit(d);
+            match &d {
+                OutboundDecision::Accept { variables } => check_vars(variables),
+                OutboundDecision::Rewrite { target, variables } => {
+                    check_len("rewrite target", target).and_then(|_| check_vars(variables))
+                }
+                OutboundDecision::Refuse { .. } => Ok(()),
+            }
+            .map_err(CallError::Invalid)?;
+            Ok(Answer::Outbound(d))
+        }
+        Call::Message(msg) => {
+            let idx = loaded.router.as_ref().ok_or(CallError::Invalid(InvokeError::NoComponent))?;
+            let router = idx.load(&mut *store, instance)?;
+            let d = router.call_route_message(&mut *store, &convert::message_to_wit(&msg))?;
+            let d = convert::message_from_wit(d);
+            match &d {
+                MessageDecision::Reply { body } => check_len("reply", body),
+                MessageDecision::Forward { target } => check_len("forward target", target),
+                MessageDecision::Drop => Ok(()),
+            }
+            .map_err(CallError::Invalid)?;
+            Ok(Answer::Message(d))
+        }
+        Call::Helper(name, args) => {
+            let idx = loaded.helpers.as_ref().ok_or(CallError::Invalid(InvokeError::NoComponent))?;
+            let h = idx.load(&mut *store, instance)?;
+            let out = match name.as_str() {
+                "sofia_contact" => h.call_sofia_contact(&mut *store, &args)?,
+                "verto_contact" => h.call_verto_contact(&mut *store, &args)?,
+                "rtmp_contact" => h.call_rtmp_contact(&mut *store, &args)?,
+                "user_contact" => h.call_user_contact(&mut *store, &args)?,
+                "group_call" => h.call_group_call(&mut *store, &args)?,
+                other => Err(format!("unknown dialstring helper `{other}`")),
+            };
+            if let Ok(s) = &out {
+                check_len("helper output", s).map_err(CallError::Invalid)?;
+            }
+            Ok(Answer::Helper(out))
+        }
+    }
+}
+
+fn check_vars(vars: &[(String, String)]) -> Result<(), InvokeError> {
+    if vars.len() > 1024 {
+        return Err(InvokeError::Malformed(format!("{} variables", vars.len())));
+    }
+    for (k, v) in vars {
+        check_name(k)?;
+        check_len("variable value", v)?;
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), InvokeError> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control() || c == '=') {
+        return Err(InvokeError::Malformed(format!(
+            "bad variable name {:?}",
+            name.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// The host's checks on a route answer.
+fn validate_actions(actions: &[Action]) -> Result<(), InvokeError> {
+    for a in actions {
+        match a {
+            Action::Set { name, value } | Action::Export { name, value } => {
+                check_name(name)?;
+                check_len("variable value", value)?;
+            }
+            Action::Unset { name } => check_name(name)?,
+            Action::Bridge { dialstring } => check_len("dialstring", dialstring)?,
+            Action::Transfer { extension, context } => {
+                check_len("extension", extension)?;
+                if let Some(c) = context {
+                    check_len("context", c)?;
+                }
+            }
+            Action::Playback { file } => check_len("playback", file)?,
+            Action::Record { path, .. } => check_len("record path", path)?,
+            Action::Respond { code, reason } => {
+                if !(100..=699).contains(code) {
+                    return Err(InvokeError::Malformed(format!("SIP code {code}")));
+                }
+                if let Some(r) = reason {
+                    check_len("reason", r)?;
+                }
+            }
+            Action::Collect(c) => {
+                check_name(&c.variable)?;
+                if c.min_digits > c.max_digits || c.max_digits == 0 || c.max_digits > 128 {
+                    return Err(InvokeError::Malformed(format!(
+                        "collect digits {}..{}",
+                        c.min_digits, c.max_digits
+                    )));
+                }
+            }
+            Action::Socket { address, .. } => check_len("socket address", address)?,
+            Action::Sleep { .. }
+            | Action::Answer
+            | Action::PreAnswer
+            | Action::RingReady
+            | Action::Echo
+            | Action::Park
+            | Action::Hangup { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// The handle the core holds: [`Dialplan`] over an `Arc<Tenants>`.
+#[derive(Clone)]
+pub struct WasmDialplan(pub Arc<Tenants>);
+
+impl Dialplan for WasmDialplan {
+    fn route(&self, channel: ChannelSnapshot) -> BoxFuture<'_, Result<Vec<Action>, RouteFailure>> {
+        Box::pin(async move {
+            let tenant = channel.tenant.clone();
+            let uuid = channel.uuid.clone();
+            match self.0.submit(&tenant, &uuid, Call::Route(channel)).await? {
+                Answer::Route(a) => Ok(a),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn route_outbound(
+        &self,
+        request: OutboundRequest,
+    ) -> BoxFuture<'_, Result<OutboundDecision, RouteFailure>> {
+        Box::pin(async move {
+            let tenant = request.channel.tenant.clone();
+            let uuid = request.channel.uuid.clone();
+            match self.0.submit(&tenant, &uuid, Call::Outbound(request)).await? {
+                Answer::Outbound(d) => Ok(d),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn route_message(
+        &self,
+        message: TextMessage,
+    ) -> BoxFuture<'_, Result<MessageDecision, RouteFailure>> {
+        Box::pin(async move {
+            let tenant = message.tenant.clone();
+            match self.0.submit(&tenant, "", Call::Message(message)).await? {
+                Answer::Message(d) => Ok(d),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn call_helper(
+        &self,
+        tenant: &str,
+        name: &str,
+        args: &str,
+    ) -> BoxFuture<'_, Result<String, String>> {
+        let tenant = tenant.to_string();
+        let call = Call::Helper(name.to_string(), args.to_string());
+        Box::pin(async move {
+            match self.0.submit(&tenant, "", call).await {
+                Ok(Answer::Helper(r)) => r,
+                Ok(_) => Err("unexpected answer".into()),
+                Err(f) => Err(f.reason),
+            }
+        })
+    }
+}
+
+fn unexpected() -> RouteFailure {
+    RouteFailure {
+        cause: HangupCause::DestinationOutOfOrder,
+        reason: "unexpected answer kind".into(),
+    }
+}

@@ -1,0 +1,305 @@
+//! The sandbox: hostile and broken guests cost only their own call.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use dialtone_core::events::{Delivery, EventFilter};
+use dialtone_core::limits::LimitConfig;
+use dialtone_core::routing::{Action, Dialplan};
+use dialtone_core::HangupCause;
+use dialtone_dialplan::tenants::WasmDialplan;
+use dialtone_dialplan::{LoadError, Role, SandboxSettings};
+
+fn hostile(h: &Host, tenant: &str, settings: SandboxSettings) {
+    let t = h.tenants.configure(tenant, settings);
+    let _ = t;
+    h.tenants
+        .load_file(tenant, Role::Dialplan, &component("hostile_dialplan.wasm"))
+        .expect("hostile guest loads");
+}
+
+fn wat_component(src: &str) -> Vec<u8> {
+    wat::parse_str(src).expect("valid wat")
+}
+
+#[test]
+fn refuses_forbidden_imports_and_non_components() {
+    let h = host(1);
+    let engine = h.tenants.engine().clone();
+    let http = wat_component(
+        r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func)))))"#,
+    );
+    match engine.load(&http, Role::Dialplan) {
+        Err(LoadError::ForbiddenImport(name)) => assert!(name.starts_with("wasi:http/"), "{name}"),
+        other => panic!("expected ForbiddenImport, got {other:?}"),
+    }
+    let unknown = wat_component(r#"(component (import "acme:evil/api@1.0.0" (instance (export "f" (func)))))"#);
+    let err = engine.load(&unknown, Role::Dialplan).unwrap_err();
+    assert!(matches!(err, LoadError::ForbiddenImport(ref n) if n == "acme:evil/api@1.0.0"), "{err}");
+    assert!(err.to_string().contains("acme:evil/api@1.0.0"));
+
+    let core = wat::parse_str("(module)").unwrap();
+    assert!(matches!(engine.load(&core, Role::Dialplan), Err(LoadError::NotAComponent(_))));
+    assert!(matches!(engine.load(b"#!/bin/sh\necho hi\n", Role::Dialplan), Err(LoadError::NotAComponent(_))));
+    let empty = wat_component("(component)");
+    assert!(matches!(engine.load(&empty, Role::Dialplan), Err(LoadError::MissingExport(_))));
+    assert!(matches!(engine.load(&empty, Role::Helpers), Err(LoadError::MissingExport(_))));
+}
+
+#[test]
+fn refused_upload_keeps_the_running_version() {
+    let h = host(1);
+    hostile(&h, "a.test", SandboxSettings::default());
+    let before = h.tenants.info()[0].dialplan.clone().unwrap();
+    let dir = tempdir::Dir::new("bad");
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, wat_component(r#"(component (import "wasi:http/types@0.2.0" (instance)))"#)).unwrap();
+    assert!(h.tenants.load_file("a.test", Role::Dialplan, &bad).is_err());
+    std::fs::write(&bad, b"not wasm at all").unwrap();
+    assert!(h.tenants.load_file("a.test", Role::Dialplan, &bad).is_err());
+    assert_eq!(h.tenants.info()[0].dialplan.clone().unwrap(), before);
+    let actions = h.tenants.route_blocking(snapshot("a.test", "default", "ok")).unwrap();
+    assert_eq!(actions.last(), Some(&Action::Hangup { cause: HangupCause::NormalClearing }));
+}
+
+/// Runs `dest` on a hostile tenant and checks the failure, then checks that
+/// the same tenant still routes a good call.
+fn expect_failure(h: &Host, dest: &str, kind: &str) {
+    let mut sub = h.events.subscribe(
+        EventFilter::none().with_subclass("dialtone::dialplan_failure"),
+        16,
+    );
+    let started = Instant::now();
+    let err = h
+        .tenants
+        .route_blocking(snapshot("bad.test", "default", dest))
+        .expect_err("hostile call must fail");
+    assert_eq!(err.cause, HangupCause::DestinationOutOfOrder, "{dest}: {}", err.reason);
+    assert!(started.elapsed() < Duration::from_secs(5), "{dest} took {:?}", started.elapsed());
+    match sub.try_recv() {
+        Ok(Delivery::Event(e)) => {
+            assert_eq!(e.get("Tenant"), Some("bad.test"));
+            // Rust keeps its stack in linear memory: running off its end is
+            // an out-of-bounds access, a trap like any other.
+            let got = e.get("Failure-Kind");
+            assert!(
+                got == Some(kind) || (kind == "stack" && got == Some("trap")),
+                "{dest}: {got:?} {:?}",
+                e.get("Failure-Reason")
+            );
+            assert!(e.get("Version").is_some_and(|v| !v.is_empty()));
+        }
+        other => panic!("no failure event for {dest}: {other:?}"),
+    }
+    let ok = h.tenants.route_blocking(snapshot("bad.test", "default", "ok")).unwrap();
+    assert_eq!(ok[0], Action::Set { name: "hostile_ok".into(), value: "true".into() });
+}
+
+#[test]
+fn each_hostile_behaviour_costs_only_its_call() {
+    let h = host(1);
+    hostile(&h, "bad.test", SandboxSettings::default());
+    let started = Instant::now();
+    expect_failure(&h, "loop", "timeout");
+    // Epoch deadline of 50 ms with a 5 ms tick.
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    expect_failure(&h, "oom", "memory");
+    expect_failure(&h, "stack", "stack");
+    expect_failure(&h, "panic", "trap");
+    expect_failure(&h, "sleepy", "timeout");
+    // Two million actions do not even fit in 16 MiB of guest memory.
+    expect_failure(&h, "huge", "memory");
+}
+
+#[test]
+fn huge_answers_are_refused_as_malformed() {
+    let h = host(1);
+    hostile(
+        &h,
+        "bad.test",
+        SandboxSettings {
+            memory_bytes: 400 << 20,
+            deadline: Duration::from_secs(5),
+            ..SandboxSettings::default()
+        },
+    );
+    expect_failure(&h, "huge", "malformed");
+}
+
+#[test]
+fn fuel_budget_stops_a_loop() {
+    let h = host(1);
+    hostile(
+        &h,
+        "bad.test",
+        SandboxSettings {
+            fuel: Some(5_000_000),
+            deadline: Duration::from_secs(10),
+            ..SandboxSettings::default()
+        },
+    );
+    expect_failure(&h, "loop", "fuel");
+}
+
+#[test]
+fn log_spam_is_capped() {
+    use std::sync::Mutex;
+    #[derive(Clone, Default)]
+    struct Count(Arc<Mutex<usize>>);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.iter().filter(|b| **b == b'\n').count();
+            *self.0.lock().unwrap() += n;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Count::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_env_filter("dialplan=trace")
+        .finish();
+    let h = host(1);
+    hostile(
+        &h,
+        "bad.test",
+        SandboxSettings {
+            deadline: Duration::from_secs(10),
+            ..SandboxSettings::default()
+        },
+    );
+    let result = tracing::subscriber::with_default(subscriber, || {
+        h.tenants.route_blocking(snapshot("bad.test", "default", "logspam"))
+    });
+    // A million log calls: the call completes, 64 lines reach the log.
+    let actions = result.expect("logspam completes within 10 s");
+    assert_eq!(actions, vec![Action::Hangup { cause: HangupCause::NormalClearing }]);
+    assert_eq!(*lines.0.lock().unwrap(), 64);
+}
+
+#[test]
+fn warm_instances_are_reused_and_dropped_after_a_trap() {
+    let h = host(1);
+    hostile(
+        &h,
+        "bad.test",
+        SandboxSettings {
+            warm_reuse: 5,
+            ..SandboxSettings::default()
+        },
+    );
+    for _ in 0..12 {
+        let a = h.tenants.route_blocking(snapshot("bad.test", "default", "ok")).unwrap();
+        assert_eq!(a.len(), 2);
+    }
+    expect_failure(&h, "panic", "trap");
+    expect_failure(&h, "loop", "timeout");
+    for _ in 0..3 {
+        assert!(h.tenants.route_blocking(snapshot("bad.test", "default", "ok")).is_ok());
+    }
+}
+
+#[test]
+fn configurable_failure_cause() {
+    let h = host(1);
+    hostile(
+        &h,
+        "bad.test",
+        SandboxSettings {
+            on_failure: HangupCause::NormalTemporaryFailure,
+            ..SandboxSettings::default()
+        },
+    );
+    let err = h.tenants.route_blocking(snapshot("bad.test", "default", "panic")).unwrap_err();
+    assert_eq!(err.cause, HangupCause::NormalTemporaryFailure);
+}
+
+/// While every call of a hostile tenant loops until its deadline, held back
+/// by its concurrency cap of 1, a good tenant keeps at least 90 % of the rate
+/// it has alone.
+#[test]
+fn hostile_tenant_does_not_starve_another() {
+    let h = host_with(2, LimitConfig::UNLIMITED);
+    hostile(&h, "bad.test", SandboxSettings::default());
+    hostile(&h, "good.test", SandboxSettings::default());
+    let now = Instant::now();
+    h.admission.set_tenant(
+        "bad.test",
+        LimitConfig { max_channels: u32::MAX, max_cps: 0, max_guest_invocations: 1 },
+        now,
+    );
+    h.admission.set_tenant(
+        "good.test",
+        LimitConfig { max_channels: u32::MAX, max_cps: 0, max_guest_invocations: 64 },
+        now,
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dp = WasmDialplan(h.tenants.clone());
+    let window = Duration::from_millis(700);
+    let measure = |dp: &WasmDialplan| {
+        rt.block_on(async {
+            let end = Instant::now() + window;
+            let mut n = 0u64;
+            while Instant::now() < end {
+                let a = dp.route(snapshot("good.test", "default", "ok")).await.expect("good routes");
+                assert_eq!(a.len(), 2);
+                n += 1;
+            }
+            n
+        })
+    };
+    // Warm up, then alternate alone / under attack three times, best of each.
+    measure(&dp);
+    let mut alone = 0;
+    let mut attacked = 0;
+    for _ in 0..3 {
+        alone = alone.max(measure(&dp));
+        let stop = Arc::new(AtomicBool::new(false));
+        let looped = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
+        let attacker = {
+            let dp = dp.clone();
+            let stop = stop.clone();
+            let looped = looped.clone();
+            let refused = refused.clone();
+            rt.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut set = tokio::task::JoinSet::new();
+                    for _ in 0..8 {
+                        let dp = dp.clone();
+                        set.spawn(async move { dp.route(snapshot("bad.test", "default", "loop")).await });
+                    }
+                    while let Some(r) = set.join_next().await {
+                        match r.unwrap() {
+                            Err(f) if f.cause == HangupCause::SwitchCongestion => {
+                                refused.fetch_add(1, Ordering::Relaxed)
+                            }
+                            Err(_) => looped.fetch_add(1, Ordering::Relaxed),
+                            Ok(_) => panic!("a looping call cannot succeed"),
+                        };
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(60));
+        attacked = attacked.max(measure(&dp));
+        stop.store(true, Ordering::Relaxed);
+        rt.block_on(attacker).unwrap();
+        assert!(looped.load(Ordering::Relaxed) >= 5, "the attacker really ran");
+        assert!(refused.load(Ordering::Relaxed) > 0, "its cap of 1 held it back");
+    }
+    let ratio = attacked as f64 / alone as f64;
+    eprintln!("good tenant: alone {alone}, under attack {attacked} routes per {window:?} (ratio {ratio:.3})");
+    assert!(ratio >= 0.9, "good tenant fell to {ratio:.3} of its rate");
+}
