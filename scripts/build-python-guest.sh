@@ -101,14 +101,7 @@ TMP_OUT="$OUT.tmp.$$"
 trap 'rm -rf -- "$STAGE" "$TMP_OUT"' EXIT
 mkdir -p "$STAGE/wit" "$STAGE/src"
 
-# wit/types.wit names two action cases `export` and `record`, which are WIT
-# keywords and need a `%` escape (every WIT parser rejects them as they are).
-# The escape changes no type: the cases stay named `export` and `record`.
-# Lines already escaped are left alone.
-KEYWORDS='as|async|constructor|enum|export|flags|from|func|import|include|interface|package|record|resource|static|type|use|variant|with|world'
-for f in "$WIT"/*.wit; do
-    sed -E "s/^([[:space:]]*)($KEYWORDS)([[:space:]]*[(,:])/\\1%\\2\\3/" "$f" >"$STAGE/wit/$(basename "$f")"
-done
+cp -- "$WIT"/*.wit "$STAGE/wit/"
 
 # Only the guest's own modules go into the component (no caches, no tests).
 find "$GUEST" -maxdepth 1 -type f -name '*.py' -not -name 'test_*' -exec cp -- {} "$STAGE/src/" \;

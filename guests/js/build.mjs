@@ -9,8 +9,7 @@
 
 import { componentize } from '@bytecodealliance/componentize-js';
 import { componentWit } from '@bytecodealliance/jco';
-import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -37,50 +36,20 @@ function parseArgs(argv) {
   return opts;
 }
 
-// WIT keywords that a variant case, enum case or record field may not use
-// without a `%` escape. wit/types.wit names two action cases `export` and
-// `record` without the escape, which every WIT parser rejects; escaping them
-// changes nothing in the component's types (the names stay `export`/`record`).
-// Only declaration keywords are listed: type keywords (`string`, `u32`,
-// `result`...) can legitimately start a line inside a multi-line type.
-const KEYWORDS = [
-  'as', 'async', 'constructor', 'enum', 'export', 'flags', 'from', 'func',
-  'import', 'include', 'interface', 'package', 'record', 'resource', 'static',
-  'type', 'use', 'variant', 'with', 'world',
-];
-const UNESCAPED_CASE = new RegExp(`^(\\s*)(${KEYWORDS.join('|')})(?=\\s*[(,:])`, 'gm');
-
-async function escapedWitCopy(witDir) {
-  const dir = await mkdtemp(join(tmpdir(), 'dialtone-wit-js-'));
-  const files = (await readdir(witDir)).filter((f) => f.endsWith('.wit'));
-  if (files.length === 0) throw new Error(`no .wit files in ${witDir}`);
-  for (const f of files) {
-    const text = await readFile(join(witDir, f), 'utf8');
-    await writeFile(join(dir, f), text.replace(UNESCAPED_CASE, '$1%$2'));
-  }
-  return dir;
-}
-
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   // componentize-js strips the working directory from the source path and
   // gets it wrong when that directory is `/` ("ork/main/..."): run from here.
   process.chdir(here);
   const started = Date.now();
-  const witDir = await escapedWitCopy(opts.wit);
-  let component;
-  try {
-    ({ component } = await componentize({
-      sourcePath: join(here, 'dialplan.js'),
-      witPath: witDir,
-      worldName: 'dialplan',
-      // Without this the component imports wasi:http and the switch refuses
-      // to instantiate it.
-      disableFeatures: ['http', 'fetch-event'],
-    }));
-  } finally {
-    await rm(witDir, { recursive: true, force: true });
-  }
+  const { component } = await componentize({
+    sourcePath: join(here, 'dialplan.js'),
+    witPath: opts.wit,
+    worldName: 'dialplan',
+    // Without this the component imports wasi:http and the switch refuses
+    // to instantiate it.
+    disableFeatures: ['http', 'fetch-event'],
+  });
 
   const wit = await componentWit(component);
   const imports = [...wit.matchAll(/^\s*import\s+([^;{]+?)\s*;/gm)].map((m) => m[1]);

@@ -12,8 +12,6 @@
 //! - [`contact`]: the dialstring helpers `sofia_contact`, `verto_contact`,
 //!   `rtmp_contact`, `user_contact` and `group_call`, as functions over plain
 //!   [`contact::Registration`] values, following FreeSWITCH's output forms.
-//! - [`wit_compat`]: for guests' build scripts, a copy of the WIT package
-//!   that today's WIT parsers accept (see that module for why).
 //!
 //! ```
 //! use dialtone_sdk::dialstring::{Dialstring, Leg};
@@ -34,6 +32,5 @@
 
 pub mod contact;
 pub mod dialstring;
-pub mod wit_compat;
 
 pub use dialstring::{escape, Dialstring, DialstringError, Leg};

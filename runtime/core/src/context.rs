@@ -114,13 +114,15 @@ pub fn inbound_tenant(
     let host = if request_domain.starts_with('[') {
         host
     } else {
-        request_domain.rsplit_once(':').map_or(request_domain, |(h, p)| {
-            if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') {
-                h
-            } else {
-                request_domain
-            }
-        })
+        request_domain
+            .rsplit_once(':')
+            .map_or(request_domain, |(h, p)| {
+                if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') {
+                    h
+                } else {
+                    request_domain
+                }
+            })
     };
     let lower = host.to_ascii_lowercase();
     if lower.parse::<std::net::IpAddr>().is_err() && directory.tenant(&lower).is_some() {
@@ -199,9 +201,19 @@ mod tests {
     #[test]
     fn inbound_tenant_choice() {
         use crate::directory::{TenantDirectory, VANILLA_DIAL_STRING};
-        let t = TenantDirectory::new("a.test", vec![], vec![], Default::default(), VANILLA_DIAL_STRING).unwrap();
+        let t = TenantDirectory::new(
+            "a.test",
+            vec![],
+            vec![],
+            Default::default(),
+            VANILLA_DIAL_STRING,
+        )
+        .unwrap();
         let d = Directory::new([t]).unwrap();
-        assert_eq!(inbound_tenant(Some("a.test"), "127.0.0.1", &d, "dflt"), "a.test");
+        assert_eq!(
+            inbound_tenant(Some("a.test"), "127.0.0.1", &d, "dflt"),
+            "a.test"
+        );
         assert_eq!(inbound_tenant(None, "A.test", &d, "dflt"), "a.test");
         assert_eq!(inbound_tenant(None, "a.test:5060", &d, "dflt"), "a.test");
         assert_eq!(inbound_tenant(None, "127.0.0.1", &d, "dflt"), "dflt");

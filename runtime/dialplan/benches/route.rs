@@ -16,7 +16,9 @@ use dialtone_core::registrations::{unix_now, Registration, Registrations};
 use dialtone_core::routing::ChannelSnapshot;
 use dialtone_dialplan::pool::GuestPool;
 use dialtone_dialplan::tenants::WasmDialplan;
-use dialtone_dialplan::{DirectoryUser, Engine, EngineSettings, Role, SandboxSettings, TenantServices, Tenants};
+use dialtone_dialplan::{
+    DirectoryUser, Engine, EngineSettings, Role, SandboxSettings, TenantServices, Tenants,
+};
 
 struct Regs(Registrations);
 
@@ -38,13 +40,22 @@ impl TenantServices for Regs {
 fn components() -> std::path::PathBuf {
     std::env::var("DIALTONE_COMPONENTS")
         .map(Into::into)
-        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../build/components"))
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../build/components")
+        })
 }
 
 fn snapshot(tenant: &str, dest: &str) -> ChannelSnapshot {
+    snapshot_with(tenant, dest, 40)
+}
+
+fn snapshot_with(tenant: &str, dest: &str, vars: usize) -> ChannelSnapshot {
     let mut variables = Vec::new();
-    for i in 0..40 {
-        variables.push((format!("sip_variable_{i:02}"), format!("value-{i}-{}", "x".repeat(i % 24))));
+    for i in 0..vars {
+        variables.push((
+            format!("sip_variable_{i:02}"),
+            format!("value-{i}-{}", "x".repeat(i % 24)),
+        ));
     }
     ChannelSnapshot {
         uuid: "6f1c1e4e-3f7b-4a55-9a34-3f1f0b4e2c11".into(),
@@ -77,11 +88,11 @@ fn report(name: &str, n: usize, v: Vec<Duration>) {
     );
 }
 
-fn setup() -> (Arc<Tenants>, tokio::runtime::Runtime) {
+fn setup(pool_instances: u32) -> (Arc<Tenants>, tokio::runtime::Runtime) {
     let cache = std::env::temp_dir().join(format!("dialtone-bench-cache-{}", std::process::id()));
     let engine = Engine::new(EngineSettings {
         epoch_tick: Duration::from_millis(5),
-        pool_instances: 64,
+        pool_instances,
         max_memory_bytes: 256 << 20,
         cache_dir: Some(cache),
     })
@@ -121,9 +132,15 @@ fn load(tenants: &Tenants, tenant: &str, file: &str, settings: SandboxSettings) 
         return false;
     }
     tenants.configure(tenant, settings);
-    tenants.load_file(tenant, Role::Dialplan, &path).expect("load dialplan");
     tenants
-        .load_file(tenant, Role::Helpers, &components().join("contact_helpers.wasm"))
+        .load_file(tenant, Role::Dialplan, &path)
+        .expect("load dialplan");
+    tenants
+        .load_file(
+            tenant,
+            Role::Helpers,
+            &components().join("contact_helpers.wasm"),
+        )
         .expect("load helpers");
     true
 }
@@ -133,17 +150,31 @@ fn main() {
     let smoke = std::env::var("DIALTONE_BENCH_SMOKE").is_ok_and(|v| v == "1");
     if let Some(i) = args.iter().position(|a| a == "--callgrind") {
         let n: usize = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1000);
-        let (tenants, _rt) = setup();
-        assert!(load(&tenants, "rust.test", "default_dialplan.wasm", SandboxSettings::default()));
+        // Valgrind cannot map a large pool: a small one for instruction counts.
+        let (tenants, _rt) = setup(4);
+        assert!(load(
+            &tenants,
+            "rust.test",
+            "default_dialplan.wasm",
+            SandboxSettings::default()
+        ));
         let s = snapshot("rust.test", "1000");
         for _ in 0..n {
             std::hint::black_box(tenants.route_blocking(s.clone()).expect("route"));
         }
         return;
     }
-    let (tenants, rt) = setup();
+    let (tenants, rt) = setup(64);
     let n = if smoke { 300 } else { 20_000 };
-    assert!(load(&tenants, "rust.test", "default_dialplan.wasm", SandboxSettings::default()), "Rust guest");
+    assert!(
+        load(
+            &tenants,
+            "rust.test",
+            "default_dialplan.wasm",
+            SandboxSettings::default()
+        ),
+        "Rust guest"
+    );
     let dp = WasmDialplan(tenants.clone());
     let s = snapshot("rust.test", "1000");
     for _ in 0..n / 10 {
@@ -157,6 +188,16 @@ fn main() {
         v.push(t.elapsed());
     }
     report("rust_route_fresh", n, v);
+    for vars in [0usize, 5] {
+        let s = snapshot_with("rust.test", "1000", vars);
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            std::hint::black_box(tenants.route_blocking(s.clone()).expect("route"));
+            v.push(t.elapsed());
+        }
+        report(&format!("rust_route_fresh_{vars}_vars"), n, v);
+    }
     // Route plus the contact helper that expands the user's dial-string
     // (a second fresh instance whose host call returns 2 registrations).
     use dialtone_core::routing::Dialplan;
@@ -183,14 +224,30 @@ fn main() {
     report("rust_route_fresh_via_pool", n, v);
 
     // JavaScript and Python, fresh and warm.
-    let big = SandboxSettings { memory_bytes: 128 << 20, deadline: Duration::from_secs(5), ..SandboxSettings::default() };
-    for (tenant, file, label) in [("js.test", "default_dialplan_js.wasm", "js"), ("py.test", "default_dialplan_py.wasm", "python")] {
+    let big = SandboxSettings {
+        memory_bytes: 128 << 20,
+        deadline: Duration::from_secs(5),
+        ..SandboxSettings::default()
+    };
+    for (tenant, file, label) in [
+        ("js.test", "default_dialplan_js.wasm", "js"),
+        ("py.test", "default_dialplan_py.wasm", "python"),
+    ] {
         for warm in [0u32, 1000] {
-            let settings = SandboxSettings { warm_reuse: warm, ..big.clone() };
+            let settings = SandboxSettings {
+                warm_reuse: warm,
+                ..big.clone()
+            };
             if !load(&tenants, tenant, file, settings) {
                 continue;
             }
-            let m = if smoke { 5 } else if warm > 0 { 2000 } else { 300 };
+            let m = if smoke {
+                5
+            } else if warm > 0 {
+                2000
+            } else {
+                300
+            };
             let s = snapshot(tenant, "1000");
             for _ in 0..3 {
                 tenants.route_blocking(s.clone()).expect("warm-up");
@@ -201,7 +258,11 @@ fn main() {
                 std::hint::black_box(tenants.route_blocking(s.clone()).expect("route"));
                 v.push(t.elapsed());
             }
-            report(&format!("{label}_route_{}", if warm > 0 { "warm" } else { "fresh" }), m, v);
+            report(
+                &format!("{label}_route_{}", if warm > 0 { "warm" } else { "fresh" }),
+                m,
+                v,
+            );
         }
     }
 

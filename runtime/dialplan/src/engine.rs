@@ -8,7 +8,11 @@
 //! - epoch interruption, one tick every `epoch_tick` from a dedicated thread;
 //!   a tenant's deadline is a number of ticks;
 //! - fuel metering always compiled in, so any tenant can be given a CPU
-//!   budget without a second engine (a tenant without one gets `u64::MAX`).
+//!   budget without a second engine (a tenant without one gets `u64::MAX`);
+//!   it costs about 4 % of the instructions of a route (callgrind);
+//! - wasmtime's default 4 GiB memory reservation, so guest loads and stores
+//!   need no bounds checks (a 1 GiB reservation cost 6 % more instructions
+//!   per route).
 //!
 //! Compiled components are cached as `.cwasm` files named by the SHA-256 of
 //! the component and a fingerprint of the engine settings and wasmtime
@@ -170,9 +174,8 @@ impl Engine {
             .consume_fuel(true)
             .cranelift_opt_level(OptLevel::Speed)
             .max_wasm_stack(512 << 10)
-            .memory_reservation(1 << 30)
-            .memory_guard_size(32 << 20)
             .parallel_compilation(true);
+
         let engine = wasmtime::Engine::new(&config)?;
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -325,6 +328,11 @@ impl Engine {
             }
         }
         Ok((component, false))
+    }
+
+    /// Whether fuel metering is compiled in.
+    pub fn fuel_enabled(&self) -> bool {
+        self.engine.get_consume_fuel()
     }
 
     /// A monotonic timestamp, for deadlines.

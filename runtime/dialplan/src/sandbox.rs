@@ -391,9 +391,11 @@ pub(crate) fn arm(
 ) -> Result<(), InvokeError> {
     let settings = ctx.settings;
     store.set_epoch_deadline(engine.ticks_for(settings.deadline));
-    store
-        .set_fuel(settings.fuel.unwrap_or(u64::MAX))
-        .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+    if engine.fuel_enabled() {
+        store
+            .set_fuel(settings.fuel.unwrap_or(u64::MAX))
+            .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+    }
     let data = store.data_mut();
     data.deadline = Instant::now() + settings.deadline;
     data.deadline_hit = false;
@@ -409,7 +411,11 @@ pub(crate) fn arm(
 }
 
 /// Turns a wasmtime error into what happened.
-pub(crate) fn classify(err: wasmtime::Error, state: &State, settings: &SandboxSettings) -> InvokeError {
+pub(crate) fn classify(
+    err: wasmtime::Error,
+    state: &State,
+    settings: &SandboxSettings,
+) -> InvokeError {
     if let Some(msg) = &state.limiter.hit {
         return InvokeError::MemoryLimit(msg.clone());
     }

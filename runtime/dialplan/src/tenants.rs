@@ -132,11 +132,7 @@ impl Tenants {
                 .or_insert_with(|| tenant.clone());
             next
         });
-        self.tenants
-            .load()
-            .get(name)
-            .cloned()
-            .unwrap_or(tenant)
+        self.tenants.load().get(name).cloned().unwrap_or(tenant)
     }
 
     /// Removes tenants not in `keep` (config reload).
@@ -239,10 +235,11 @@ impl Tenants {
     /// caps: for the CLI's `dialplan test` and for benchmarks.
     pub fn route_blocking(&self, channel: ChannelSnapshot) -> Result<Vec<Action>, RouteFailure> {
         let t = self.tenant_or_fail(&channel.tenant)?;
-        match self.run(&t, Call::Route(channel.clone())) {
+        let uuid = channel.uuid.clone();
+        match self.run(&t, Call::Route(channel)) {
             Ok(Answer::Route(a)) => Ok(a),
-            Ok(_) => Err(self.fail(&t, &channel.uuid, InvokeError::NoComponent)),
-            Err(e) => Err(self.fail(&t, &channel.uuid, e)),
+            Ok(_) => Err(self.fail(&t, &uuid, InvokeError::NoComponent)),
+            Err(e) => Err(self.fail(&t, &uuid, e)),
         }
     }
 
@@ -254,7 +251,12 @@ impl Tenants {
     }
 
     /// Submits a call to the pool under the tenant's guest cap.
-    async fn submit(self: &Arc<Self>, tenant: &str, channel: &str, call: Call) -> Result<Answer, RouteFailure> {
+    async fn submit(
+        self: &Arc<Self>,
+        tenant: &str,
+        channel: &str,
+        call: Call,
+    ) -> Result<Answer, RouteFailure> {
         let t = self.tenant_or_fail(tenant)?;
         let permit = match self.admission.acquire_guest(tenant) {
             Ok(p) => p,
@@ -323,24 +325,20 @@ impl Tenants {
             Call::Helper(..) => t
                 .helpers
                 .load_full()
-                .or_else(|| {
-                    t.dialplan
-                        .load_full()
-                        .filter(|d| d.helpers.is_some())
-                })
+                .or_else(|| t.dialplan.load_full().filter(|d| d.helpers.is_some()))
                 .or_else(|| self.default_helpers.load_full()),
             _ => t.dialplan.load_full(),
         }
         .ok_or(InvokeError::NoComponent)?;
         let settings = t.settings.load_full();
-        let channel = match &call {
-            Call::Route(c) => c.uuid.as_str(),
-            Call::Outbound(r) => r.channel.uuid.as_str(),
-            _ => "",
+        let channel: String = match &call {
+            Call::Route(c) => c.uuid.clone(),
+            Call::Outbound(r) => r.channel.uuid.clone(),
+            _ => String::new(),
         };
         let ctx = InvokeCtx {
             tenant: &t.name,
-            channel,
+            channel: &channel,
             services: &self.services,
             settings: &settings,
         };
@@ -406,9 +404,12 @@ fn call_guest(
     } = live;
     match call {
         Call::Route(channel) => {
-            let idx = loaded.router.as_ref().ok_or(CallError::Invalid(InvokeError::NoComponent))?;
+            let idx = loaded
+                .router
+                .as_ref()
+                .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
             let router = idx.load(&mut *store, instance)?;
-            let info = convert::channel_to_wit(&channel);
+            let info = convert::channel_into_wit(channel);
             let actions = router.call_route(&mut *store, &info)?;
             if actions.len() > settings.max_actions {
                 return Err(CallError::Invalid(InvokeError::Malformed(format!(
@@ -422,9 +423,12 @@ fn call_guest(
             Ok(Answer::Route(actions))
         }
         Call::Outbound(req) => {
-            let idx = loaded.router.as_ref().ok_or(CallError::Invalid(InvokeError::NoComponent))?;
+            let idx = loaded
+                .router
+                .as_ref()
+                .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
             let router = idx.load(&mut *store, instance)?;
-            let d = router.call_route_outbound(&mut *store, &convert::outbound_to_wit(&req))?;
+            let d = router.call_route_outbound(&mut *store, &convert::outbound_into_wit(req))?;
             let d = convert::outbound_from_wit(d);
             match &d {
                 OutboundDecision::Accept { variables } => check_vars(variables),
@@ -437,9 +441,12 @@ fn call_guest(
             Ok(Answer::Outbound(d))
         }
         Call::Message(msg) => {
-            let idx = loaded.router.as_ref().ok_or(CallError::Invalid(InvokeError::NoComponent))?;
+            let idx = loaded
+                .router
+                .as_ref()
+                .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
             let router = idx.load(&mut *store, instance)?;
-            let d = router.call_route_message(&mut *store, &convert::message_to_wit(&msg))?;
+            let d = router.call_route_message(&mut *store, &convert::message_into_wit(msg))?;
             let d = convert::message_from_wit(d);
             match &d {
                 MessageDecision::Reply { body } => check_len("reply", body),
@@ -450,7 +457,10 @@ fn call_guest(
             Ok(Answer::Message(d))
         }
         Call::Helper(name, args) => {
-            let idx = loaded.helpers.as_ref().ok_or(CallError::Invalid(InvokeError::NoComponent))?;
+            let idx = loaded
+                .helpers
+                .as_ref()
+                .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
             let h = idx.load(&mut *store, instance)?;
             let out = match name.as_str() {
                 "sofia_contact" => h.call_sofia_contact(&mut *store, &args)?,
@@ -560,7 +570,11 @@ impl Dialplan for WasmDialplan {
         Box::pin(async move {
             let tenant = request.channel.tenant.clone();
             let uuid = request.channel.uuid.clone();
-            match self.0.submit(&tenant, &uuid, Call::Outbound(request)).await? {
+            match self
+                .0
+                .submit(&tenant, &uuid, Call::Outbound(request))
+                .await?
+            {
                 Answer::Outbound(d) => Ok(d),
                 _ => Err(unexpected()),
             }

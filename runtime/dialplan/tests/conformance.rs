@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dialtone_core::routing::{Action, ChannelSnapshot, CollectSpec, Dialplan, MessageDecision, TextMessage};
+use dialtone_core::routing::{
+    Action, ChannelSnapshot, CollectSpec, Dialplan, MessageDecision, TextMessage,
+};
 use dialtone_core::routing::{OutboundDecision, OutboundRequest};
 use dialtone_core::HangupCause;
 use dialtone_dialplan::tenants::WasmDialplan;
@@ -19,7 +21,10 @@ const GUESTS: [(&str, &str); 3] = [
 ];
 
 fn set(name: &str, value: &str) -> Action {
-    Action::Set { name: name.into(), value: value.into() }
+    Action::Set {
+        name: name.into(),
+        value: value.into(),
+    }
 }
 
 fn hangup(cause: HangupCause) -> Action {
@@ -28,13 +33,17 @@ fn hangup(cause: HangupCause) -> Action {
 
 /// The specification every implementation must meet.
 fn expected(tenant: &str, context: &str, dest: &str, vars: &[(&str, &str)]) -> Vec<Action> {
-    let ext = dest.len() == 4 && dest.starts_with("10") && dest[2..].parse::<u32>().is_ok_and(|n| n <= 19);
+    let ext = dest.len() == 4
+        && dest.starts_with("10")
+        && dest[2..].parse::<u32>().is_ok_and(|n| n <= 19);
     if ext {
         return vec![
             set("call_timeout", "30"),
             set("hangup_after_bridge", "true"),
             set("dialed_extension", dest),
-            Action::Bridge { dialstring: format!("user/{dest}@{tenant}") },
+            Action::Bridge {
+                dialstring: format!("user/{dest}@{tenant}"),
+            },
             hangup(HangupCause::NoAnswer),
         ];
     }
@@ -74,7 +83,10 @@ fn expected(tenant: &str, context: &str, dest: &str, vars: &[(&str, &str)]) -> V
     }
 }
 
-fn cases() -> Vec<(&'static str, String, Vec<(&'static str, &'static str)>)> {
+/// (context, destination, variables).
+type Case = (&'static str, String, Vec<(&'static str, &'static str)>);
+
+fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     for ctx in ["default", "public"] {
         for d in [
@@ -106,23 +118,50 @@ fn rust_javascript_and_python_agree() {
             .load_file(tenant, Role::Dialplan, &component(file))
             .unwrap_or_else(|e| panic!("{file}: {e}"));
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dp = WasmDialplan(h.tenants.clone());
     let mut checked = 0;
     for (ctx, dest, vars) in cases() {
         for (tenant, file) in GUESTS {
             let mut snap: ChannelSnapshot = snapshot(tenant, ctx, &dest);
-            snap.variables = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            let got = rt.block_on(dp.route(snap)).unwrap_or_else(|e| panic!("{file} {ctx}/{dest}: {e}"));
-            assert_eq!(got, expected(tenant, ctx, &dest, &vars), "{file}: context {ctx}, destination {dest:?}, vars {vars:?}");
+            snap.variables = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let got = rt
+                .block_on(dp.route(snap))
+                .unwrap_or_else(|e| panic!("{file} {ctx}/{dest}: {e}"));
+            assert_eq!(
+                got,
+                expected(tenant, ctx, &dest, &vars),
+                "{file}: context {ctx}, destination {dest:?}, vars {vars:?}"
+            );
             checked += 1;
         }
     }
     for (tenant, file) in GUESTS {
         for (to, want) in [
-            ("1001@x", MessageDecision::Forward { target: format!("user/1001@{tenant}") }),
-            ("1019", MessageDecision::Forward { target: format!("user/1019@{tenant}") }),
-            ("2000@x", MessageDecision::Reply { body: "no such user: 2000".into() }),
+            (
+                "1001@x",
+                MessageDecision::Forward {
+                    target: format!("user/1001@{tenant}"),
+                },
+            ),
+            (
+                "1019",
+                MessageDecision::Forward {
+                    target: format!("user/1019@{tenant}"),
+                },
+            ),
+            (
+                "2000@x",
+                MessageDecision::Reply {
+                    body: "no such user: 2000".into(),
+                },
+            ),
         ] {
             let m = TextMessage {
                 endpoint: "sofia".into(),
@@ -134,7 +173,11 @@ fn rust_javascript_and_python_agree() {
                 body: "hi".into(),
                 network_addr: String::new(),
             };
-            assert_eq!(rt.block_on(dp.route_message(m)).unwrap(), want, "{file} message to {to}");
+            assert_eq!(
+                rt.block_on(dp.route_message(m)).unwrap(),
+                want,
+                "{file} message to {to}"
+            );
             checked += 1;
         }
         let req = OutboundRequest {

@@ -17,7 +17,10 @@ fn setup() -> (Host, WasmDialplan, tokio::runtime::Runtime) {
             .unwrap();
     }
     let dp = WasmDialplan(h.tenants.clone());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     (h, dp, rt)
 }
 
@@ -26,17 +29,23 @@ fn sofia_contact_none_one_several() {
     let (h, dp, rt) = setup();
     let call = |args: &str| rt.block_on(dp.call_helper("a.test", "sofia_contact", args));
     assert_eq!(call("*/1000@a.test").unwrap(), "error/user_not_registered");
-    h.services.register("a.test", "1000", "sip:1000@192.0.2.7:5060");
+    h.services
+        .register("a.test", "1000", "sip:1000@192.0.2.7:5060");
     let one = call("*/1000@a.test").unwrap();
     assert_eq!(one, r"sofia/internal/sip\:1000@192.0.2.7\:5060");
-    h.services.register("a.test", "1000", "sip:1000@192.0.2.8:5062;transport=tcp");
+    h.services
+        .register("a.test", "1000", "sip:1000@192.0.2.8:5062;transport=tcp");
     let two = call("internal/1000").unwrap();
     let legs: Vec<&str> = two.split(",sofia/").collect();
     assert_eq!(legs.len(), 2, "{two}");
     // Each contact is one leg once parsed, however it is escaped.
     let ds = dialtone_core::dialstring::parse(&two).unwrap();
     assert_eq!(ds.leg_count(), 2);
-    let targets: Vec<String> = ds.branches[0].groups[0].legs.iter().map(|l| l.data.clone()).collect();
+    let targets: Vec<String> = ds.branches[0].groups[0]
+        .legs
+        .iter()
+        .map(|l| l.data.clone())
+        .collect();
     assert_eq!(
         targets,
         vec![
@@ -51,21 +60,33 @@ fn sofia_contact_none_one_several() {
 #[test]
 fn another_tenants_registrations_are_invisible() {
     let (h, dp, rt) = setup();
-    h.services.register("a.test", "1000", "sip:1000@192.0.2.7:5060");
-    let from_b = rt.block_on(dp.call_helper("b.test", "sofia_contact", "*/1000@a.test")).unwrap();
+    h.services
+        .register("a.test", "1000", "sip:1000@192.0.2.7:5060");
+    let from_b = rt
+        .block_on(dp.call_helper("b.test", "sofia_contact", "*/1000@a.test"))
+        .unwrap();
     assert_eq!(from_b, "error/user_not_registered");
-    let from_b_bare = rt.block_on(dp.call_helper("b.test", "sofia_contact", "*/1000")).unwrap();
+    let from_b_bare = rt
+        .block_on(dp.call_helper("b.test", "sofia_contact", "*/1000"))
+        .unwrap();
     assert_eq!(from_b_bare, "error/user_not_registered");
-    let from_a = rt.block_on(dp.call_helper("a.test", "sofia_contact", "*/1000")).unwrap();
+    let from_a = rt
+        .block_on(dp.call_helper("a.test", "sofia_contact", "*/1000"))
+        .unwrap();
     assert!(from_a.starts_with("sofia/internal/"), "{from_a}");
 }
 
 #[test]
 fn malicious_contact_cannot_add_a_leg() {
     let (h, dp, rt) = setup();
-    h.services
-        .register("a.test", "1000", "sip:1000@192.0.2.7,sofia/gateway/carrier/15551234567");
-    let out = rt.block_on(dp.call_helper("a.test", "sofia_contact", "*/1000")).unwrap();
+    h.services.register(
+        "a.test",
+        "1000",
+        "sip:1000@192.0.2.7,sofia/gateway/carrier/15551234567",
+    );
+    let out = rt
+        .block_on(dp.call_helper("a.test", "sofia_contact", "*/1000"))
+        .unwrap();
     let ds = dialtone_core::dialstring::parse(&out).unwrap();
     assert_eq!(ds.leg_count(), 1, "{out}");
     assert_eq!(ds.branches[0].groups[0].legs[0].endpoint, "sofia");
@@ -74,17 +95,29 @@ fn malicious_contact_cannot_add_a_leg() {
 #[test]
 fn group_call_and_unknown_helpers() {
     let (_h, dp, rt) = setup();
-    let all = rt.block_on(dp.call_helper("a.test", "group_call", "sales@a.test")).unwrap();
+    let all = rt
+        .block_on(dp.call_helper("a.test", "group_call", "sales@a.test"))
+        .unwrap();
     assert_eq!(all, "user/1000@a.test,user/1001@a.test");
-    let f = rt.block_on(dp.call_helper("a.test", "group_call", "sales@a.test+F")).unwrap();
+    let f = rt
+        .block_on(dp.call_helper("a.test", "group_call", "sales@a.test+F"))
+        .unwrap();
     assert_eq!(f, "user/1000@a.test|user/1001@a.test");
-    let e = rt.block_on(dp.call_helper("a.test", "group_call", "sales+E")).unwrap();
+    let e = rt
+        .block_on(dp.call_helper("a.test", "group_call", "sales+E"))
+        .unwrap();
     assert_eq!(e, "user/1000@a.test:_:user/1001@a.test");
-    let none = rt.block_on(dp.call_helper("a.test", "group_call", "nosuch")).unwrap();
+    let none = rt
+        .block_on(dp.call_helper("a.test", "group_call", "nosuch"))
+        .unwrap();
     assert_eq!(none, "error/NO_ROUTE_DESTINATION");
-    let cross = rt.block_on(dp.call_helper("b.test", "group_call", "sales@a.test")).unwrap();
+    let cross = rt
+        .block_on(dp.call_helper("b.test", "group_call", "sales@a.test"))
+        .unwrap();
     assert_eq!(cross, "error/NO_ROUTE_DESTINATION");
     assert!(rt.block_on(dp.call_helper("a.test", "nope", "x")).is_err());
-    let v = rt.block_on(dp.call_helper("a.test", "verto_contact", "1000")).unwrap();
+    let v = rt
+        .block_on(dp.call_helper("a.test", "verto_contact", "1000"))
+        .unwrap();
     assert_eq!(v, "error/user_not_registered");
 }

@@ -37,17 +37,34 @@ fn refuses_forbidden_imports_and_non_components() {
         Err(LoadError::ForbiddenImport(name)) => assert!(name.starts_with("wasi:http/"), "{name}"),
         other => panic!("expected ForbiddenImport, got {other:?}"),
     }
-    let unknown = wat_component(r#"(component (import "acme:evil/api@1.0.0" (instance (export "f" (func)))))"#);
+    let unknown = wat_component(
+        r#"(component (import "acme:evil/api@1.0.0" (instance (export "f" (func)))))"#,
+    );
     let err = engine.load(&unknown, Role::Dialplan).unwrap_err();
-    assert!(matches!(err, LoadError::ForbiddenImport(ref n) if n == "acme:evil/api@1.0.0"), "{err}");
+    assert!(
+        matches!(err, LoadError::ForbiddenImport(ref n) if n == "acme:evil/api@1.0.0"),
+        "{err}"
+    );
     assert!(err.to_string().contains("acme:evil/api@1.0.0"));
 
     let core = wat::parse_str("(module)").unwrap();
-    assert!(matches!(engine.load(&core, Role::Dialplan), Err(LoadError::NotAComponent(_))));
-    assert!(matches!(engine.load(b"#!/bin/sh\necho hi\n", Role::Dialplan), Err(LoadError::NotAComponent(_))));
+    assert!(matches!(
+        engine.load(&core, Role::Dialplan),
+        Err(LoadError::NotAComponent(_))
+    ));
+    assert!(matches!(
+        engine.load(b"#!/bin/sh\necho hi\n", Role::Dialplan),
+        Err(LoadError::NotAComponent(_))
+    ));
     let empty = wat_component("(component)");
-    assert!(matches!(engine.load(&empty, Role::Dialplan), Err(LoadError::MissingExport(_))));
-    assert!(matches!(engine.load(&empty, Role::Helpers), Err(LoadError::MissingExport(_))));
+    assert!(matches!(
+        engine.load(&empty, Role::Dialplan),
+        Err(LoadError::MissingExport(_))
+    ));
+    assert!(matches!(
+        engine.load(&empty, Role::Helpers),
+        Err(LoadError::MissingExport(_))
+    ));
 }
 
 #[test]
@@ -57,13 +74,25 @@ fn refused_upload_keeps_the_running_version() {
     let before = h.tenants.info()[0].dialplan.clone().unwrap();
     let dir = tempdir::Dir::new("bad");
     let bad = dir.path().join("bad.wasm");
-    std::fs::write(&bad, wat_component(r#"(component (import "wasi:http/types@0.2.0" (instance)))"#)).unwrap();
+    std::fs::write(
+        &bad,
+        wat_component(r#"(component (import "wasi:http/types@0.2.0" (instance)))"#),
+    )
+    .unwrap();
     assert!(h.tenants.load_file("a.test", Role::Dialplan, &bad).is_err());
     std::fs::write(&bad, b"not wasm at all").unwrap();
     assert!(h.tenants.load_file("a.test", Role::Dialplan, &bad).is_err());
     assert_eq!(h.tenants.info()[0].dialplan.clone().unwrap(), before);
-    let actions = h.tenants.route_blocking(snapshot("a.test", "default", "ok")).unwrap();
-    assert_eq!(actions.last(), Some(&Action::Hangup { cause: HangupCause::NormalClearing }));
+    let actions = h
+        .tenants
+        .route_blocking(snapshot("a.test", "default", "ok"))
+        .unwrap();
+    assert_eq!(
+        actions.last(),
+        Some(&Action::Hangup {
+            cause: HangupCause::NormalClearing
+        })
+    );
 }
 
 /// Runs `dest` on a hostile tenant and checks the failure, then checks that
@@ -78,8 +107,17 @@ fn expect_failure(h: &Host, dest: &str, kind: &str) {
         .tenants
         .route_blocking(snapshot("bad.test", "default", dest))
         .expect_err("hostile call must fail");
-    assert_eq!(err.cause, HangupCause::DestinationOutOfOrder, "{dest}: {}", err.reason);
-    assert!(started.elapsed() < Duration::from_secs(5), "{dest} took {:?}", started.elapsed());
+    assert_eq!(
+        err.cause,
+        HangupCause::DestinationOutOfOrder,
+        "{dest}: {}",
+        err.reason
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{dest} took {:?}",
+        started.elapsed()
+    );
     match sub.try_recv() {
         Ok(Delivery::Event(e)) => {
             assert_eq!(e.get("Tenant"), Some("bad.test"));
@@ -95,8 +133,17 @@ fn expect_failure(h: &Host, dest: &str, kind: &str) {
         }
         other => panic!("no failure event for {dest}: {other:?}"),
     }
-    let ok = h.tenants.route_blocking(snapshot("bad.test", "default", "ok")).unwrap();
-    assert_eq!(ok[0], Action::Set { name: "hostile_ok".into(), value: "true".into() });
+    let ok = h
+        .tenants
+        .route_blocking(snapshot("bad.test", "default", "ok"))
+        .unwrap();
+    assert_eq!(
+        ok[0],
+        Action::Set {
+            name: "hostile_ok".into(),
+            value: "true".into()
+        }
+    );
 }
 
 #[test]
@@ -176,11 +223,17 @@ fn log_spam_is_capped() {
         },
     );
     let result = tracing::subscriber::with_default(subscriber, || {
-        h.tenants.route_blocking(snapshot("bad.test", "default", "logspam"))
+        h.tenants
+            .route_blocking(snapshot("bad.test", "default", "logspam"))
     });
     // A million log calls: the call completes, 64 lines reach the log.
     let actions = result.expect("logspam completes within 10 s");
-    assert_eq!(actions, vec![Action::Hangup { cause: HangupCause::NormalClearing }]);
+    assert_eq!(
+        actions,
+        vec![Action::Hangup {
+            cause: HangupCause::NormalClearing
+        }]
+    );
     assert_eq!(*lines.0.lock().unwrap(), 64);
 }
 
@@ -196,13 +249,19 @@ fn warm_instances_are_reused_and_dropped_after_a_trap() {
         },
     );
     for _ in 0..12 {
-        let a = h.tenants.route_blocking(snapshot("bad.test", "default", "ok")).unwrap();
+        let a = h
+            .tenants
+            .route_blocking(snapshot("bad.test", "default", "ok"))
+            .unwrap();
         assert_eq!(a.len(), 2);
     }
     expect_failure(&h, "panic", "trap");
     expect_failure(&h, "loop", "timeout");
     for _ in 0..3 {
-        assert!(h.tenants.route_blocking(snapshot("bad.test", "default", "ok")).is_ok());
+        assert!(h
+            .tenants
+            .route_blocking(snapshot("bad.test", "default", "ok"))
+            .is_ok());
     }
 }
 
@@ -217,7 +276,10 @@ fn configurable_failure_cause() {
             ..SandboxSettings::default()
         },
     );
-    let err = h.tenants.route_blocking(snapshot("bad.test", "default", "panic")).unwrap_err();
+    let err = h
+        .tenants
+        .route_blocking(snapshot("bad.test", "default", "panic"))
+        .unwrap_err();
     assert_eq!(err.cause, HangupCause::NormalTemporaryFailure);
 }
 
@@ -232,12 +294,20 @@ fn hostile_tenant_does_not_starve_another() {
     let now = Instant::now();
     h.admission.set_tenant(
         "bad.test",
-        LimitConfig { max_channels: u32::MAX, max_cps: 0, max_guest_invocations: 1 },
+        LimitConfig {
+            max_channels: u32::MAX,
+            max_cps: 0,
+            max_guest_invocations: 1,
+        },
         now,
     );
     h.admission.set_tenant(
         "good.test",
-        LimitConfig { max_channels: u32::MAX, max_cps: 0, max_guest_invocations: 64 },
+        LimitConfig {
+            max_channels: u32::MAX,
+            max_cps: 0,
+            max_guest_invocations: 64,
+        },
         now,
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -252,7 +322,10 @@ fn hostile_tenant_does_not_starve_another() {
             let end = Instant::now() + window;
             let mut n = 0u64;
             while Instant::now() < end {
-                let a = dp.route(snapshot("good.test", "default", "ok")).await.expect("good routes");
+                let a = dp
+                    .route(snapshot("good.test", "default", "ok"))
+                    .await
+                    .expect("good routes");
                 assert_eq!(a.len(), 2);
                 n += 1;
             }
@@ -278,7 +351,9 @@ fn hostile_tenant_does_not_starve_another() {
                     let mut set = tokio::task::JoinSet::new();
                     for _ in 0..8 {
                         let dp = dp.clone();
-                        set.spawn(async move { dp.route(snapshot("bad.test", "default", "loop")).await });
+                        set.spawn(async move {
+                            dp.route(snapshot("bad.test", "default", "loop")).await
+                        });
                     }
                     while let Some(r) = set.join_next().await {
                         match r.unwrap() {
@@ -296,8 +371,14 @@ fn hostile_tenant_does_not_starve_another() {
         attacked = attacked.max(measure(&dp));
         stop.store(true, Ordering::Relaxed);
         rt.block_on(attacker).unwrap();
-        assert!(looped.load(Ordering::Relaxed) >= 5, "the attacker really ran");
-        assert!(refused.load(Ordering::Relaxed) > 0, "its cap of 1 held it back");
+        assert!(
+            looped.load(Ordering::Relaxed) >= 5,
+            "the attacker really ran"
+        );
+        assert!(
+            refused.load(Ordering::Relaxed) > 0,
+            "its cap of 1 held it back"
+        );
     }
     let ratio = attacked as f64 / alone as f64;
     eprintln!("good tenant: alone {alone}, under attack {attacked} routes per {window:?} (ratio {ratio:.3})");

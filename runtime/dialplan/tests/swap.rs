@@ -42,7 +42,9 @@ fn hot_swap_under_load_loses_nothing() {
     let dir = tempdir::Dir::new("swap");
     let file = dir.path().join("dialplan.wasm");
     std::fs::write(&file, versioned(&base, 1)).unwrap();
-    h.tenants.load_file("swap.test", Role::Dialplan, &file).unwrap();
+    h.tenants
+        .load_file("swap.test", Role::Dialplan, &file)
+        .unwrap();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -91,7 +93,10 @@ fn hot_swap_under_load_loses_nothing() {
     for v in 2..=swaps + 1 {
         std::fs::write(&file, versioned(&base, v)).unwrap();
         installing.store(v, Ordering::Release);
-        let version = h.tenants.load_file("swap.test", Role::Dialplan, &file).unwrap();
+        let version = h
+            .tenants
+            .load_file("swap.test", Role::Dialplan, &file)
+            .unwrap();
         assert!(!version.is_empty());
         installed.store(v, Ordering::Release);
         std::thread::sleep(Duration::from_millis(2));

@@ -101,7 +101,13 @@ impl App {
             registrations: registrations.clone(),
             globals: ArcSwap::from_pointee(config.variables.clone()),
         });
-        let tenants = Tenants::new(engine, pool, services.clone(), admission.clone(), events.clone());
+        let tenants = Tenants::new(
+            engine,
+            pool,
+            services.clone(),
+            admission.clone(),
+            events.clone(),
+        );
         let mut endpoints = EndpointRegistry::new();
         endpoints.register(Arc::new(ErrorEndpoint));
         endpoints.register(Arc::new(NullEndpoint));
@@ -142,7 +148,9 @@ impl App {
         let now = Instant::now();
         self.admission.set_global(global_limits(config), now);
         self.switch.set_directory(config.directory.clone());
-        self.services.globals.store(Arc::new(config.variables.clone()));
+        self.services
+            .globals
+            .store(Arc::new(config.variables.clone()));
         let mut errors = Vec::new();
         // The switch-wide helper component.
         if let Err(e) = self.load_default_helpers(&config.dialplan.helpers) {
@@ -150,8 +158,10 @@ impl App {
         }
         let names: Vec<String> = config.tenants.iter().map(|t| t.domain.clone()).collect();
         for t in &config.tenants {
-            self.admission.set_tenant(&t.domain, tenant_limits(config, t), now);
-            self.tenants.configure(&t.domain, sandbox_settings(&t.sandbox));
+            self.admission
+                .set_tenant(&t.domain, tenant_limits(config, t), now);
+            self.tenants
+                .configure(&t.domain, sandbox_settings(&t.sandbox));
             if let Err(e) = self.load_component(&t.domain, Role::Dialplan, &t.dialplan) {
                 errors.push(e);
             }
@@ -218,7 +228,9 @@ impl App {
             tracing::warn!("{e:#}");
         }
         match errors.into_iter().next() {
-            Some(e) => Err(e.context("reload applied; some components were refused and keep their running version")),
+            Some(e) => Err(e.context(
+                "reload applied; some components were refused and keep their running version",
+            )),
             None => Ok(()),
         }
     }

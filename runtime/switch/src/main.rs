@@ -20,7 +20,11 @@ use dialtone_core::dialstring;
 use dialtone_core::routing::{Action, ChannelSnapshot, Direction};
 
 #[derive(Parser)]
-#[command(name = "dialtone", version, about = "A soft switch whose dialplans are WebAssembly components")]
+#[command(
+    name = "dialtone",
+    version,
+    about = "A soft switch whose dialplans are WebAssembly components"
+)]
 struct Cli {
     /// The configuration directory.
     #[arg(long, global = true, default_value = "conf")]
@@ -169,7 +173,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("dialtone: cannot start the runtime: {e}");

@@ -20,7 +20,13 @@ pub struct SwitchServices {
 }
 
 impl TenantServices for SwitchServices {
-    fn registrations(&self, tenant: &str, endpoint: &str, profile: &str, user: &str) -> Vec<Registration> {
+    fn registrations(
+        &self,
+        tenant: &str,
+        endpoint: &str,
+        profile: &str,
+        user: &str,
+    ) -> Vec<Registration> {
         self.registrations
             .lookup(tenant, endpoint, profile, user, unix_now())
     }

@@ -23,7 +23,11 @@ fn components() -> PathBuf {
 
 fn component(name: &str) -> PathBuf {
     let p = components().join(name);
-    assert!(p.exists(), "{} missing: build the guests first (make test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: build the guests first (make test does)",
+        p.display()
+    );
     p
 }
 
@@ -50,7 +54,8 @@ fn conf_copy() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn json(out: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
+    serde_json::from_slice(out)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
 }
 
 #[test]
@@ -68,12 +73,18 @@ fn dialstring_explain() {
     assert_eq!(groups[0]["legs"][1]["local_vars"]["leg_timeout"], "10");
     assert_eq!(groups[1]["legs"][0]["endpoint"], "error");
 
-    let out = bin().args(["dialstring", "explain", "user/1000,[x=1sofia/a"]).output().unwrap();
+    let out = bin()
+        .args(["dialstring", "explain", "user/1000,[x=1sofia/a"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out.stdout);
     assert_eq!(v["position"], 10);
     assert!(v["error"].as_str().unwrap().contains("unbalanced"), "{v}");
-    assert!(v["context"].as_str().unwrap().ends_with("\n          ^"), "{v}");
+    assert!(
+        v["context"].as_str().unwrap().ends_with("\n          ^"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -82,10 +93,23 @@ fn dialplan_test_prints_the_decision() {
     let out = bin()
         .args(["--conf"])
         .arg(&conf)
-        .args(["dialplan", "test", "--tenant", "dialtone.local", "--from", "1001", "--to", "1000"])
+        .args([
+            "dialplan",
+            "test",
+            "--tenant",
+            "dialtone.local",
+            "--from",
+            "1001",
+            "--to",
+            "1000",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out.stdout);
     assert_eq!(v["actions"][3]["action"], "bridge");
     assert_eq!(v["actions"][3]["dialstring"], "user/1000@dialtone.local");
@@ -95,7 +119,18 @@ fn dialplan_test_prints_the_decision() {
     let out = bin()
         .arg("--conf")
         .arg(&conf)
-        .args(["dialplan", "test", "--tenant", "dialtone.local", "--from", "1001", "--to", "5000", "--var", "ivr_choice=2"])
+        .args([
+            "dialplan",
+            "test",
+            "--tenant",
+            "dialtone.local",
+            "--from",
+            "1001",
+            "--to",
+            "5000",
+            "--var",
+            "ivr_choice=2",
+        ])
         .output()
         .unwrap();
     let v = json(&out.stdout);
@@ -105,7 +140,18 @@ fn dialplan_test_prints_the_decision() {
     let out = bin()
         .arg("--conf")
         .arg(&conf)
-        .args(["dialplan", "test", "--tenant", "dialtone.local", "--from", "x", "--to", "9196", "--context", "public"])
+        .args([
+            "dialplan",
+            "test",
+            "--tenant",
+            "dialtone.local",
+            "--from",
+            "x",
+            "--to",
+            "9196",
+            "--context",
+            "public",
+        ])
         .output()
         .unwrap();
     let v = json(&out.stdout);
@@ -116,7 +162,9 @@ fn dialplan_test_prints_the_decision() {
 fn bad_configuration_names_file_line_and_field() {
     let (_dir, conf) = conf_copy();
     let main = conf.join("dialtone.toml");
-    let text = std::fs::read_to_string(&main).unwrap().replace("memory_mb = 16", "memory_mb = 100000");
+    let text = std::fs::read_to_string(&main)
+        .unwrap()
+        .replace("memory_mb = 16", "memory_mb = 100000");
     std::fs::write(&main, text).unwrap();
     for args in [vec!["config", "check"], vec!["run"]] {
         let out = bin().arg("--conf").arg(&conf).args(&args).output().unwrap();
@@ -138,7 +186,10 @@ fn default_passwords_never_open_a_public_address() {
     let out = bin().arg("--conf").arg(&conf).arg("run").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("dialtone.local.toml") && err.contains("password"), "{err}");
+    assert!(
+        err.contains("dialtone.local.toml") && err.contains("password"),
+        "{err}"
+    );
 }
 
 /// Starts the switch, waits for a log line, swaps the dialplan on disk, then
@@ -199,6 +250,10 @@ fn replace(target: &Path, from: &Path) {
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {
-    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(ok.success());
 }

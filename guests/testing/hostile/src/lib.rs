@@ -22,9 +22,7 @@
 mod bindings {
     wit_bindgen::generate!({
         world: "dialplan",
-        // The package at `wit/`, copied by build.rs with keyword-named
-        // cases escaped (see `dialtone_sdk::wit_compat`).
-        path: concat!(env!("OUT_DIR"), "/wit"),
+        path: "../../../wit",
     });
 }
 

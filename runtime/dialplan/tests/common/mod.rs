@@ -58,8 +58,15 @@ impl FakeServices {
 }
 
 impl TenantServices for FakeServices {
-    fn registrations(&self, tenant: &str, endpoint: &str, profile: &str, user: &str) -> Vec<Registration> {
-        self.regs.lookup(tenant, endpoint, profile, user, unix_now())
+    fn registrations(
+        &self,
+        tenant: &str,
+        endpoint: &str,
+        profile: &str,
+        user: &str,
+    ) -> Vec<Registration> {
+        self.regs
+            .lookup(tenant, endpoint, profile, user, unix_now())
     }
     fn lookup_user(&self, _tenant: &str, user: &str) -> Option<DirectoryUser> {
         (user.len() == 4 && user.starts_with("10")).then(|| DirectoryUser {
@@ -166,22 +173,45 @@ pub fn snapshot(tenant: &str, context: &str, dest: &str) -> ChannelSnapshot {
 pub fn realistic_snapshot(tenant: &str, dest: &str) -> ChannelSnapshot {
     let mut s = snapshot(tenant, "default", dest);
     for (k, v) in [
-        ("sip_from_user", "1001"), ("sip_from_host", tenant), ("sip_to_user", dest),
-        ("sip_to_host", tenant), ("sip_req_user", dest), ("sip_req_host", tenant),
-        ("sip_contact_user", "1001"), ("sip_contact_host", "127.0.0.1"), ("sip_contact_port", "5100"),
-        ("sip_via_host", "127.0.0.1"), ("sip_via_port", "5100"), ("sip_via_protocol", "udp"),
-        ("sip_call_id", "a84b4c76e66710@pc33.atlanta.example.com"), ("sip_user_agent", "baresip v3"),
-        ("sip_network_ip", "127.0.0.1"), ("sip_network_port", "5100"), ("sip_received_ip", "127.0.0.1"),
-        ("sip_received_port", "5100"), ("sip_authorized", "true"), ("sip_acl_authed_by", ""),
-        ("sip_local_network_addr", "127.0.0.1"), ("sip_profile_name", "internal"),
-        ("user_context", "default"), ("effective_caller_id_name", "Extension 1001"),
-        ("effective_caller_id_number", "1001"), ("outbound_caller_id_name", "Dialtone"),
-        ("outbound_caller_id_number", "0000000000"), ("callgroup", "techsupport"),
-        ("accountcode", "1001"), ("toll_allow", "domestic,international,local"),
-        ("user_name", "1001"), ("domain_name", tenant), ("dialed_extension", dest),
-        ("rtp_use_codec_string", "PCMU,PCMA"), ("remote_media_ip", "127.0.0.1"),
-        ("remote_media_port", "10000"), ("switch_r_sdp", "v=0 o=- 1 1 IN IP4 127.0.0.1"),
-        ("endpoint_disposition", "RECEIVED"), ("current_application", ""),
+        ("sip_from_user", "1001"),
+        ("sip_from_host", tenant),
+        ("sip_to_user", dest),
+        ("sip_to_host", tenant),
+        ("sip_req_user", dest),
+        ("sip_req_host", tenant),
+        ("sip_contact_user", "1001"),
+        ("sip_contact_host", "127.0.0.1"),
+        ("sip_contact_port", "5100"),
+        ("sip_via_host", "127.0.0.1"),
+        ("sip_via_port", "5100"),
+        ("sip_via_protocol", "udp"),
+        ("sip_call_id", "a84b4c76e66710@pc33.atlanta.example.com"),
+        ("sip_user_agent", "baresip v3"),
+        ("sip_network_ip", "127.0.0.1"),
+        ("sip_network_port", "5100"),
+        ("sip_received_ip", "127.0.0.1"),
+        ("sip_received_port", "5100"),
+        ("sip_authorized", "true"),
+        ("sip_acl_authed_by", ""),
+        ("sip_local_network_addr", "127.0.0.1"),
+        ("sip_profile_name", "internal"),
+        ("user_context", "default"),
+        ("effective_caller_id_name", "Extension 1001"),
+        ("effective_caller_id_number", "1001"),
+        ("outbound_caller_id_name", "Dialtone"),
+        ("outbound_caller_id_number", "0000000000"),
+        ("callgroup", "techsupport"),
+        ("accountcode", "1001"),
+        ("toll_allow", "domestic,international,local"),
+        ("user_name", "1001"),
+        ("domain_name", tenant),
+        ("dialed_extension", dest),
+        ("rtp_use_codec_string", "PCMU,PCMA"),
+        ("remote_media_ip", "127.0.0.1"),
+        ("remote_media_port", "10000"),
+        ("switch_r_sdp", "v=0 o=- 1 1 IN IP4 127.0.0.1"),
+        ("endpoint_disposition", "RECEIVED"),
+        ("current_application", ""),
         ("presence_id", "1001@dialtone.local"),
     ] {
         s.variables.push((k.to_string(), v.to_string()));
@@ -192,7 +222,10 @@ pub fn realistic_snapshot(tenant: &str, dest: &str) -> ChannelSnapshot {
 pub fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(1);
-    format!("00000000-0000-4000-8000-{:012x}", N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "00000000-0000-4000-8000-{:012x}",
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn elapsed_ms(since: Instant) -> u128 {
