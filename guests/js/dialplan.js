@@ -3,7 +3,7 @@
 // Implements world `dialtone:switch/dialplan@0.1.0`: exports the `router`
 // interface (route, route-outbound, route-message). It must behave exactly
 // like the Rust and Python default dialplans (same actions, same order, same
-// fields). It calls no host function: routing is pure and fast.
+// fields). Its only host call is channel-variable("ivr_choice"), for 5000.
 //
 // Binding conventions (componentize-js / jco):
 //   - the exported interface `router` is the exported object `router`, its
@@ -14,6 +14,8 @@
 //     without payload), tags spelled as in WIT (kebab-case);
 //   - enums are their WIT case names as strings ('unallocated-number');
 //   - option<T> is `undefined` for none and the bare value for some.
+
+import { channelVariable } from 'dialtone:switch/host@0.1.0';
 
 // 1000..1019
 const EXTENSION = /^10(0[0-9]|1[0-9])$/;
@@ -29,13 +31,9 @@ const set = (name, value) => ({ tag: 'set', val: { name, value } });
 const hangup = (cause) => ({ tag: 'hangup', val: cause });
 const answer = () => ({ tag: 'answer' });
 
-// The value of the first channel variable called `name`, undefined if unset.
-function variable(channel, name) {
-  for (const v of channel.variables) {
-    if (v.name === name) return v.value;
-  }
-  return undefined;
-}
+// The channel's variables are read on demand from the host (the snapshot
+// taken for this invocation); undefined if unset.
+const variable = (name) => channelVariable(name);
 
 function route(channel) {
   const dest = channel.destination;
@@ -77,7 +75,7 @@ function route(channel) {
   }
 
   if (dest === '5000') {
-    const choice = variable(channel, IVR_VARIABLE);
+    const choice = variable(IVR_VARIABLE);
     if (choice === undefined) {
       return [
         answer(),

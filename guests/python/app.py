@@ -3,7 +3,7 @@
 Implements world ``dialtone:switch/dialplan@0.1.0``: exports the ``router``
 interface (route, route-outbound, route-message). It must behave exactly like
 the Rust and JavaScript default dialplans (same actions, same order, same
-fields). It calls no host function: routing is pure and fast.
+fields). Its only host call is channel-variable("ivr_choice"), for 5000.
 
 Binding conventions (componentize-py, generated package ``wit_world``):
   - the exported interface ``router`` is the class ``Router`` of this module,
@@ -22,7 +22,7 @@ import re
 from typing import List, Optional
 
 from wit_world import exports
-from wit_world.imports import types
+from wit_world.imports import host, types
 
 # 1000..1019. fullmatch, not match + "$": "$" would accept a trailing newline.
 EXTENSION = re.compile(r"10(0[0-9]|1[0-9])")
@@ -45,12 +45,10 @@ def _hangup(cause: types.HangupCause) -> types.Action:
     return types.Action_Hangup(cause)
 
 
-def _variable(channel: types.ChannelInfo, name: str) -> Optional[str]:
-    """The value of the first channel variable called ``name``, None if unset."""
-    for v in channel.variables:
-        if v.name == name:
-            return v.value
-    return None
+def _variable(name: str) -> Optional[str]:
+    """A channel variable of the snapshot being routed (read on demand from
+    the host), None if unset."""
+    return host.channel_variable(name)
 
 
 def route(channel: types.ChannelInfo) -> List[types.Action]:
@@ -88,7 +86,7 @@ def route(channel: types.ChannelInfo) -> List[types.Action]:
         ]
 
     if dest == "5000":
-        choice = _variable(channel, IVR_VARIABLE)
+        choice = _variable(IVR_VARIABLE)
         if choice is None:
             return [
                 types.Action_Answer(),

@@ -20,7 +20,8 @@
 //!
 //! `route-outbound` accepts every leg unchanged; `route-message` forwards a
 //! message for `1000`..`1019` to `user/<user>@<tenant>` and answers anything
-//! else with `no such user: <user>`. No host call is made.
+//! else with `no such user: <user>`. The only host call is
+//! `channel-variable("ivr_choice")`, for `5000`.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -60,17 +61,9 @@ fn set(name: &str, value: &str) -> Action {
     })
 }
 
-/// The value of a channel variable (the first, if it is set twice).
-fn variable<'a>(channel: &'a ChannelInfo, name: &str) -> Option<&'a str> {
-    channel
-        .variables
-        .iter()
-        .find(|v| v.name == name)
-        .map(|v| v.value.as_str())
-}
-
-/// The default dialplan's routing table (see the module docs).
-fn route(channel: &ChannelInfo) -> Vec<Action> {
+/// The default dialplan's routing table (see the module docs). `variable`
+/// reads a channel variable (the host's `channel-variable` in a component).
+fn route(channel: &ChannelInfo, variable: &dyn Fn(&str) -> Option<String>) -> Vec<Action> {
     let dest = channel.destination.as_str();
     let tenant = channel.tenant.as_str();
 
@@ -89,7 +82,7 @@ fn route(channel: &ChannelInfo) -> Vec<Action> {
     match dest {
         "9196" => vec![Action::Answer, Action::Echo],
         "9664" => vec![Action::Answer, Action::Playback(TONE_9664.to_owned())],
-        "5000" => match variable(channel, IVR_VARIABLE) {
+        "5000" => match variable(IVR_VARIABLE).as_deref() {
             Some("1") => vec![transfer("9196")],
             Some("2") => vec![transfer("9664")],
             Some(_) => vec![Action::Hangup(HangupCause::UnallocatedNumber)],
@@ -150,7 +143,10 @@ struct DefaultDialplan;
 
 impl Guest for DefaultDialplan {
     fn route(channel: ChannelInfo) -> Vec<Action> {
-        route(&channel)
+        route(
+            &channel,
+            &bindings::dialtone::switch::host::channel_variable,
+        )
     }
 
     fn route_outbound(_request: OutboundRequest) -> OutboundDecision {
@@ -169,7 +165,7 @@ mod tests {
     use super::*;
     use bindings::dialtone::switch::types::Direction;
 
-    fn channel(dest: &str, ctx: &str, vars: &[(&str, &str)]) -> ChannelInfo {
+    fn channel(dest: &str, ctx: &str) -> ChannelInfo {
         ChannelInfo {
             uuid: "00000000-0000-4000-8000-000000000000".into(),
             direction: Direction::Inbound,
@@ -181,14 +177,17 @@ mod tests {
             caller_id_number: "1001".into(),
             destination: dest.into(),
             network_addr: "192.0.2.7:5060".into(),
-            variables: vars
-                .iter()
-                .map(|(n, v)| Variable {
-                    name: (*n).into(),
-                    value: (*v).into(),
-                })
-                .collect(),
         }
+    }
+
+    /// Routes with these channel variables.
+    fn route_with(dest: &str, ctx: &str, vars: &[(&str, &str)]) -> Vec<Action> {
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_string())
+        };
+        route(&channel(dest, ctx), &lookup)
     }
 
     /// Actions rendered as text so the tests read like the spec table.
@@ -218,7 +217,7 @@ mod tests {
     }
 
     fn r(dest: &str, ctx: &str) -> Vec<String> {
-        show(&route(&channel(dest, ctx, &[])))
+        show(&route_with(dest, ctx, &[]))
     }
 
     #[test]
@@ -286,13 +285,13 @@ mod tests {
                 "collect Some(\"tone_stream://%(200,0,1000)\") ivr_choice 1-1 5000 #"
             ]
         );
-        let with = |v: &str| show(&route(&channel("5000", "default", &[("ivr_choice", v)])));
+        let with = |v: &str| show(&route_with("5000", "default", &[("ivr_choice", v)]));
         assert_eq!(with("1"), ["transfer 9196 None"]);
         assert_eq!(with("2"), ["transfer 9664 None"]);
         assert_eq!(with(""), ["hangup UnallocatedNumber"]);
         assert_eq!(with("3"), ["hangup UnallocatedNumber"]);
         // Names are case-sensitive.
-        let upper = show(&route(&channel("5000", "default", &[("IVR_CHOICE", "1")])));
+        let upper = show(&route_with("5000", "default", &[("IVR_CHOICE", "1")]));
         assert_eq!(upper[0], "answer");
     }
 

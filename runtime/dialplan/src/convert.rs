@@ -108,28 +108,29 @@ fn vars_from_wit(vars: Vec<wit::Variable>) -> Vec<(String, String)> {
     vars.into_iter().map(|v| (v.name, v.value)).collect()
 }
 
-/// Moves a snapshot into its WIT form (no string is copied).
-pub(crate) fn channel_into_wit(c: core::ChannelSnapshot) -> wit::ChannelInfo {
-    wit::ChannelInfo {
-        uuid: c.uuid,
-        direction: match c.direction {
-            core::Direction::Inbound => wit::Direction::Inbound,
-            core::Direction::Outbound => wit::Direction::Outbound,
+/// Moves a snapshot into its WIT form (no string is copied); the
+/// variables are returned apart, for the `channel-variable` imports.
+pub(crate) fn channel_into_wit(
+    c: core::ChannelSnapshot,
+) -> (wit::ChannelInfo, Vec<(String, String)>) {
+    (
+        wit::ChannelInfo {
+            uuid: c.uuid,
+            direction: match c.direction {
+                core::Direction::Inbound => wit::Direction::Inbound,
+                core::Direction::Outbound => wit::Direction::Outbound,
+            },
+            endpoint: c.endpoint,
+            profile: c.profile,
+            tenant: c.tenant,
+            context: c.context,
+            caller_id_name: c.caller_id_name,
+            caller_id_number: c.caller_id_number,
+            destination: c.destination,
+            network_addr: c.network_addr,
         },
-        endpoint: c.endpoint,
-        profile: c.profile,
-        tenant: c.tenant,
-        context: c.context,
-        caller_id_name: c.caller_id_name,
-        caller_id_number: c.caller_id_number,
-        destination: c.destination,
-        network_addr: c.network_addr,
-        variables: c
-            .variables
-            .into_iter()
-            .map(|(name, value)| wit::Variable { name, value })
-            .collect(),
-    }
+        c.variables,
+    )
 }
 
 pub(crate) fn action_from_wit(a: wit::Action) -> core::Action {
@@ -188,12 +189,18 @@ pub(crate) fn action_from_wit(a: wit::Action) -> core::Action {
     }
 }
 
-pub(crate) fn outbound_into_wit(r: core::OutboundRequest) -> wit::OutboundRequest {
-    wit::OutboundRequest {
-        channel: channel_into_wit(r.channel),
-        target: r.target,
-        originator: r.originator,
-    }
+pub(crate) fn outbound_into_wit(
+    r: core::OutboundRequest,
+) -> (wit::OutboundRequest, Vec<(String, String)>) {
+    let (channel, vars) = channel_into_wit(r.channel);
+    (
+        wit::OutboundRequest {
+            channel,
+            target: r.target,
+            originator: r.originator,
+        },
+        vars,
+    )
 }
 
 pub(crate) fn outbound_from_wit(d: wit::OutboundDecision) -> core::OutboundDecision {

@@ -264,6 +264,7 @@ impl Engine {
             }
             _ => {}
         }
+        self.check_export_types(&pre, router.as_ref(), helpers.as_ref())?;
         Ok(Loaded {
             hash: hex_digest[..12].to_string(),
             sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
@@ -274,6 +275,49 @@ impl Engine {
             router,
             helpers,
         })
+    }
+
+    /// Instantiates the component once, in a sandbox with the default
+    /// limits, and binds its exports with their expected types: a component
+    /// built against another version of the WIT is refused here instead of
+    /// failing every call.
+    fn check_export_types(
+        &self,
+        pre: &InstancePre<State>,
+        router: Option<&router::GuestIndices>,
+        helpers: Option<&helpers::GuestIndices>,
+    ) -> Result<(), LoadError> {
+        let settings = crate::sandbox::SandboxSettings {
+            deadline: Duration::from_secs(5),
+            memory_bytes: self.settings.max_memory_bytes,
+            ..Default::default()
+        };
+        let tenant: Arc<str> = Arc::from("");
+        let services: Arc<dyn crate::services::TenantServices> =
+            Arc::new(crate::services::NoServices);
+        let ctx = crate::sandbox::InvokeCtx {
+            tenant: &tenant,
+            channel: "",
+            services: &services,
+            settings: &settings,
+        };
+        let mut live = crate::sandbox::instantiate_pre(self, pre, 0, &ctx)
+            .map_err(|e| LoadError::Compile(format!("instantiation failed: {e}")))?;
+        if let Some(r) = router {
+            r.load(&mut live.store, &live.instance).map_err(|e| {
+                LoadError::Compile(format!(
+                    "router exports do not match dialtone:switch@0.1.0: {e:#}"
+                ))
+            })?;
+        }
+        if let Some(h) = helpers {
+            h.load(&mut live.store, &live.instance).map_err(|e| {
+                LoadError::Compile(format!(
+                    "helper exports do not match dialtone:switch@0.1.0: {e:#}"
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     fn check_imports(&self, component: &Component) -> Result<(), LoadError> {

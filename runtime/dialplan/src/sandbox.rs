@@ -179,9 +179,15 @@ pub struct State {
     log_dropped: u32,
     wasi: Option<WasiCtx>,
     table: ResourceTable,
+    vars: Vec<(String, String)>,
 }
 
 impl State {
+    /// The variables the `channel-variable` imports answer from.
+    pub(crate) fn set_channel_variables(&mut self, vars: Vec<(String, String)>) {
+        self.vars = vars;
+    }
+
     fn check_deadline(&mut self) -> wasmtime::Result<()> {
         if Instant::now() >= self.deadline {
             self.deadline_hit = true;
@@ -286,6 +292,28 @@ impl host::Host for State {
             .collect())
     }
 
+    fn channel_variable(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        self.check_deadline()?;
+        Ok(self
+            .vars
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone()))
+    }
+
+    fn channel_variables(&mut self) -> wasmtime::Result<Vec<wit::Variable>> {
+        self.check_deadline()?;
+        Ok(self
+            .vars
+            .iter()
+            .map(|(name, value)| wit::Variable {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect())
+    }
+
     fn lookup_user(&mut self, user: String) -> wasmtime::Result<Option<host::DirectoryUser>> {
         self.check_deadline()?;
         let Some(user) = self.own_user(&user) else {
@@ -353,9 +381,21 @@ pub(crate) fn instantiate(
     loaded: &Loaded,
     ctx: &InvokeCtx<'_>,
 ) -> Result<Live, InvokeError> {
+    let mut live = instantiate_pre(engine, &loaded.pre, loaded.sequence, ctx)?;
+    live.store.data_mut().version = Arc::from(loaded.version());
+    Ok(live)
+}
+
+/// Instantiates a prepared component in a new store.
+pub(crate) fn instantiate_pre(
+    engine: &Engine,
+    pre: &wasmtime::component::InstancePre<State>,
+    sequence: u64,
+    ctx: &InvokeCtx<'_>,
+) -> Result<Live, InvokeError> {
     let state = State {
         tenant: ctx.tenant.clone(),
-        version: Arc::from(loaded.version()),
+        version: Arc::from(""),
         channel: ctx.channel.to_string(),
         services: ctx.services.clone(),
         limiter: Limiter {
@@ -368,15 +408,16 @@ pub(crate) fn instantiate(
         log_dropped: 0,
         wasi: None,
         table: ResourceTable::new(),
+        vars: Vec::new(),
     };
     let mut store = Store::new(&engine.engine, state);
     store.limiter(|s| &mut s.limiter);
     arm(engine, &mut store, ctx)?;
-    match loaded.pre.instantiate(&mut store) {
+    match pre.instantiate(&mut store) {
         Ok(instance) => Ok(Live {
             store,
             instance,
-            sequence: loaded.sequence,
+            sequence,
             uses: 0,
         }),
         Err(e) => Err(classify(e, store.data(), ctx.settings)),

@@ -409,7 +409,8 @@ fn call_guest(
                 .as_ref()
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
             let router = idx.load(&mut *store, instance)?;
-            let info = convert::channel_into_wit(channel);
+            let (info, vars) = convert::channel_into_wit(channel);
+            store.data_mut().set_channel_variables(vars);
             let actions = router.call_route(&mut *store, &info)?;
             if actions.len() > settings.max_actions {
                 return Err(CallError::Invalid(InvokeError::Malformed(format!(
@@ -428,7 +429,9 @@ fn call_guest(
                 .as_ref()
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
             let router = idx.load(&mut *store, instance)?;
-            let d = router.call_route_outbound(&mut *store, &convert::outbound_into_wit(req))?;
+            let (req, vars) = convert::outbound_into_wit(req);
+            store.data_mut().set_channel_variables(vars);
+            let d = router.call_route_outbound(&mut *store, &req)?;
             let d = convert::outbound_from_wit(d);
             match &d {
                 OutboundDecision::Accept { variables } => check_vars(variables),
@@ -446,6 +449,7 @@ fn call_guest(
                 .as_ref()
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
             let router = idx.load(&mut *store, instance)?;
+            store.data_mut().set_channel_variables(Vec::new());
             let d = router.call_route_message(&mut *store, &convert::message_into_wit(msg))?;
             let d = convert::message_from_wit(d);
             match &d {
@@ -462,6 +466,7 @@ fn call_guest(
                 .as_ref()
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
             let h = idx.load(&mut *store, instance)?;
+            store.data_mut().set_channel_variables(Vec::new());
             let out = match name.as_str() {
                 "sofia_contact" => h.call_sofia_contact(&mut *store, &args)?,
                 "verto_contact" => h.call_verto_contact(&mut *store, &args)?,

@@ -56,6 +56,20 @@ fn refuses_forbidden_imports_and_non_components() {
         engine.load(b"#!/bin/sh\necho hi\n", Role::Dialplan),
         Err(LoadError::NotAComponent(_))
     ));
+    // Right names, wrong types (a component built against another WIT).
+    let wrong = wat_component(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $r (export "route" (func $f)) (export "route-outbound" (func $f)) (export "route-message" (func $f)))
+            (export "dialtone:switch/router@0.1.0" (instance $r)))"#,
+    );
+    let err = engine.load(&wrong, Role::Dialplan).unwrap_err();
+    assert!(
+        matches!(err, LoadError::Compile(_) | LoadError::MissingExport(_)),
+        "{err}"
+    );
     let empty = wat_component("(component)");
     assert!(matches!(
         engine.load(&empty, Role::Dialplan),
