@@ -11,8 +11,11 @@ COMPONENTS := build/components
 guests:
 	scripts/build-guests.sh $(COMPONENTS)
 
+# Built with every target, like `make test`, so both share one set of
+# artifacts (building the binary alone unifies wasmtime's features
+# differently and would rebuild it).
 build: guests
-	cargo build --release -p dialtone
+	cargo build --release --workspace --all-targets
 
 run: build
 	$(CARGO_TARGET_DIR)/release/dialtone --conf conf run
