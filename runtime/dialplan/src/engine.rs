@@ -15,8 +15,10 @@
 //!   per route).
 //!
 //! Compiled components are cached as `.cwasm` files named by the SHA-256 of
-//! the component and a fingerprint of the engine settings and wasmtime
-//! version, written atomically into a directory only the switch writes
+//! the component and a fingerprint of the engine (wasmtime's
+//! `precompile_compatibility_hash`: target, compiler flags, tunables such as
+//! fuel and epochs, wasm features, and wasmtime's own version), written
+//! atomically into a directory only the switch writes
 //! (created `0700`; a file that is not ours or is writable by others is
 //! ignored and recompiled, since deserializing trusts its input).
 
