@@ -204,7 +204,6 @@ impl Channel {
             "domain" | "domain_name" | "tenant" => &self.tenant,
             "network_addr" => &self.network_addr,
             "channel_name" => &self.name,
-            "endpoint_disposition" => return None,
             _ => return None,
         })
     }

@@ -1100,12 +1100,8 @@ impl Runner {
                 }
             }
         };
-        if self.remote_gone {
-            let _ = link.send((leg, RemoteEvent::Hangup(cause)));
-        } else {
-            // Hung up from our side: the originator already knows.
-            let _ = link.send((leg, RemoteEvent::Hangup(cause)));
-        }
+        // Either way the originator (or the bridge) learns that this leg ended.
+        let _ = link.send((leg, RemoteEvent::Hangup(cause)));
         self.finish(cause).await;
     }
 

@@ -27,7 +27,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
@@ -379,11 +379,6 @@ impl Engine {
     /// Whether fuel metering is compiled in.
     pub fn fuel_enabled(&self) -> bool {
         self.engine.get_consume_fuel()
-    }
-
-    /// A monotonic timestamp, for deadlines.
-    pub fn now(&self) -> Instant {
-        Instant::now()
     }
 }
 
