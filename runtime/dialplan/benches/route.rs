@@ -7,6 +7,10 @@
 //! and nothing else, for instruction counts under valgrind.
 
 use std::sync::Arc;
+
+/// The switch binary's allocator, so the figures match what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use dialtone_core::dialstring;
@@ -145,9 +149,26 @@ fn load(tenants: &Tenants, tenant: &str, file: &str, settings: SandboxSettings) 
     true
 }
 
+/// The 10-leg failover dialstring the parse benchmark reads.
+fn failover_dialstring() -> String {
+    let ds = (0..10)
+        .map(|i| format!("[leg_timeout=15]sofia/gateway/carrier{i}/15551234567"))
+        .collect::<Vec<_>>()
+        .join("|");
+    format!("{{ignore_early_media=true,originate_timeout=60}}{ds}")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let smoke = std::env::var("DIALTONE_BENCH_SMOKE").is_ok_and(|v| v == "1");
+    if let Some(i) = args.iter().position(|a| a == "--parse") {
+        let n: usize = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+        let ds = failover_dialstring();
+        for _ in 0..n {
+            std::hint::black_box(dialstring::parse(std::hint::black_box(&ds)).expect("parse"));
+        }
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--callgrind") {
         let n: usize = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1000);
         // Valgrind cannot map a large pool: a small one for instruction counts.
@@ -267,11 +288,7 @@ fn main() {
     }
 
     // Dialstring parse of a 10-leg failover string.
-    let ds = (0..10)
-        .map(|i| format!("[leg_timeout=15]sofia/gateway/carrier{i}/15551234567"))
-        .collect::<Vec<_>>()
-        .join("|");
-    let ds = format!("{{ignore_early_media=true,originate_timeout=60}}{ds}");
+    let ds = failover_dialstring();
     let m = if smoke { 2_000 } else { 200_000 };
     let t = Instant::now();
     for _ in 0..m {

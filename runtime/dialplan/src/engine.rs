@@ -34,7 +34,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
-use crate::bindings::exports::dialtone::switch::{helpers, router};
+use crate::exports::{HelperExports, RouterExports};
 use crate::sandbox::State;
 
 /// Settings that shape the engine; changing them needs a restart.
@@ -108,8 +108,8 @@ pub struct Loaded {
     /// Whether the compiled artifact came from the cache.
     pub from_cache: bool,
     pub(crate) pre: InstancePre<State>,
-    pub(crate) router: Option<router::GuestIndices>,
-    pub(crate) helpers: Option<helpers::GuestIndices>,
+    pub(crate) router: Option<RouterExports>,
+    pub(crate) helpers: Option<HelperExports>,
 }
 
 impl Loaded {
@@ -166,7 +166,7 @@ impl Engine {
             .max_core_instance_size(8 << 20)
             .max_memory_size(settings.max_memory_bytes)
             .total_stacks(0)
-            .linear_memory_keep_resident(1 << 20)
+            .linear_memory_keep_resident(4 << 20)
             .table_keep_resident(1 << 20)
             .pagemap_scan(Enabled::Auto);
         let mut config = Config::new();
@@ -255,8 +255,8 @@ impl Engine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let router = router::GuestIndices::new(&pre).ok();
-        let helpers = helpers::GuestIndices::new(&pre).ok();
+        let router = RouterExports::new(&pre);
+        let helpers = HelperExports::new(&pre);
         match role {
             Role::Dialplan if router.is_none() => {
                 return Err(LoadError::MissingExport("dialtone:switch/router@0.1.0"))
@@ -286,8 +286,8 @@ impl Engine {
     fn check_export_types(
         &self,
         pre: &InstancePre<State>,
-        router: Option<&router::GuestIndices>,
-        helpers: Option<&helpers::GuestIndices>,
+        router: Option<&RouterExports>,
+        helpers: Option<&HelperExports>,
     ) -> Result<(), LoadError> {
         let settings = crate::sandbox::SandboxSettings {
             deadline: Duration::from_secs(5),
@@ -306,14 +306,14 @@ impl Engine {
         let mut live = crate::sandbox::instantiate_pre(self, pre, 0, &ctx)
             .map_err(|e| LoadError::Compile(format!("instantiation failed: {e}")))?;
         if let Some(r) = router {
-            r.load(&mut live.store, &live.instance).map_err(|e| {
+            r.check(&mut live.store, &live.instance).map_err(|e| {
                 LoadError::Compile(format!(
                     "router exports do not match dialtone:switch@0.1.0: {e:#}"
                 ))
             })?;
         }
         if let Some(h) = helpers {
-            h.load(&mut live.store, &live.instance).map_err(|e| {
+            h.check(&mut live.store, &live.instance).map_err(|e| {
                 LoadError::Compile(format!(
                     "helper exports do not match dialtone:switch@0.1.0: {e:#}"
                 ))

@@ -43,6 +43,7 @@ pub mod tenants;
 
 mod bindings;
 mod convert;
+mod exports;
 
 pub use engine::{Engine, EngineSettings, LoadError, Loaded, Role};
 pub use sandbox::{InvokeError, SandboxSettings};

@@ -408,10 +408,9 @@ fn call_guest(
                 .router
                 .as_ref()
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
-            let router = idx.load(&mut *store, instance)?;
             let (info, vars) = convert::channel_into_wit(channel);
             store.data_mut().set_channel_variables(vars);
-            let actions = router.call_route(&mut *store, &info)?;
+            let actions = idx.route(store, instance, &info)?;
             if actions.len() > settings.max_actions {
                 return Err(CallError::Invalid(InvokeError::Malformed(format!(
                     "{} actions (limit {})",
@@ -428,10 +427,9 @@ fn call_guest(
                 .router
                 .as_ref()
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
-            let router = idx.load(&mut *store, instance)?;
             let (req, vars) = convert::outbound_into_wit(req);
             store.data_mut().set_channel_variables(vars);
-            let d = router.call_route_outbound(&mut *store, &req)?;
+            let d = idx.route_outbound(store, instance, &req)?;
             let d = convert::outbound_from_wit(d);
             match &d {
                 OutboundDecision::Accept { variables } => check_vars(variables),
@@ -448,9 +446,8 @@ fn call_guest(
                 .router
                 .as_ref()
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
-            let router = idx.load(&mut *store, instance)?;
             store.data_mut().set_channel_variables(Vec::new());
-            let d = router.call_route_message(&mut *store, &convert::message_into_wit(msg))?;
+            let d = idx.route_message(store, instance, &convert::message_into_wit(msg))?;
             let d = convert::message_from_wit(d);
             match &d {
                 MessageDecision::Reply { body } => check_len("reply", body),
@@ -465,15 +462,10 @@ fn call_guest(
                 .helpers
                 .as_ref()
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
-            let h = idx.load(&mut *store, instance)?;
             store.data_mut().set_channel_variables(Vec::new());
-            let out = match name.as_str() {
-                "sofia_contact" => h.call_sofia_contact(&mut *store, &args)?,
-                "verto_contact" => h.call_verto_contact(&mut *store, &args)?,
-                "rtmp_contact" => h.call_rtmp_contact(&mut *store, &args)?,
-                "user_contact" => h.call_user_contact(&mut *store, &args)?,
-                "group_call" => h.call_group_call(&mut *store, &args)?,
-                other => Err(format!("unknown dialstring helper `{other}`")),
+            let out = match idx.call(store, instance, &name, &args) {
+                Some(r) => r?,
+                None => Err(format!("unknown dialstring helper `{name}`")),
             };
             if let Ok(s) = &out {
                 check_len("helper output", s).map_err(CallError::Invalid)?;

@@ -9,6 +9,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// mimalloc: the per-call paths (SIP parsing, snapshots, wasmtime stores)
+/// allocate many small objects, where it beats the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
