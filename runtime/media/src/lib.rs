@@ -1,0 +1,3 @@
+//! Media: RTP ports and the relay between bridged legs.
+
+#![deny(missing_docs)]
