@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use dialtone_core::directory::{Directory, TenantDirectory, User, VANILLA_DIAL_STRING};
 use dialtone_core::HangupCause;
+use dialtone_sofia::settings::{GatewaySettings, MediaSettings, ProfileSettings, SipSettings};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_spanned::__unstable as spanned;
 
@@ -111,6 +112,10 @@ impl Locations {
 pub struct Config {
     /// `[switch]`.
     pub switch: SwitchSection,
+    /// `[sip]`: profiles and gateways.
+    pub sip: SipSettings,
+    /// `[media]`: the RTP relay.
+    pub media: MediaSettings,
     /// `[limits]`: global caps.
     pub limits: LimitsSection,
     /// `[dialplan]`: engine-wide WebAssembly host settings.
@@ -379,9 +384,13 @@ pub fn load(conf_dir: &Path) -> Result<Config, ConfigError> {
         "sandbox",
         "events",
         "variables",
+        "sip",
+        "media",
     ])?;
 
     let switch = read_switch(&root, &conf_dir)?;
+    let sip = read_sip(&root, &conf_dir)?;
+    let media = read_media(&root)?;
     let limits = read_limits(&root)?;
     let dialplan = read_dialplan(&root, &conf_dir)?;
     let sandbox = match root.get("sandbox") {
@@ -464,6 +473,8 @@ pub fn load(conf_dir: &Path) -> Result<Config, ConfigError> {
 
     Ok(Config {
         switch,
+        sip,
+        media,
         limits,
         dialplan,
         sandbox,
@@ -477,14 +488,29 @@ pub fn load(conf_dir: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Refuses a configuration that exposes well-known passwords: if
-/// `switch.listen` has any address that is not loopback (127.0.0.0/8,
+/// `switch.listen` or any SIP profile has an address that is not loopback (127.0.0.0/8,
 /// `::1`, `localhost`) and any user's password is `1234`, `password`, the
 /// user id itself or empty, the error names that user's password line.
 ///
 /// The shipped configuration uses FreeSWITCH's `1234` on loopback only;
 /// this check keeps it from being exposed by changing `listen` alone.
 pub fn validate_safe_defaults(config: &Config) -> Result<(), ConfigError> {
-    let Some(exposed) = config.switch.listen.iter().find(|a| !is_loopback(a)) else {
+    let sip_binds = config
+        .sip
+        .profiles
+        .iter()
+        .flat_map(|p| std::iter::once(p.bind).chain(p.tls_bind))
+        .filter(|a| !a.ip().to_canonical().is_loopback())
+        .map(|a| a.to_string());
+    let Some(exposed) = config
+        .switch
+        .listen
+        .iter()
+        .filter(|a| !is_loopback(a))
+        .cloned()
+        .chain(sip_binds)
+        .next()
+    else {
         return Ok(());
     };
     for tenant in &config.tenants {
@@ -653,6 +679,219 @@ fn read_switch(root: &Table<'_>, base: &Path) -> Result<SwitchSection, ConfigErr
         }
     }
     Ok(s)
+}
+
+fn socket_addr(f: &Field<'_>) -> Result<SocketAddr, ConfigError> {
+    let s = f.nonempty_str()?;
+    s.parse::<SocketAddr>()
+        .map_err(|_| f.err(format!("`{s}` is not `ip:port` (IPv6 as `[addr]:port`)")))
+}
+
+fn boolean(f: &Field<'_>) -> Result<bool, ConfigError> {
+    match f.value.node {
+        Node::Bool(b) => Ok(b),
+        _ => Err(f.type_err("a boolean")),
+    }
+}
+
+fn read_sip(root: &Table<'_>, base: &Path) -> Result<SipSettings, ConfigError> {
+    let mut s = SipSettings::default();
+    let Some(t) = root.get("sip") else {
+        return Ok(s);
+    };
+    let t = t.table()?;
+    t.check_keys(&[
+        "user_agent",
+        "nonce_ttl_s",
+        "auth_failures_per_minute",
+        "register_expires_s",
+        "register_max_expires_s",
+        "register_min_expires_s",
+        "profiles",
+        "gateways",
+    ])?;
+    if let Some(f) = t.get("user_agent") {
+        s.user_agent = f.nonempty_str()?.to_string();
+    }
+    if let Some(f) = t.get("nonce_ttl_s") {
+        s.nonce_ttl = std::time::Duration::from_secs(f.int(10, 86_400)?);
+    }
+    if let Some(f) = t.get("auth_failures_per_minute") {
+        s.auth_failures_per_minute = f.int_u32(1, 1_000_000)?;
+    }
+    if let Some(f) = t.get("register_expires_s") {
+        s.register_expires.0 = f.int_u32(1, 604_800)?;
+    }
+    if let Some(f) = t.get("register_max_expires_s") {
+        s.register_expires.1 = f.int_u32(1, 604_800)?;
+    }
+    if let Some(f) = t.get("register_min_expires_s") {
+        s.register_min_expires = f.int_u32(1, 604_800)?;
+    }
+    if let Some(f) = t.get("profiles") {
+        let pt = f.table()?;
+        let mut profiles = Vec::new();
+        for pf in pt.fields() {
+            if !valid_id(pf.key) {
+                return Err(pf.key_err(format!("`{}` is not a valid profile name", pf.key)));
+            }
+            let p = pf.table()?;
+            p.check_keys(&[
+                "listen",
+                "tls_listen",
+                "tls_cert",
+                "tls_key",
+                "context",
+                "auth_calls",
+                "accept_register",
+            ])?;
+            let mut ps = match pf.key {
+                "internal" => ProfileSettings::internal(),
+                _ => ProfileSettings::external(),
+            };
+            ps.name = pf.key.to_string();
+            if let Some(f) = p.get("listen") {
+                ps.bind = socket_addr(&f)?;
+            }
+            if let Some(f) = p.get("tls_listen") {
+                ps.tls_bind = Some(socket_addr(&f)?);
+            }
+            if let Some(f) = p.get("tls_cert") {
+                ps.tls_cert = Some(resolve(base, f.path()?));
+            }
+            if let Some(f) = p.get("tls_key") {
+                ps.tls_key = Some(resolve(base, f.path()?));
+            }
+            if let Some(f) = p.get("context") {
+                ps.context = f.token()?.to_string();
+            }
+            if let Some(f) = p.get("auth_calls") {
+                ps.auth_calls = boolean(&f)?;
+            }
+            if let Some(f) = p.get("accept_register") {
+                ps.accept_register = boolean(&f)?;
+            }
+            if ps.tls_bind.is_some() && (ps.tls_cert.is_none() || ps.tls_key.is_none()) {
+                let f = p.get("tls_listen").expect("present");
+                return Err(f.err("TLS needs `tls_cert` and `tls_key` too"));
+            }
+            if let Some(other) = profiles
+                .iter()
+                .find(|o: &&ProfileSettings| o.bind == ps.bind || Some(o.bind) == ps.tls_bind)
+            {
+                let f = p.get("listen").unwrap_or(pf);
+                return Err(f.err(format!(
+                    "address {} is already used by profile `{}`",
+                    ps.bind, other.name
+                )));
+            }
+            profiles.push(ps);
+        }
+        s.profiles = profiles;
+    }
+    if let Some(f) = t.get("gateways") {
+        let gt = f.table()?;
+        for gf in gt.fields() {
+            if !valid_id(gf.key) {
+                return Err(gf.key_err(format!("`{}` is not a valid gateway name", gf.key)));
+            }
+            let g = gf.table()?;
+            g.check_keys(&[
+                "profile",
+                "proxy",
+                "transport",
+                "username",
+                "password",
+                "realm",
+                "register",
+                "expires_s",
+                "ping_s",
+                "ping_failures",
+            ])?;
+            let proxy = g.required("proxy")?;
+            let mut gs = GatewaySettings {
+                name: gf.key.to_string(),
+                profile: "external".into(),
+                proxy: proxy.token()?.to_string(),
+                transport: "udp".into(),
+                username: None,
+                password: None,
+                realm: None,
+                register: false,
+                expires: std::time::Duration::from_secs(3600),
+                ping: std::time::Duration::ZERO,
+                ping_failures: 2,
+            };
+            if let Some(f) = g.get("profile") {
+                let name = f.token()?;
+                if !s.profiles.iter().any(|p| p.name == name) {
+                    return Err(f.err(format!("no profile `{name}`")));
+                }
+                gs.profile = name.to_string();
+            }
+            if let Some(f) = g.get("transport") {
+                let t = f.token()?.to_ascii_lowercase();
+                if t != "udp" && t != "tcp" {
+                    return Err(f.err(format!("transport must be `udp` or `tcp`, not `{t}`")));
+                }
+                gs.transport = t;
+            }
+            if let Some(f) = g.get("username") {
+                gs.username = Some(f.token()?.to_string());
+            }
+            if let Some(f) = g.get("password") {
+                gs.password = Some(f.str()?.to_string());
+            }
+            if let Some(f) = g.get("realm") {
+                gs.realm = Some(f.token()?.to_string());
+            }
+            if let Some(f) = g.get("register") {
+                gs.register = boolean(&f)?;
+                if gs.register && gs.username.is_none() {
+                    return Err(f.err("registering needs `username`"));
+                }
+            }
+            if let Some(f) = g.get("expires_s") {
+                gs.expires = std::time::Duration::from_secs(f.int(30, 86_400)?);
+            }
+            if let Some(f) = g.get("ping_s") {
+                gs.ping = std::time::Duration::from_secs(f.int(0, 3600)?);
+            }
+            if let Some(f) = g.get("ping_failures") {
+                gs.ping_failures = f.int_u32(1, 100)?;
+            }
+            s.gateways.push(gs);
+        }
+    }
+    Ok(s)
+}
+
+fn read_media(root: &Table<'_>) -> Result<MediaSettings, ConfigError> {
+    let mut m = MediaSettings::default();
+    let Some(t) = root.get("media") else {
+        return Ok(m);
+    };
+    let t = t.table()?;
+    t.check_keys(&["rtp_ip", "rtp_port_min", "rtp_port_max", "workers"])?;
+    if let Some(f) = t.get("rtp_ip") {
+        let s = f.nonempty_str()?;
+        m.ip = s
+            .parse()
+            .map_err(|_| f.err(format!("`{s}` is not an IP address")))?;
+    }
+    if let Some(f) = t.get("rtp_port_min") {
+        m.port_min = f.int_u32(1024, 65534)? as u16;
+    }
+    if let Some(f) = t.get("rtp_port_max") {
+        m.port_max = f.int_u32(1025, 65535)? as u16;
+        if m.port_max < m.port_min.saturating_add(3) {
+            return Err(f.err("must be at least rtp_port_min + 3 (two RTP/RTCP pairs)"));
+        }
+    }
+    if let Some(f) = t.get("workers") {
+        m.workers = f.int_u32(0, 256)? as usize;
+    }
+    Ok(m)
 }
 
 fn read_limits(root: &Table<'_>) -> Result<LimitsSection, ConfigError> {
@@ -1271,7 +1510,7 @@ enum Node {
     Str(String),
     Int(i64),
     Float,
-    Bool,
+    Bool(bool),
     Datetime,
     Array(Vec<Value>),
     Table(Vec<(Key, Value)>),
@@ -1283,7 +1522,7 @@ impl Node {
             Node::Str(_) => "a string",
             Node::Int(_) => "an integer",
             Node::Float => "a float",
-            Node::Bool => "a boolean",
+            Node::Bool(_) => "a boolean",
             Node::Datetime => "a date-time",
             Node::Array(_) => "an array",
             Node::Table(_) => "a table",
@@ -1446,8 +1685,8 @@ impl<'de> Visitor<'de> for NodeVisitor {
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
         Ok(Node::Float)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Node, E> {
-        Ok(Node::Bool)
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Bool(v))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
         let mut items = Vec::new();
