@@ -2,4 +2,6 @@
 
 #![deny(missing_docs)]
 
+pub mod location;
 pub mod settings;
+pub mod transport;

@@ -1,0 +1,261 @@
+//! The location service: SIP registrations, kept across restarts.
+//!
+//! Every binding (one Contact of one user) lives in three places: this
+//! module's map (keyed by the contact URI, with the transport and source
+//! address to reach it at), the core's [`Registrations`] (what the dialplan
+//! host imports read for `sofia_contact` and `user/`), and an embedded
+//! database file (`registrations.redb` in the state directory) so a
+//! restart, even a `kill -9`, keeps every phone reachable without it
+//! registering again. Writes go to the database before they are visible.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use dialtone_core::registrations::{Registration, Registrations};
+
+use crate::transport::Transport;
+
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
+
+/// One registered contact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The profile that took the registration.
+    pub profile: String,
+    /// The tenant (domain).
+    pub domain: String,
+    /// The user.
+    pub user: String,
+    /// The Contact URI as the phone sent it.
+    pub contact: String,
+    /// Expiry, Unix seconds.
+    pub expires: u64,
+    /// User-Agent.
+    pub user_agent: String,
+    /// `udp` or `tcp`: how the phone reached us, and how we reach it.
+    pub transport: String,
+    /// Where the REGISTER came from: where the phone is reached (NAT).
+    pub source: SocketAddr,
+    /// Call-ID of the REGISTER (RFC 3261 10.3 ordering).
+    pub call_id: String,
+    /// CSeq of the REGISTER.
+    pub cseq: u32,
+}
+
+impl Binding {
+    fn key(&self) -> String {
+        format!("{}\u{0}{}\u{0}{}", self.domain, self.user, self.contact)
+    }
+
+    /// The transport to reach the phone with.
+    pub fn transport(&self) -> Transport {
+        Transport::parse(&self.transport).unwrap_or(Transport::Udp)
+    }
+
+    fn registration(&self) -> Registration {
+        Registration {
+            endpoint: "sofia".into(),
+            profile: self.profile.clone(),
+            user: self.user.clone(),
+            domain: self.domain.clone(),
+            contact: self.contact.clone(),
+            expires: self.expires,
+            user_agent: self.user_agent.clone(),
+            network_addr: self.source.to_string(),
+        }
+    }
+}
+
+/// The location service.
+pub struct Location {
+    bindings: Mutex<HashMap<String, Binding>>,
+    db: Option<Database>,
+    registrations: Arc<Registrations>,
+}
+
+impl Location {
+    /// Opens (or creates) the database at `path` and loads every unexpired
+    /// binding into the core's registrations. `None` keeps bindings in
+    /// memory only.
+    pub fn open(
+        path: Option<&Path>,
+        registrations: Arc<Registrations>,
+        now: u64,
+    ) -> anyhow::Result<Location> {
+        let db = match path {
+            Some(p) => {
+                if let Some(dir) = p.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let db = Database::create(p)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                let w = db.begin_write()?;
+                w.open_table(TABLE)?;
+                w.commit()?;
+                Some(db)
+            }
+            None => None,
+        };
+        let loc = Location {
+            bindings: Mutex::new(HashMap::new()),
+            db,
+            registrations,
+        };
+        let mut expired = Vec::new();
+        if let Some(db) = &loc.db {
+            let r = db.begin_read()?;
+            let t = r.open_table(TABLE)?;
+            for item in t.iter()? {
+                let (k, v) = item?;
+                match serde_json::from_slice::<Binding>(v.value()) {
+                    Ok(b) if b.expires > now => {
+                        loc.registrations.upsert(b.registration());
+                        loc.bindings.lock().insert(b.key(), b);
+                    }
+                    _ => expired.push(k.value().to_string()),
+                }
+            }
+        }
+        if let Some(db) = &loc.db {
+            if !expired.is_empty() {
+                let w = db.begin_write()?;
+                {
+                    let mut t = w.open_table(TABLE)?;
+                    for k in &expired {
+                        t.remove(k.as_str())?;
+                    }
+                }
+                w.commit()?;
+            }
+        }
+        Ok(loc)
+    }
+
+    /// Adds or refreshes a binding.
+    pub fn upsert(&self, b: Binding) -> anyhow::Result<()> {
+        if let Some(db) = &self.db {
+            let w = db.begin_write()?;
+            {
+                let mut t = w.open_table(TABLE)?;
+                t.insert(b.key().as_str(), serde_json::to_vec(&b)?.as_slice())?;
+            }
+            w.commit()?;
+        }
+        self.registrations.upsert(b.registration());
+        self.bindings.lock().insert(b.key(), b);
+        Ok(())
+    }
+
+    /// Removes a binding; returns whether it existed.
+    pub fn remove(&self, domain: &str, user: &str, contact: &str) -> anyhow::Result<bool> {
+        let key = format!("{domain}\u{0}{user}\u{0}{contact}");
+        if let Some(db) = &self.db {
+            let w = db.begin_write()?;
+            {
+                let mut t = w.open_table(TABLE)?;
+                t.remove(key.as_str())?;
+            }
+            w.commit()?;
+        }
+        self.registrations.remove(domain, "sofia", user, contact);
+        Ok(self.bindings.lock().remove(&key).is_some())
+    }
+
+    /// Unexpired bindings of a user.
+    pub fn of_user(&self, domain: &str, user: &str, now: u64) -> Vec<Binding> {
+        let mut v: Vec<Binding> = self
+            .bindings
+            .lock()
+            .values()
+            .filter(|b| b.domain == domain && b.user == user && b.expires > now)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.expires.cmp(&a.expires));
+        v
+    }
+
+    /// The binding whose registered Contact is `contact` (compared as
+    /// written, or as the same URI ignoring case of scheme and host).
+    pub fn by_contact(&self, contact: &str, now: u64) -> Option<Binding> {
+        let map = self.bindings.lock();
+        map.values()
+            .filter(|b| b.expires > now)
+            .find(|b| b.contact == contact || b.contact.eq_ignore_ascii_case(contact))
+            .cloned()
+    }
+
+    /// Number of unexpired bindings.
+    pub fn count(&self, now: u64) -> usize {
+        self.bindings
+            .lock()
+            .values()
+            .filter(|b| b.expires > now)
+            .count()
+    }
+
+    /// Drops expired bindings from memory and disk.
+    pub fn purge(&self, now: u64) {
+        let gone: Vec<Binding> = self
+            .bindings
+            .lock()
+            .values()
+            .filter(|b| b.expires <= now)
+            .cloned()
+            .collect();
+        for b in gone {
+            if let Err(e) = self.remove(&b.domain, &b.user, &b.contact) {
+                tracing::warn!(error = %e, "could not purge an expired registration");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(contact: &str, expires: u64) -> Binding {
+        Binding {
+            profile: "internal".into(),
+            domain: "d.test".into(),
+            user: "1000".into(),
+            contact: contact.into(),
+            expires,
+            user_agent: "ua".into(),
+            transport: "udp".into(),
+            source: "127.0.0.1:5100".parse().unwrap(),
+            call_id: "c".into(),
+            cseq: 1,
+        }
+    }
+
+    #[test]
+    fn survives_reopen_and_forgets_expired() {
+        let dir = std::env::temp_dir().join(format!("dialtone-loc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("registrations.redb");
+        {
+            let regs = Arc::new(Registrations::new());
+            let loc = Location::open(Some(&path), regs.clone(), 100).unwrap();
+            loc.upsert(binding("sip:1000@10.9.9.9:5060", 1000)).unwrap();
+            loc.upsert(binding("sip:1000@10.9.9.9:5062", 150)).unwrap();
+            assert_eq!(loc.count(100), 2);
+            assert_eq!(regs.lookup("d.test", "sofia", "", "1000", 100).len(), 2);
+        }
+        let regs = Arc::new(Registrations::new());
+        let loc = Location::open(Some(&path), regs.clone(), 200).unwrap();
+        assert_eq!(loc.count(200), 1, "the one expired at 150 is gone");
+        let b = loc.by_contact("sip:1000@10.9.9.9:5060", 200).unwrap();
+        assert_eq!(b.source.port(), 5100);
+        assert_eq!(regs.lookup("d.test", "sofia", "", "1000", 200).len(), 1);
+        assert!(loc.remove("d.test", "1000", "sip:1000@10.9.9.9:5060").unwrap());
+        assert_eq!(loc.count(200), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
