@@ -1,3 +1,92 @@
 //! Media: RTP ports and the relay between bridged legs.
+//!
+//! Dialtone anchors media: for every call leg it binds an RTP port (even,
+//! with RTCP on the next, odd port) on a configured address, offers that
+//! address in SDP, and relays the packets of two bridged legs to each other
+//! without looking inside them.
+//!
+//! - [`PortAllocator`] hands out the port pairs from a configured range.
+//! - [`MediaEngine`] owns the worker threads and is what the SIP side
+//!   calls: [`allocate`](MediaEngine::allocate),
+//!   [`set_remote`](MediaEngine::set_remote),
+//!   [`bridge`](MediaEngine::bridge), [`unbridge`](MediaEngine::unbridge),
+//!   [`release`](MediaEngine::release).
+//! - [`LegHandle`] is one leg: its id, its local address, its
+//!   [`LegStats`] counters. Dropping it releases the leg.
+//!
+//! # Threads
+//!
+//! The engine starts a fixed number of media workers (one per core by
+//! default, or [`MediaConfig::workers`]), plain OS threads named
+//! `media-N`, apart from the tokio runtime that runs signalling. There is no
+//! task and no timer per call. Each worker owns:
+//!
+//! - an epoll set (level-triggered) holding its legs' sockets and its
+//!   doorbell, an eventfd;
+//! - a slot table of the legs it owns: both non-blocking UDP sockets, the
+//!   SDP and latched destinations, the link to the bridged leg's slot;
+//! - one receive buffer of 64 KiB plus 64 bytes of tailroom (room for an
+//!   SRTP tag later), allocated once when the thread starts.
+//!
+//! Its loop is: wait on epoll; if the doorbell rang, apply control changes;
+//! then, for each readable socket, read up to 64 datagrams and send each
+//! out of the bridged leg's socket of the same stream. That relay path takes
+//! no lock, allocates nothing and makes no cross-thread hop: a leg is
+//! assigned to the least loaded worker when allocated, and when two legs on
+//! different workers are bridged one of them moves to the other's worker,
+//! so a bridged pair always lives on one thread.
+//! [`MediaEngine::allocate_beside`] puts a new leg on an existing leg's
+//! worker so that the bridge moves nothing.
+//!
+//! # Ownership and control
+//!
+//! A leg's sockets belong to exactly one place at a time: the slot table of
+//! the worker that holds it, or the engine's registry while the leg is on
+//! its way to a worker (just allocated, or moving). The API never touches
+//! sockets a worker holds. It edits the leg's desired state in the registry
+//! (owner worker, SDP addresses, bridged leg) under a mutex held for a few
+//! map operations, adds the leg to the dirty list of the workers concerned
+//! and rings their doorbells. A worker that wakes reconciles the legs on its
+//! dirty list: it adopts those assigned to it, parks in the registry those
+//! assigned elsewhere (and rings the new owner), closes released ones, and
+//! links pairs that it now holds both sides of. Since the worker applies the
+//! latest desired state, the calls need no ordering between threads; the
+//! registry mutex is never taken on the packet path.
+//!
+//! Counters ([`LegStats`]) are atomics written only by the owning worker and
+//! readable from anywhere.
+//!
+//! # Latching (symmetric RTP)
+//!
+//! Packets for a phone go to the source address of the latest packet
+//! received from it on that socket, or, while nothing has been received, to
+//! the address from its SDP. RTP and RTCP latch separately. So a phone
+//! behind NAT whose SDP says `10.9.9.9:4000` is reached at the public
+//! address its packets come from. A new SDP address
+//! ([`MediaEngine::set_remote`]) clears the latch. Any packet arriving on a
+//! leg's socket is taken to come from that leg's phone: there is no check
+//! of source address, SSRC or timing yet, so whoever can reach the port can
+//! steer the leg's media.
+//!
+//! # Not done yet
+//!
+//! This is relay only, for legs that share a codec. The next phase adds, on
+//! these same worker threads: decoding and transcoding, playback of prompts
+//! and tones (driven by one timer per worker, the epoll timeout, not a
+//! timer per call), a jitter buffer, SRTP, RTCP generation and stricter
+//! latching. The relay uses one `recvfrom`/`sendto` per packet; batching
+//! with `recvmmsg`/`sendmmsg` is not done. Linux only (epoll, eventfd).
 
 #![deny(missing_docs)]
+
+mod engine;
+mod error;
+pub mod ports;
+mod stats;
+mod sys;
+mod worker;
+
+pub use engine::{LegHandle, MediaConfig, MediaEngine, WorkerHook};
+pub use error::{LegId, MediaError};
+pub use ports::{PortAllocator, PortLease, RtpPorts};
+pub use stats::{LegCounters, LegStats, Stream, StreamCounters};

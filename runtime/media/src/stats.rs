@@ -1,0 +1,147 @@
+//! Per-leg packet counters, written by the worker that owns the leg and
+//! readable from any thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Which of a leg's two sockets a packet used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// The even port.
+    Rtp = 0,
+    /// The odd port.
+    Rtcp = 1,
+}
+
+const RECEIVED: usize = 0;
+const RECEIVED_BYTES: usize = 1;
+const SENT: usize = 2;
+const SENT_BYTES: usize = 3;
+const DROPPED: usize = 4;
+const FIELDS: usize = 5;
+
+/// Live counters of one leg. Obtain it with
+/// [`LegHandle::stats`](crate::LegHandle::stats); it stays readable after
+/// the leg is released (and then no longer changes).
+///
+/// Only the worker thread that owns the leg writes the counters (a leg has
+/// exactly one owner at a time and is handed between workers under a
+/// mutex), so an increment is a plain relaxed load and store, not a locked
+/// read-modify-write. Readers see each counter's latest value soon after it
+/// is written; the counters of one snapshot are not taken atomically
+/// together.
+#[derive(Debug, Default)]
+pub struct LegStats {
+    counters: [AtomicU64; 2 * FIELDS],
+    relaying: AtomicBool,
+}
+
+/// Counters of one stream (RTP or RTCP) of a leg.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamCounters {
+    /// Datagrams received on the leg's socket (whatever became of them).
+    pub packets_received: u64,
+    /// Bytes of those datagrams (UDP payload).
+    pub bytes_received: u64,
+    /// Datagrams sent out of the leg's socket towards its phone (relayed
+    /// from the bridged leg).
+    pub packets_sent: u64,
+    /// Bytes of those datagrams.
+    pub bytes_sent: u64,
+    /// Datagrams received on this leg and not relayed: the leg was not
+    /// bridged, the bridged leg had no destination yet (no SDP address and
+    /// nothing latched), or the send failed (socket buffer full).
+    pub packets_dropped: u64,
+}
+
+/// A snapshot of both streams of a leg.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegCounters {
+    /// The RTP socket.
+    pub rtp: StreamCounters,
+    /// The RTCP socket.
+    pub rtcp: StreamCounters,
+}
+
+impl LegStats {
+    /// Read the counters of both streams.
+    pub fn snapshot(&self) -> LegCounters {
+        LegCounters {
+            rtp: self.stream(Stream::Rtp),
+            rtcp: self.stream(Stream::Rtcp),
+        }
+    }
+
+    /// Read the counters of one stream.
+    pub fn stream(&self, stream: Stream) -> StreamCounters {
+        let get =
+            |field: usize| self.counters[stream as usize * FIELDS + field].load(Ordering::Relaxed);
+        StreamCounters {
+            packets_received: get(RECEIVED),
+            bytes_received: get(RECEIVED_BYTES),
+            packets_sent: get(SENT),
+            bytes_sent: get(SENT_BYTES),
+            packets_dropped: get(DROPPED),
+        }
+    }
+
+    /// True while the leg's worker relays its packets to a bridged leg: the
+    /// bridge has taken effect on the worker (both legs are on it and
+    /// linked). False before, while a leg of the pair moves between
+    /// workers, and after unbridge or release.
+    pub fn is_relaying(&self) -> bool {
+        self.relaying.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_relaying(&self, on: bool) {
+        self.relaying.store(on, Ordering::Release);
+    }
+
+    /// Single-writer increment (see the type's documentation).
+    #[inline(always)]
+    fn bump(&self, stream: usize, field: usize, by: u64) {
+        let c = &self.counters[stream * FIELDS + field];
+        c.store(
+            c.load(Ordering::Relaxed).wrapping_add(by),
+            Ordering::Relaxed,
+        );
+    }
+
+    #[inline(always)]
+    pub(crate) fn received(&self, stream: usize, bytes: usize) {
+        self.bump(stream, RECEIVED, 1);
+        self.bump(stream, RECEIVED_BYTES, bytes as u64);
+    }
+
+    #[inline(always)]
+    pub(crate) fn sent(&self, stream: usize, bytes: usize) {
+        self.bump(stream, SENT, 1);
+        self.bump(stream, SENT_BYTES, bytes as u64);
+    }
+
+    #[inline(always)]
+    pub(crate) fn dropped(&self, stream: usize) {
+        self.bump(stream, DROPPED, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_separate() {
+        let s = LegStats::default();
+        s.received(0, 100);
+        s.received(0, 50);
+        s.sent(1, 70);
+        s.dropped(1);
+        let c = s.snapshot();
+        assert_eq!(c.rtp.packets_received, 2);
+        assert_eq!(c.rtp.bytes_received, 150);
+        assert_eq!(c.rtp.packets_sent, 0);
+        assert_eq!(c.rtcp.packets_sent, 1);
+        assert_eq!(c.rtcp.bytes_sent, 70);
+        assert_eq!(c.rtcp.packets_dropped, 1);
+        assert_eq!(c.rtcp.packets_received, 0);
+    }
+}
