@@ -474,3 +474,52 @@ fn usable_from_tokio_tasks() {
     wait_ports_free(&engine);
     assert_eq!(engine.legs(), 0);
 }
+
+#[test]
+fn churn_while_legs_move_between_workers() {
+    // Bridge, re-bridge and release legs while they are still on their way
+    // between workers; everything must end closed and accounted for, and a
+    // pair set up afterwards must still relay.
+    let engine = engine(23400, 23799, 3);
+    let sink = Phone::new(LO);
+    for round in 0..150usize {
+        let a = engine.allocate().unwrap();
+        let b = engine.allocate().unwrap();
+        let c = engine.allocate().unwrap();
+        engine.set_remote(&a, sink.addr()).unwrap();
+        engine.bridge(&a, &b).unwrap();
+        match round % 5 {
+            0 => drop(b),
+            1 => {
+                engine.bridge(&a, &c).unwrap();
+                engine.set_remote(&b, sink.addr()).unwrap();
+            }
+            2 => {
+                engine.unbridge(&a).unwrap();
+                engine.bridge(&b, &c).unwrap();
+                drop(a);
+                continue;
+            }
+            3 => {
+                engine.bridge(&c, &b).unwrap();
+                engine.bridge(&a, &b).unwrap();
+            }
+            _ => {
+                drop(c);
+                continue;
+            }
+        }
+    }
+    wait_ports_free(&engine);
+    assert_eq!(engine.legs(), 0);
+    assert_eq!(engine.worker_loads(), vec![0, 0, 0]);
+
+    let a = engine.allocate().unwrap();
+    let b = engine.allocate().unwrap();
+    let (pa, pb) = (Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    engine.bridge(&a, &b).unwrap();
+    wait_bridged(&a, &b);
+    exchange(&pa, a.rtp_addr(), &pb, b.rtp_addr(), 50, 100);
+}
