@@ -25,10 +25,13 @@ const FIELDS: usize = 5;
 ///
 /// Only the worker thread that owns the leg writes the counters (a leg has
 /// exactly one owner at a time and is handed between workers under a
-/// mutex), so an increment is a plain relaxed load and store, not a locked
+/// mutex), so an increment is a plain load and release store, not a locked
 /// read-modify-write. Readers see each counter's latest value soon after it
-/// is written; the counters of one snapshot are not taken atomically
-/// together.
+/// is written; a reader that sees a value also sees everything the worker
+/// counted before it. The counters of one snapshot are not taken
+/// atomically together, and a packet's `packets_sent` is counted just after
+/// `sendto` returns, so a phone can hold the packet a moment before the
+/// counter shows it.
 #[derive(Debug, Default)]
 pub struct LegStats {
     counters: [AtomicU64; 2 * FIELDS],

@@ -7,7 +7,9 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{exchange, rtp, wait_bridged, wait_ports_free, wait_until, Phone, LO, WINDOW};
+use common::{
+    exchange, rtp, wait_bridged, wait_counters, wait_ports_free, wait_until, Phone, LO, WINDOW,
+};
 use dialtone_media::{MediaConfig, MediaEngine, MediaError, Stream};
 
 fn engine(min: u16, max: u16, workers: usize) -> MediaEngine {
@@ -37,6 +39,9 @@ fn bridged_legs_relay_both_ways_intact_and_in_order() {
     );
 
     exchange(&pa, a.rtp_addr(), &pb, b.rtp_addr(), 1000, 172);
+    for leg in [&a, &b] {
+        wait_counters(leg, "1000 sent", |c| c.rtp.packets_sent == 1000);
+    }
 
     let (ca, cb) = (a.stats().snapshot(), b.stats().snapshot());
     assert_eq!(ca.rtp.packets_received, 1000);
@@ -71,6 +76,7 @@ fn rtcp_is_relayed_between_the_rtcp_sockets() {
     // RTCP both ways, sent from the phones' RTCP sockets: checks sockets,
     // destinations (port + 1) and contents.
     exchange(&pa_rtcp, a.rtcp_addr(), &pb_rtcp, b.rtcp_addr(), 200, 64);
+    wait_counters(&a, "200 RTCP sent", |c| c.rtcp.packets_sent == 200);
     let c = a.stats().snapshot();
     assert_eq!(c.rtcp.packets_received, 200);
     assert_eq!(c.rtcp.packets_sent, 200);
@@ -349,7 +355,7 @@ fn ipv6_loopback() {
     engine.bridge(&a, &b).unwrap();
     wait_bridged(&a, &b);
     exchange(&pa, a.rtp_addr(), &pb, b.rtp_addr(), 300, 172);
-    assert_eq!(a.stats().snapshot().rtp.packets_sent, 300);
+    wait_counters(&a, "300 sent", |c| c.rtp.packets_sent == 300);
     drop((a, b));
     wait_ports_free(&engine);
 }
@@ -406,6 +412,9 @@ fn fifty_pairs_on_two_workers() {
     }
     for (a, b, ..) in &calls {
         for leg in [a, b] {
+            wait_counters(leg, "every packet counted", |c| {
+                c.rtp.packets_sent == ROUNDS as u64
+            });
             let c = leg.stats().snapshot();
             assert_eq!(c.rtp.packets_received, ROUNDS as u64);
             assert_eq!(c.rtp.packets_sent, ROUNDS as u64);
@@ -464,4 +473,53 @@ fn usable_from_tokio_tasks() {
     });
     wait_ports_free(&engine);
     assert_eq!(engine.legs(), 0);
+}
+
+#[test]
+fn churn_while_legs_move_between_workers() {
+    // Bridge, re-bridge and release legs while they are still on their way
+    // between workers; everything must end closed and accounted for, and a
+    // pair set up afterwards must still relay.
+    let engine = engine(23400, 23799, 3);
+    let sink = Phone::new(LO);
+    for round in 0..150usize {
+        let a = engine.allocate().unwrap();
+        let b = engine.allocate().unwrap();
+        let c = engine.allocate().unwrap();
+        engine.set_remote(&a, sink.addr()).unwrap();
+        engine.bridge(&a, &b).unwrap();
+        match round % 5 {
+            0 => drop(b),
+            1 => {
+                engine.bridge(&a, &c).unwrap();
+                engine.set_remote(&b, sink.addr()).unwrap();
+            }
+            2 => {
+                engine.unbridge(&a).unwrap();
+                engine.bridge(&b, &c).unwrap();
+                drop(a);
+                continue;
+            }
+            3 => {
+                engine.bridge(&c, &b).unwrap();
+                engine.bridge(&a, &b).unwrap();
+            }
+            _ => {
+                drop(c);
+                continue;
+            }
+        }
+    }
+    wait_ports_free(&engine);
+    assert_eq!(engine.legs(), 0);
+    assert_eq!(engine.worker_loads(), vec![0, 0, 0]);
+
+    let a = engine.allocate().unwrap();
+    let b = engine.allocate().unwrap();
+    let (pa, pb) = (Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    engine.bridge(&a, &b).unwrap();
+    wait_bridged(&a, &b);
+    exchange(&pa, a.rtp_addr(), &pb, b.rtp_addr(), 50, 100);
 }

@@ -138,3 +138,13 @@ pub fn exchange(pa: &Phone, a: SocketAddr, pb: &Phone, b: SocketAddr, count: usi
         sent += batch;
     }
 }
+
+/// Wait until a leg's counters satisfy `f` (they are bumped just after
+/// each send, so a phone may see a packet before its counter moves).
+pub fn wait_counters(
+    leg: &LegHandle,
+    what: &str,
+    f: impl Fn(&dialtone_media::LegCounters) -> bool,
+) {
+    wait_until(what, || f(&leg.stats().snapshot()));
+}
