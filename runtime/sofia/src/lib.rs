@@ -1,7 +1,367 @@
 //! The SIP endpoint, `sofia/`, named after FreeSWITCH's module.
+//!
+//! # Where things are
+//!
+//! - [`ua`]: a profile's SIP core, where a SIP call enters the switch and
+//!   where the core's requests for a SIP leg are carried out;
+//! - [`transport`]: UDP and TCP sockets, stream framing, connection reuse;
+//! - [`location`]: registrations, persisted in the state directory;
+//! - [`settings`]: what the configuration says.
+//!
+//! [`Sofia`] is the [`Endpoint`] the core dials through: `sofia/PROFILE/
+//! USER@HOST[:PORT][;transport=...]`, `sofia/PROFILE/sip:URI` (what
+//! `sofia_contact` returns), `sofia/PROFILE/USER` (the user's newest
+//! registration) and `sofia/gateway/NAME/NUMBER`.
+//!
+//! # Media
+//!
+//! Each leg gets a relay port from the media engine; the SDP each phone
+//! sees points at the switch. A leg dialled on behalf of another (the
+//! B-leg of a bridge) gets its offer from its originator's SDP and, once it
+//! has an answer, its relay is bridged to the originator's ([`Shared`]).
 
 #![deny(missing_docs)]
 
 pub mod location;
 pub mod settings;
 pub mod transport;
+pub mod ua;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+use dialtone_core::endpoint::{Dialed, Endpoint, OutgoingRequest};
+use dialtone_core::registrations::unix_now;
+use dialtone_core::routing::BoxFuture;
+use dialtone_core::switch::Switch;
+use dialtone_core::HangupCause;
+use dialtone_media::{LegHandle, MediaEngine};
+use dialtone_sip::message::{Host, Uri};
+use dialtone_sip::sdp::SessionDescription;
+
+use crate::location::Location;
+use crate::settings::{GatewaySettings, SipSettings};
+use crate::transport::{Peer, Transport};
+use crate::ua::{Cmd, ProfileCore, Target};
+
+/// What one leg's phone said about media, and its relay port.
+pub struct LegSdp {
+    /// The phone's SDP (offer on inbound legs, answer on outbound legs).
+    pub remote: Option<SessionDescription>,
+    /// The leg's relay port.
+    pub media: Option<Arc<LegHandle>>,
+}
+
+/// State every profile shares.
+pub struct Shared {
+    /// SIP settings.
+    pub sip: SipSettings,
+    /// The tenant of requests that name no configured domain.
+    pub default_domain: String,
+    /// Retry-After on 503.
+    pub retry_after: u32,
+    location: OnceLock<Arc<Location>>,
+    media: OnceLock<MediaEngine>,
+    /// The address written into SDP.
+    pub media_ip: IpAddr,
+    /// Every SIP leg's SDP and relay, by channel UUID.
+    pub legs: Mutex<HashMap<String, LegSdp>>,
+    /// B-leg UUID -> its originator's UUID.
+    originator_of: Mutex<HashMap<String, String>>,
+    /// A-leg UUID -> the B-leg whose media it gets.
+    peer_of: Mutex<HashMap<String, String>>,
+    switch: OnceLock<Weak<Switch>>,
+    /// Live transactions (sum is not kept; the last profile to run wins):
+    /// for leak checks, see [`Sofia::transactions`].
+    pub transactions: AtomicU64,
+    /// Live calls, likewise.
+    pub calls: AtomicU64,
+}
+
+impl Shared {
+    /// Registrations. Panics before [`Sofia::start`].
+    pub fn location(&self) -> &Arc<Location> {
+        self.location.get().expect("sofia started")
+    }
+
+    /// The RTP relay. Panics before [`Sofia::start`].
+    pub fn media(&self) -> &MediaEngine {
+        self.media.get().expect("sofia started")
+    }
+
+    /// The core. Panics if used before [`Sofia::start`], which sets it.
+    pub fn switch(&self) -> Arc<Switch> {
+        self.switch
+            .get()
+            .and_then(Weak::upgrade)
+            .expect("the switch outlives its endpoints")
+    }
+
+    /// The phone's SDP on leg `uuid`.
+    pub fn remote_sdp(&self, uuid: &str) -> Option<SessionDescription> {
+        self.legs.lock().get(uuid).and_then(|l| l.remote.clone())
+    }
+
+    /// The relay port of leg `uuid`.
+    pub fn media_of(&self, uuid: &str) -> Option<Arc<LegHandle>> {
+        self.legs.lock().get(uuid).and_then(|l| l.media.clone())
+    }
+
+    /// The SDP of the leg bridged to `uuid`, if it has one yet.
+    pub fn peer_sdp(&self, uuid: &str) -> Option<SessionDescription> {
+        let peer = self.peer_of.lock().get(uuid).cloned()?;
+        self.remote_sdp(&peer)
+    }
+
+    /// Records that `b` was dialled for `a`.
+    pub fn link(&self, a: &str, b: &str) {
+        self.originator_of
+            .lock()
+            .insert(b.to_string(), a.to_string());
+    }
+
+    /// `b` has the far end's SDP: its originator's media now comes from it
+    /// and the two relays are joined.
+    pub fn bridge_media(&self, b: &str) {
+        let Some(a) = self.originator_of.lock().get(b).cloned() else {
+            return;
+        };
+        self.peer_of.lock().insert(a.clone(), b.to_string());
+        if let (Some(ma), Some(mb)) = (self.media_of(&a), self.media_of(b)) {
+            if let Err(e) = self.media().bridge(&ma, &mb) {
+                tracing::warn!(error = %e, "could not bridge media");
+            }
+        }
+    }
+
+    /// Drops a leg's SDP, relay port and links.
+    pub fn forget_leg(&self, uuid: &str) {
+        self.legs.lock().remove(uuid);
+        self.originator_of.lock().remove(uuid);
+        let mut peers = self.peer_of.lock();
+        peers.remove(uuid);
+        peers.retain(|_, b| b != uuid);
+    }
+}
+
+/// The `sofia` endpoint.
+pub struct Sofia {
+    shared: Arc<Shared>,
+    profiles: Mutex<HashMap<String, mpsc::UnboundedSender<Cmd>>>,
+    gateways: HashMap<String, GatewaySettings>,
+}
+
+impl Sofia {
+    /// The endpoint, before its profiles start.
+    pub fn new(
+        sip: SipSettings,
+        default_domain: String,
+        retry_after: u32,
+        media_ip: IpAddr,
+    ) -> Arc<Sofia> {
+        let gateways = sip
+            .gateways
+            .iter()
+            .map(|g| (g.name.clone(), g.clone()))
+            .collect();
+        Arc::new(Sofia {
+            shared: Arc::new(Shared {
+                sip,
+                default_domain,
+                retry_after,
+                location: OnceLock::new(),
+                media: OnceLock::new(),
+                media_ip,
+                legs: Mutex::new(HashMap::new()),
+                originator_of: Mutex::new(HashMap::new()),
+                peer_of: Mutex::new(HashMap::new()),
+                switch: OnceLock::new(),
+                transactions: AtomicU64::new(0),
+                calls: AtomicU64::new(0),
+            }),
+            profiles: Mutex::new(HashMap::new()),
+            gateways,
+        })
+    }
+
+    /// Opens the location database, starts the media engine, binds every
+    /// profile and starts serving.
+    pub async fn start(
+        &self,
+        switch: &Arc<Switch>,
+        location: Arc<Location>,
+        media: MediaEngine,
+    ) -> anyhow::Result<()> {
+        let _ = self.shared.switch.set(Arc::downgrade(switch));
+        let _ = self.shared.location.set(location);
+        let _ = self.shared.media.set(media);
+        for p in self.shared.sip.profiles.clone() {
+            let name = p.name.clone();
+            let tx = ProfileCore::start(p, self.shared.clone()).await?;
+            self.profiles.lock().insert(name, tx);
+        }
+        Ok(())
+    }
+
+    /// Shared state (tests and metrics).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Live SIP legs (leak checks).
+    pub fn legs(&self) -> usize {
+        self.shared.legs.lock().len()
+    }
+
+    /// RTP ports in use (leak checks).
+    pub fn rtp_ports_in_use(&self) -> usize {
+        self.shared.media().ports_in_use()
+    }
+
+    /// Works out where `PROFILE/...` or `gateway/NAME/NUMBER` goes.
+    async fn target(
+        &self,
+        req: &OutgoingRequest,
+    ) -> Result<(String, Target), HangupCause> {
+        let data = req.data.trim();
+        let (first, rest) = data.split_once('/').ok_or(HangupCause::InvalidUrl)?;
+        if first == "gateway" {
+            let (name, number) = rest.split_once('/').ok_or(HangupCause::InvalidUrl)?;
+            let gw = self.gateways.get(name).ok_or(HangupCause::InvalidGateway)?;
+            let (transport, addr) = resolve(&gw.proxy, &gw.transport).await?;
+            let uri = Uri::parse(&format!("sip:{number}@{}", gw.proxy))
+                .map_err(|_| HangupCause::InvalidUrl)?;
+            let credentials = gw
+                .username
+                .clone()
+                .zip(gw.password.clone());
+            return Ok((
+                gw.profile.clone(),
+                Target {
+                    uri,
+                    peer: Peer { transport, addr },
+                    credentials,
+                },
+            ));
+        }
+        let profile = first.to_string();
+        let now = unix_now();
+        let location = self.shared.location();
+        let uri_text = if rest.starts_with("sip:") || rest.starts_with("sips:") {
+            rest.to_string()
+        } else if rest.contains('@') {
+            format!("sip:{rest}")
+        } else {
+            // A bare user: the newest registration in the tenant.
+            let b = location
+                .of_user(&req.tenant, rest, now)
+                .into_iter()
+                .find(|b| b.profile == profile)
+                .ok_or(HangupCause::UserNotRegistered)?;
+            let uri = Uri::parse(&b.contact).map_err(|_| HangupCause::InvalidUrl)?;
+            return Ok((
+                profile,
+                Target {
+                    uri,
+                    peer: Peer {
+                        transport: b.transport(),
+                        addr: b.source,
+                    },
+                    credentials: None,
+                },
+            ));
+        };
+        let uri = Uri::parse(&uri_text).map_err(|_| HangupCause::InvalidUrl)?;
+        // A registered contact is reached where the REGISTER came from
+        // (NAT), over the transport it came on.
+        if let Some(b) = location.by_contact(&uri.to_string(), now) {
+            return Ok((
+                profile,
+                Target {
+                    uri,
+                    peer: Peer {
+                        transport: b.transport(),
+                        addr: b.source,
+                    },
+                    credentials: None,
+                },
+            ));
+        }
+        let transport = uri.transport().unwrap_or_else(|| "udp".into());
+        let host = match &uri.host {
+            Host::V6(a) => format!("[{a}]"),
+            h => h.to_string(),
+        };
+        let hostport = format!("{host}:{}", uri.port.unwrap_or(5060));
+        let (transport, addr) = resolve(&hostport, &transport).await?;
+        Ok((
+            profile,
+            Target {
+                uri,
+                peer: Peer { transport, addr },
+                credentials: None,
+            },
+        ))
+    }
+}
+
+async fn resolve(hostport: &str, transport: &str) -> Result<(Transport, SocketAddr), HangupCause> {
+    let transport = Transport::parse(transport).ok_or(HangupCause::InvalidUrl)?;
+    let hostport = if hostport.contains(':') && !hostport.ends_with(']') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:5060")
+    };
+    if let Ok(a) = hostport.parse::<SocketAddr>() {
+        return Ok((transport, a));
+    }
+    let found = match tokio::net::lookup_host(hostport.as_str()).await {
+        Ok(mut it) => it.next(),
+        Err(_) => None,
+    };
+    found
+        .map(|a| (transport, a))
+        .ok_or(HangupCause::NoRouteDestination)
+}
+
+impl Endpoint for Sofia {
+    fn name(&self) -> &'static str {
+        "sofia"
+    }
+
+    fn dial(
+        &self,
+        _switch: Arc<Switch>,
+        request: OutgoingRequest,
+    ) -> BoxFuture<'static, Result<Dialed, HangupCause>> {
+        // The future must be 'static: resolve what it needs up front.
+        let profiles = self.profiles.lock().clone();
+        let me = SofiaRef {
+            shared: self.shared.clone(),
+            gateways: self.gateways.clone(),
+        };
+        Box::pin(async move {
+            let sofia = Sofia {
+                shared: me.shared,
+                profiles: Mutex::new(HashMap::new()),
+                gateways: me.gateways,
+            };
+            let (profile, target) = sofia.target(&request).await?;
+            let cmds = profiles.get(&profile).ok_or(HangupCause::InvalidUrl)?;
+            let (tx, rx) = oneshot::channel();
+            cmds.send(Cmd::Dial(Box::new(request), target, tx))
+                .map_err(|_| HangupCause::NetworkOutOfOrder)?;
+            rx.await.map_err(|_| HangupCause::NetworkOutOfOrder)?
+        })
+    }
+}
+
+struct SofiaRef {
+    shared: Arc<Shared>,
+    gateways: HashMap<String, GatewaySettings>,
+}

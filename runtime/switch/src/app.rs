@@ -43,6 +43,8 @@ pub struct App {
     pub tenants: Arc<Tenants>,
     /// The event bus.
     pub events: EventBus,
+    /// The SIP endpoint.
+    pub sofia: Arc<dialtone_sofia::Sofia>,
     services: Arc<SwitchServices>,
     admission: Arc<Admission>,
     /// Content hash of each (tenant, role) component file in force.
@@ -112,6 +114,13 @@ impl App {
         endpoints.register(Arc::new(ErrorEndpoint));
         endpoints.register(Arc::new(NullEndpoint));
         endpoints.register(Arc::new(LoopbackEndpoint));
+        let sofia = dialtone_sofia::Sofia::new(
+            config.sip.clone(),
+            config.switch.default_domain.clone(),
+            config.limits.retry_after_s,
+            config.media.ip,
+        );
+        endpoints.register(sofia.clone());
         let switch = Switch::new(
             SwitchSettings {
                 max_recursion: config.limits.max_recursion_depth,
@@ -131,6 +140,7 @@ impl App {
             switch,
             tenants,
             events,
+            sofia,
             services,
             admission,
             loaded: Mutex::new(HashMap::new()),
@@ -254,8 +264,28 @@ impl App {
 /// Runs the switch until SIGINT/SIGTERM: reload on SIGHUP and on changes of
 /// watched files (polled every 500 ms by modification time and size, which
 /// works on every filesystem and costs nothing measurable).
+/// Starts the endpoints that own sockets: the location database, the media
+/// engine and the SIP profiles.
+pub async fn start_endpoints(app: &App) -> anyhow::Result<()> {
+    let config = app.config.load();
+    let location = Arc::new(dialtone_sofia::location::Location::open(
+        Some(&config.switch.state_dir.join("registrations.redb")),
+        app.switch.registrations().clone(),
+        dialtone_core::registrations::unix_now(),
+    )?);
+    let m = &config.media;
+    let media = dialtone_media::MediaEngine::start(
+        dialtone_media::MediaConfig::new(m.ip, m.port_min, m.port_max).workers(m.workers),
+    )
+    .map_err(|e| anyhow::anyhow!("media engine: {e}"))?;
+    app.sofia.start(&app.switch, location, media).await
+}
+
+/// Runs the switch: starts the endpoints, then watches the configuration
+/// (files and SIGHUP) until SIGTERM or SIGINT.
 pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
+    start_endpoints(&app).await?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

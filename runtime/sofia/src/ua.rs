@@ -1,0 +1,1508 @@
+//! A profile's SIP core: where a SIP call enters the switch.
+//!
+//! One tokio task per profile owns everything stateful about SIP on that
+//! profile: the transaction layer, the calls (one B2BUA leg each, with its
+//! dialog), the digest nonces and the per-source auth failure counters. It
+//! reacts to three inputs, one at a time, so nothing in it is locked:
+//!
+//! - [`Incoming`] messages from the transports;
+//! - [`Cmd`]s from the core: what a channel's [`RemoteControl`] asks of its
+//!   far end (ring, answer, hang up) and new outbound legs to dial;
+//! - the clock: the transaction layer's next deadline and the 2xx
+//!   retransmissions of answered calls.
+//!
+//! A new INVITE becomes a channel through [`Switch::inbound`] (the core asks
+//! the tenant's dialplan); a `bridge` to `sofia/...` comes back here as
+//! [`Cmd::Dial`]. Media never passes through this task: each leg has a relay
+//! port in the media engine, and the SDP each side sees is rewritten to
+//! point at the switch ([`crate::Sofia`] keeps the legs' SDP so the two
+//! legs of a bridge can find each other's).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use dialtone_core::endpoint::{Dialed, OutgoingRequest, Remote, RemoteControl, RemoteEvent};
+use dialtone_core::registrations::unix_now;
+use dialtone_core::routing::Direction;
+use dialtone_core::switch::InboundSpec;
+use dialtone_core::HangupCause;
+use dialtone_media::LegHandle;
+use dialtone_sip::auth::{self, Algorithm, Outcome, Secret, VerifyRequest};
+use dialtone_sip::message::{Host, Message, Method, NameAddr, Uri};
+use dialtone_sip::sdp::{OriginState, SessionDescription};
+use dialtone_sip::transaction::{self, Event, TransactionLayer, TxId};
+
+use crate::location::Binding;
+use crate::settings::ProfileSettings;
+use crate::transport::{Incoming, Peer, Transport, Transports};
+use crate::Shared;
+
+/// What the core asks a profile to do.
+pub enum Cmd {
+    /// A channel's control: act on call `call`.
+    Control(u64, Control),
+    /// Forget a call whose transactions had time to finish.
+    Forget(u64),
+    /// Dial a new outbound leg.
+    Dial(Box<OutgoingRequest>, Target, oneshot::Sender<Result<Dialed, HangupCause>>),
+}
+
+/// What a channel asks of its SIP far end.
+#[derive(Debug)]
+pub enum Control {
+    /// 180.
+    Ring,
+    /// 183 with SDP.
+    PreAnswer,
+    /// 200 with SDP.
+    Answer,
+    /// A final response, CANCEL or BYE.
+    Hangup(HangupCause),
+    /// A specific response code.
+    Respond(u16, Option<String>),
+}
+
+/// Where an outbound leg goes.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Request-URI.
+    pub uri: Uri,
+    /// Where to send it.
+    pub peer: Peer,
+    /// Digest credentials for a gateway that challenges.
+    pub credentials: Option<(String, String)>,
+}
+
+/// The RemoteControl handed to the core for one SIP leg.
+struct SipControl {
+    call: u64,
+    cmds: mpsc::UnboundedSender<Cmd>,
+}
+
+impl RemoteControl for SipControl {
+    fn answer(&mut self) {
+        let _ = self.cmds.send(Cmd::Control(self.call, Control::Answer));
+    }
+    fn pre_answer(&mut self) {
+        let _ = self.cmds.send(Cmd::Control(self.call, Control::PreAnswer));
+    }
+    fn ring_ready(&mut self) {
+        let _ = self.cmds.send(Cmd::Control(self.call, Control::Ring));
+    }
+    fn hangup(&mut self, cause: HangupCause) {
+        let _ = self.cmds.send(Cmd::Control(self.call, Control::Hangup(cause)));
+    }
+    fn respond(&mut self, code: u16, reason: Option<&str>) -> bool {
+        let _ = self.cmds.send(Cmd::Control(
+            self.call,
+            Control::Respond(code, reason.map(str::to_string)),
+        ));
+        true
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallState {
+    /// Inbound: INVITE received, no final response. Outbound: INVITE
+    /// sent, no final response.
+    Early,
+    /// 2xx sent (inbound, waiting for ACK) or received.
+    Answered,
+    /// BYE/CANCEL done or final error: waiting to be forgotten.
+    Ended,
+}
+
+struct Call {
+    id: u64,
+    uuid: String,
+    inbound: bool,
+    state: CallState,
+    /// INVITE server transaction (inbound) or client transaction (outbound).
+    invite_tx: Option<TxId>,
+    /// The INVITE as received or sent.
+    invite: Message,
+    peer: Peer,
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// Our From/To as we write them in requests of this dialog.
+    local_uri: String,
+    remote_uri: String,
+    /// Where in-dialog requests go (the far end's Contact).
+    remote_target: Option<Uri>,
+    route_set: Vec<String>,
+    local_cseq: u32,
+    events: mpsc::Sender<RemoteEvent>,
+    media: Option<Arc<LegHandle>>,
+    origin: OriginState,
+    /// The last 2xx we sent (inbound), retransmitted until the ACK.
+    pending_2xx: Option<(Message, Instant, Duration)>,
+    /// Credentials to answer a challenge with (gateway legs).
+    credentials: Option<(String, String)>,
+    auth_tries: u32,
+    /// BYE client transaction, if one is out.
+    bye_tx: Option<TxId>,
+}
+
+/// The profile core.
+pub struct ProfileCore {
+    settings: ProfileSettings,
+    shared: Arc<Shared>,
+    transports: Arc<Transports>,
+    tx: TransactionLayer<Peer>,
+    calls: HashMap<u64, Call>,
+    by_tx: HashMap<TxId, u64>,
+    by_dialog: HashMap<String, u64>,
+    cmds_tx: mpsc::UnboundedSender<Cmd>,
+    auth: auth::DigestServer,
+    failures: HashMap<IpAddr, (Instant, u32)>,
+    next_id: AtomicU64,
+}
+
+fn tag() -> String {
+    format!("{:016x}", rand_u64())
+}
+
+fn rand_u64() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+impl ProfileCore {
+    /// Starts the profile: binds its transports and spawns its task.
+    pub async fn start(
+        settings: ProfileSettings,
+        shared: Arc<Shared>,
+    ) -> anyhow::Result<mpsc::UnboundedSender<Cmd>> {
+        let (in_tx, in_rx) = mpsc::channel(4096);
+        let transports = Transports::bind(settings.bind, in_tx)
+            .await
+            .map_err(|e| anyhow::anyhow!("profile {}: bind {}: {e}", settings.name, settings.bind))?;
+        let (cmds_tx, cmds_rx) = mpsc::unbounded_channel();
+        let auth = auth::DigestServer::with_random_key()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_nonce_lifetime(shared.sip.nonce_ttl.as_secs());
+        let core = ProfileCore {
+            settings,
+            shared,
+            transports,
+            tx: TransactionLayer::new(transaction::Config::default()),
+            calls: HashMap::new(),
+            by_tx: HashMap::new(),
+            by_dialog: HashMap::new(),
+            cmds_tx: cmds_tx.clone(),
+            auth,
+            failures: HashMap::new(),
+            next_id: AtomicU64::new(1),
+        };
+        tokio::spawn(core.run(in_rx, cmds_rx));
+        Ok(cmds_tx)
+    }
+
+    async fn run(
+        mut self,
+        mut incoming: mpsc::Receiver<Incoming>,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    ) {
+        tracing::info!(profile = %self.settings.name, addr = %self.transports.local_addr(), "SIP profile listening (udp, tcp)");
+        loop {
+            let deadline = self.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                m = incoming.recv() => match m {
+                    Some(m) => self.on_incoming(m),
+                    None => return,
+                },
+                c = cmds.recv() => match c {
+                    Some(c) => self.on_cmd(c),
+                    None => return,
+                },
+                _ = sleep => self.on_timer(),
+            }
+            self.shared
+                .transactions
+                .store(self.tx.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let retx = self
+            .calls
+            .values()
+            .filter_map(|c| c.pending_2xx.as_ref().map(|p| p.1))
+            .min();
+        match (self.tx.next_deadline(), retx) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        let ev = self.tx.on_timer(now);
+        self.handle_events(ev);
+        // 2xx retransmissions (RFC 3261 13.3.1.4), UDP only.
+        let mut give_up = Vec::new();
+        for c in self.calls.values_mut() {
+            if let Some((resp, at, interval)) = &mut c.pending_2xx {
+                if *at <= now {
+                    if *interval >= Duration::from_secs(32) {
+                        give_up.push(c.id);
+                        continue;
+                    }
+                    let _ = self.transports.send(c.peer, resp);
+                    *interval = (*interval * 2).min(Duration::from_secs(4)).max(*interval);
+                    *at = now + *interval;
+                    if *interval == Duration::from_secs(4) {
+                        // Count the 64*T1 budget in steps of T2.
+                        *interval += Duration::from_millis(1);
+                    }
+                }
+            }
+        }
+        for id in give_up {
+            // No ACK for 64*T1: the dialog is dead (RFC 3261 13.3.1.4).
+            self.end_call_with_bye(id, HangupCause::RecoveryOnTimerExpire);
+        }
+    }
+
+    // -- Messages ----------------------------------------------------------
+
+    fn on_incoming(&mut self, m: Incoming) {
+        match m {
+            Incoming::Message(msg, peer) => {
+                let msg = if msg.is_request() {
+                    match self.fix_request(msg, peer) {
+                        Some(m) => m,
+                        None => return,
+                    }
+                } else {
+                    msg
+                };
+                let ev = self
+                    .tx
+                    .on_message(msg, peer, peer.transport.reliable(), Instant::now());
+                self.handle_events(ev);
+            }
+            Incoming::Bad(e, peer) => {
+                tracing::info!(%peer, error = %e.reason, "malformed SIP message");
+                if let Some(req) = e.partial {
+                    if req.method() != Some(&Method::Ack) && req.top_via().is_some() {
+                        let mut r = Message::response_to(&req, 400, Some("Bad Request"), Some(&tag()));
+                        r.headers.push("Warning", format!("399 dialtone \"{}\"", e.reason.replace('"', "'")));
+                        self.send_direct(peer, &req, r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Validates a request and stamps its top Via with `received`/`rport`
+    /// (RFC 3261 18.2.1, RFC 3581). Malformed requests get a 400 here.
+    fn fix_request(&mut self, mut msg: Message, peer: Peer) -> Option<Message> {
+        if let Err(reason) = msg.validate_request() {
+            tracing::info!(%peer, %reason, "bad SIP request");
+            if msg.method() != Some(&Method::Ack) && msg.top_via().is_some() {
+                let r = Message::response_to(&msg, 400, Some(&reason), Some(&tag()));
+                self.send_direct(peer, &msg, r);
+            }
+            return None;
+        }
+        if let Some(mut via) = msg.top_via() {
+            let ip = peer.addr.ip();
+            if via.host.ip() != Some(ip) {
+                via.set_param("received", Some(&ip.to_string()));
+            }
+            if via.param("rport").is_some() {
+                via.set_param("rport", Some(&peer.addr.port().to_string()));
+            }
+            msg.headers.remove_first_value("Via");
+            msg.headers.push_front("Via", via.to_string());
+        }
+        Some(msg)
+    }
+
+    /// Sends a response outside any transaction (400s to what never made
+    /// one), to where RFC 3261 18.2.2 says: the source for reliable
+    /// transports and rport, else the Via's sent-by.
+    fn send_direct(&self, peer: Peer, _req: &Message, r: Message) {
+        let _ = self.transports.send(peer, &r);
+    }
+
+    fn handle_events(&mut self, events: Vec<Event<Peer>>) {
+        for ev in events {
+            match ev {
+                Event::Transmit { tx, to, msg, .. } => {
+                    if let Err(e) = self.transports.send(to, &msg) {
+                        tracing::debug!(error = %e, "transmit failed");
+                        let more = self.tx.transport_error(tx);
+                        self.handle_events(more);
+                    }
+                }
+                Event::Request { tx, msg, from } => self.on_request(tx, msg, from),
+                Event::Response { tx, msg } => self.on_response(tx, msg),
+                Event::Ack { msg, from, .. } | Event::StrayAck { msg, from } => {
+                    self.on_ack(msg, from)
+                }
+                Event::Timeout { tx, .. } | Event::TransportError { tx } => self.on_tx_failed(tx),
+                Event::ProvisionalTimeout { tx } => {
+                    if let Some(cancel) = self.tx.cancel_request(tx) {
+                        let peer = self.calls.get(self.by_tx.get(&tx).unwrap_or(&0)).map(|c| c.peer);
+                        if let Some(peer) = peer {
+                            self.send_request(cancel, peer);
+                        }
+                    }
+                }
+                Event::Terminated { tx } => {
+                    self.by_tx.remove(&tx);
+                }
+                Event::StrayResponse { msg, from } => {
+                    // A 2xx retransmission after the INVITE transaction
+                    // ended: re-ACK it.
+                    if msg.code().is_some_and(|c| (200..300).contains(&c))
+                        && msg.cseq().is_some_and(|c| c.method == Method::Invite)
+                    {
+                        if let Some(id) = self.dialog_of(&msg, false) {
+                            self.send_2xx_ack(id, &msg);
+                        } else {
+                            let _ = from;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_request(&mut self, msg: Message, peer: Peer) -> Option<TxId> {
+        match self
+            .tx
+            .send_request(msg, peer, peer.transport.reliable(), Instant::now())
+        {
+            Ok((id, ev)) => {
+                self.handle_events(ev);
+                Some(id)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not send a request");
+                None
+            }
+        }
+    }
+
+    fn respond(&mut self, tx: TxId, resp: Message) {
+        match self.tx.send_response(tx, resp, Instant::now()) {
+            Ok(ev) => self.handle_events(ev),
+            Err(e) => tracing::debug!(error = %e, "response not sent"),
+        }
+    }
+
+    fn respond_code(&mut self, tx: TxId, req: &Message, code: u16, reason: Option<&str>) {
+        let mut r = Message::response_to(req, code, reason, Some(&tag()));
+        self.server_headers(&mut r);
+        self.respond(tx, r);
+    }
+
+    fn server_headers(&self, r: &mut Message) {
+        r.headers.push("Server", self.shared.sip.user_agent.clone());
+    }
+
+    // -- Requests ------------------------------------------------------------
+
+    fn on_request(&mut self, tx: TxId, msg: Message, from: Peer) {
+        let method = msg.method().cloned().unwrap_or(Method::Other(String::new()));
+        // In-dialog?
+        if msg.to().and_then(|t| t.tag().map(str::to_string)).is_some() {
+            return self.on_in_dialog(tx, msg, from, method);
+        }
+        match method {
+            Method::Invite => self.on_invite(tx, msg, from),
+            Method::Register => self.on_register(tx, msg, from),
+            Method::Options => {
+                let mut r = Message::response_to(&msg, 200, None, Some(&tag()));
+                r.headers.push("Allow", ALLOW);
+                r.headers.push("Accept", "application/sdp");
+                self.server_headers(&mut r);
+                self.respond(tx, r);
+            }
+            Method::Cancel => self.on_cancel(tx, msg),
+            Method::Bye | Method::Info | Method::Update | Method::Prack | Method::Notify => {
+                self.respond_code(tx, &msg, 481, None)
+            }
+            Method::Message => self.respond_code(tx, &msg, 202, None),
+            Method::Subscribe | Method::Publish | Method::Refer => {
+                let mut r = Message::response_to(&msg, 405, None, Some(&tag()));
+                r.headers.push("Allow", ALLOW);
+                self.respond(tx, r);
+            }
+            Method::Ack => {}
+            Method::Other(_) => {
+                let mut r = Message::response_to(&msg, 501, None, Some(&tag()));
+                r.headers.push("Allow", ALLOW);
+                self.respond(tx, r);
+            }
+        }
+    }
+
+    /// Digest check for REGISTER (401) and INVITE (407). `Ok(Some(user,
+    /// domain))` when authenticated; `Ok(None)` when a challenge or refusal
+    /// was sent.
+    fn authenticate(&mut self, tx: TxId, msg: &Message, from: Peer) -> Option<(String, String)> {
+        let now = Instant::now();
+        let (hdr, challenge_code, challenge_hdr) = if msg.method() == Some(&Method::Register) {
+            ("Authorization", 401, "WWW-Authenticate")
+        } else {
+            ("Proxy-Authorization", 407, "Proxy-Authenticate")
+        };
+        // A source that failed too often gets 403 without a challenge.
+        let ip = from.addr.ip();
+        let limit = self.shared.sip.auth_failures_per_minute;
+        if let Some((since, n)) = self.failures.get(&ip) {
+            if now.duration_since(*since) < Duration::from_secs(60) && *n >= limit {
+                self.respond_code(tx, msg, 403, Some("Forbidden"));
+                return None;
+            }
+        }
+        let domain_hint = msg
+            .to()
+            .map(|t| t.uri.host.to_string())
+            .unwrap_or_default();
+        let directory = self.shared.switch().directory();
+        let realm = if directory.tenant(&domain_hint).is_some() {
+            domain_hint
+        } else {
+            self.shared.default_domain.clone()
+        };
+        let creds = msg
+            .headers
+            .get_all(hdr)
+            .into_iter()
+            .find_map(|v| auth::Credentials::parse(v).ok());
+        let unix = unix_now();
+        let outcome = match &creds {
+            None => None,
+            Some(c) => {
+                let tenant = if directory.tenant(&c.realm).is_some() {
+                    c.realm.clone()
+                } else {
+                    realm.clone()
+                };
+                let password = directory
+                    .user(&tenant, &c.username)
+                    .and_then(|u| u.password.clone());
+                let uri = msg.uri().map(|u| u.to_string()).unwrap_or_default();
+                let outcome = self.auth.verify(
+                    c,
+                    &VerifyRequest {
+                        realm: &tenant,
+                        method: msg.method().map(|m| m.as_str()).unwrap_or(""),
+                        uri: &uri,
+                        body: &msg.body,
+                    },
+                    password.as_deref().map(Secret::Password),
+                    unix,
+                );
+                // The digest's uri parameter is often the AOR, not the exact
+                // Request-URI text; accept the digest's own uri when it names
+                // the same user and host.
+                let outcome = if outcome == Outcome::Failed && c.uri != uri {
+                    let same = Uri::parse(&c.uri).ok().zip(msg.uri()).is_some_and(|(a, b)| {
+                        a.host == b.host && a.user == b.user && a.port == b.port
+                    });
+                    if same {
+                        self.auth.verify(
+                            c,
+                            &VerifyRequest {
+                                realm: &tenant,
+                                method: msg.method().map(|m| m.as_str()).unwrap_or(""),
+                                uri: &c.uri,
+                                body: &msg.body,
+                            },
+                            password.as_deref().map(Secret::Password),
+                            unix,
+                        )
+                    } else {
+                        outcome
+                    }
+                } else {
+                    outcome
+                };
+                Some((outcome, tenant, c.username.clone()))
+            }
+        };
+        match outcome {
+            Some((Outcome::Ok, tenant, user)) => {
+                self.failures.remove(&ip);
+                Some((user, tenant))
+            }
+            other => {
+                let stale = matches!(other, Some((Outcome::Stale, ..)));
+                if matches!(other, Some((Outcome::Failed | Outcome::Malformed, ..))) {
+                    let e = self.failures.entry(ip).or_insert((now, 0));
+                    if now.duration_since(e.0) >= Duration::from_secs(60) {
+                        *e = (now, 0);
+                    }
+                    e.1 += 1;
+                    tracing::info!(source = %from, "SIP authentication failed");
+                }
+                let mut r = Message::response_to(msg, challenge_code, None, Some(&tag()));
+                r.headers.push(
+                    challenge_hdr,
+                    self.auth.challenge(&realm, Algorithm::Md5, stale, unix),
+                );
+                self.server_headers(&mut r);
+                self.respond(tx, r);
+                None
+            }
+        }
+    }
+
+    fn on_register(&mut self, tx: TxId, msg: Message, from: Peer) {
+        if !self.settings.accept_register {
+            let mut r = Message::response_to(&msg, 405, None, Some(&tag()));
+            r.headers.push("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
+            return self.respond(tx, r);
+        }
+        let Some((user, tenant)) = self.authenticate(tx, &msg, from) else {
+            return;
+        };
+        // The AOR must be the authenticated user.
+        let aor_user = msg.to().and_then(|t| t.uri.user.clone()).unwrap_or_default();
+        if aor_user != user {
+            return self.respond_code(tx, &msg, 403, Some("Forbidden"));
+        }
+        let now = unix_now();
+        let (default, max) = self.shared.sip.register_expires;
+        let min = self.shared.sip.register_min_expires;
+        let header_expires = msg.expires();
+        let call_id = msg.call_id().unwrap_or_default().to_string();
+        let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+        if msg.contact_star() {
+            if header_expires != Some(0) {
+                return self.respond_code(tx, &msg, 400, Some("Contact * needs Expires: 0"));
+            }
+            for b in self.shared.location().of_user(&tenant, &user, now) {
+                let _ = self.shared.location().remove(&tenant, &user, &b.contact);
+            }
+        }
+        for c in msg.contacts() {
+            let expires = c
+                .param("expires")
+                .flatten()
+                .and_then(|e| e.parse::<u32>().ok())
+                .or(header_expires)
+                .unwrap_or(default)
+                .min(max);
+            let contact = c.uri.to_string();
+            if expires == 0 {
+                let _ = self.shared.location().remove(&tenant, &user, &contact);
+                continue;
+            }
+            if expires < min {
+                let mut r = Message::response_to(&msg, 423, None, Some(&tag()));
+                r.headers.push("Min-Expires", min.to_string());
+                return self.respond(tx, r);
+            }
+            let b = Binding {
+                profile: self.settings.name.clone(),
+                domain: tenant.clone(),
+                user: user.clone(),
+                contact,
+                expires: now + u64::from(expires),
+                user_agent: msg.headers.get("User-Agent").unwrap_or("").to_string(),
+                transport: from.transport.to_string(),
+                source: from.addr,
+                call_id: call_id.clone(),
+                cseq,
+            };
+            if let Err(e) = self.shared.location().upsert(b) {
+                tracing::error!(error = %e, "could not store a registration");
+                return self.respond_code(tx, &msg, 500, None);
+            }
+        }
+        let mut r = Message::response_to(&msg, 200, None, Some(&tag()));
+        for b in self.shared.location().of_user(&tenant, &user, now) {
+            r.headers.push(
+                "Contact",
+                format!("<{}>;expires={}", b.contact, b.expires.saturating_sub(now)),
+            );
+        }
+        r.headers.push("Date", httpdate(std::time::SystemTime::now()));
+        self.server_headers(&mut r);
+        self.respond(tx, r);
+    }
+
+    fn on_invite(&mut self, tx: TxId, msg: Message, from: Peer) {
+        let authenticated = if self.settings.auth_calls {
+            match self.authenticate(tx, &msg, from) {
+                Some(x) => Some(x),
+                None => return,
+            }
+        } else {
+            None
+        };
+        let switch = self.shared.switch();
+        let directory = switch.directory();
+        let request_domain = msg.uri().map(|u| u.host.to_string()).unwrap_or_default();
+        let tenant = dialtone_core::context::inbound_tenant(
+            authenticated.as_ref().map(|(_, d)| d.as_str()),
+            &request_domain,
+            &directory,
+            &self.shared.default_domain,
+        );
+        let offer = msg
+            .body_str()
+            .filter(|b| !b.trim().is_empty())
+            .map(SessionDescription::parse);
+        let offer = match offer {
+            Some(Ok(sdp)) => Some(sdp),
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "unreadable SDP offer");
+                return self.respond_code(tx, &msg, 488, None);
+            }
+            None => None,
+        };
+        let media = match self.shared.media().allocate() {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "no RTP port for a new call");
+                let mut r = Message::response_to(&msg, 503, None, Some(&tag()));
+                r.headers.push("Retry-After", self.shared.retry_after.to_string());
+                return self.respond(tx, r);
+            }
+        };
+        if let Some(addr) = offer.as_ref().and_then(|o| o.media_address(0)) {
+            let _ = self.shared.media().set_remote(&media, addr);
+        }
+        let from_na = msg.from();
+        let caller_number = authenticated
+            .as_ref()
+            .map(|(u, _)| u.clone())
+            .or_else(|| from_na.as_ref().and_then(|f| f.uri.user.clone()))
+            .unwrap_or_default();
+        let caller_name = from_na
+            .as_ref()
+            .and_then(|f| f.display.clone())
+            .unwrap_or_else(|| caller_number.clone());
+        let destination = msg.uri().and_then(|u| u.user.clone()).unwrap_or_default();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (ev_tx, ev_rx) = mpsc::channel(16);
+        let mut variables = vec![
+            ("sip_call_id".to_string(), msg.call_id().unwrap_or("").to_string()),
+            ("sip_from_user".to_string(), from_na.as_ref().and_then(|f| f.uri.user.clone()).unwrap_or_default()),
+            ("sip_from_host".to_string(), from_na.as_ref().map(|f| f.uri.host.to_string()).unwrap_or_default()),
+            ("sip_req_uri".to_string(), msg.uri().map(|u| u.to_string()).unwrap_or_default()),
+            ("sip_network_ip".to_string(), from.addr.ip().to_string()),
+            ("sip_network_port".to_string(), from.addr.port().to_string()),
+            ("sip_transport".to_string(), from.transport.to_string()),
+            ("sip_user_agent".to_string(), msg.headers.get("User-Agent").unwrap_or("").to_string()),
+        ];
+        if let Some((user, domain)) = &authenticated {
+            variables.push(("sip_authorized".into(), "true".into()));
+            variables.push(("user_name".into(), user.clone()));
+            variables.push(("domain_name".into(), domain.clone()));
+        }
+        let spec = InboundSpec {
+            endpoint: "sofia".into(),
+            profile: self.settings.name.clone(),
+            name: format!("sofia/{}/{}@{}", self.settings.name, caller_number, from.addr),
+            tenant,
+            context: self.settings.context.clone(),
+            destination,
+            caller_id_name: caller_name,
+            caller_id_number: caller_number,
+            network_addr: from.addr.ip().to_string(),
+            variables,
+            depth: 0,
+            direction: Direction::Inbound,
+        };
+        let control = Box::new(SipControl {
+            call: id,
+            cmds: self.cmds_tx.clone(),
+        });
+        let uuid = match switch.inbound(spec, Remote { events: ev_rx, control }) {
+            Ok(u) => u,
+            Err(overload) => {
+                drop(media);
+                let mut r = Message::response_to(&msg, 503, None, Some(&tag()));
+                r.headers.push("Retry-After", self.shared.retry_after.to_string());
+                r.headers.push("Warning", format!("399 dialtone \"{overload}\""));
+                return self.respond(tx, r);
+            }
+        };
+        let mut trying = Message::response_to(&msg, 100, None, None);
+        self.server_headers(&mut trying);
+        self.respond(tx, trying);
+        let remote_uri = msg.headers.get("From").unwrap_or("").to_string();
+        let local_uri = msg.headers.get("To").unwrap_or("").to_string();
+        let call = Call {
+            id,
+            uuid: uuid.clone(),
+            inbound: true,
+            state: CallState::Early,
+            invite_tx: Some(tx),
+            call_id: msg.call_id().unwrap_or("").to_string(),
+            local_tag: tag(),
+            remote_tag: from_na.as_ref().and_then(|f| f.tag().map(str::to_string)),
+            local_uri,
+            remote_uri,
+            remote_target: msg.contacts().first().map(|c| c.uri.clone()),
+            route_set: msg.headers.get_all("Record-Route").iter().map(|s| s.to_string()).collect(),
+            local_cseq: 0,
+            peer: from,
+            invite: msg,
+            events: ev_tx,
+            media: Some(media),
+            origin: OriginState::new(rand_u64() >> 12),
+            pending_2xx: None,
+            credentials: None,
+            auth_tries: 0,
+            bye_tx: None,
+        };
+        self.shared.legs.lock().insert(
+            uuid,
+            crate::LegSdp {
+                remote: offer,
+                media: call.media.clone(),
+            },
+        );
+        self.by_tx.insert(tx, id);
+        self.by_dialog.insert(dialog_key(&call.call_id, &call.local_tag), id);
+        self.calls.insert(id, call);
+    }
+
+    fn on_cancel(&mut self, tx: TxId, msg: Message) {
+        let Some(inv) = self.tx.invite_for_cancel(&msg) else {
+            return self.respond_code(tx, &msg, 481, None);
+        };
+        self.respond_code(tx, &msg, 200, None);
+        let Some(&id) = self.by_tx.get(&inv) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.state != CallState::Early {
+            return;
+        }
+        c.state = CallState::Ended;
+        let invite = c.invite.clone();
+        let local_tag = c.local_tag.clone();
+        let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::OriginatorCancel));
+        let mut r = Message::response_to(&invite, 487, None, Some(&local_tag));
+        self.server_headers(&mut r);
+        self.respond(inv, r);
+        self.forget(id);
+    }
+
+    fn dialog_of(&self, msg: &Message, incoming_request: bool) -> Option<u64> {
+        let call_id = msg.call_id()?;
+        // Our tag is the To tag of requests we receive, the From tag of
+        // responses we receive.
+        let local = if incoming_request {
+            msg.to()?.tag()?.to_string()
+        } else {
+            msg.from()?.tag()?.to_string()
+        };
+        self.by_dialog.get(&dialog_key(call_id, &local)).copied()
+    }
+
+    fn on_in_dialog(&mut self, tx: TxId, msg: Message, _from: Peer, method: Method) {
+        let Some(id) = self.dialog_of(&msg, true) else {
+            return self.respond_code(tx, &msg, 481, None);
+        };
+        match method {
+            Method::Bye => {
+                self.respond_code(tx, &msg, 200, None);
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.state = CallState::Ended;
+                    let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::NormalClearing));
+                }
+                self.forget(id);
+            }
+            Method::Invite => self.on_reinvite(tx, id, msg),
+            Method::Ack => {}
+            Method::Info | Method::Message | Method::Notify | Method::Options | Method::Update => {
+                self.respond_code(tx, &msg, 200, None)
+            }
+            _ => self.respond_code(tx, &msg, 501, None),
+        }
+    }
+
+    /// A re-INVITE (hold, unhold, new media address): answered here with the
+    /// switch's SDP, direction mirrored; the relay follows the new address.
+    fn on_reinvite(&mut self, tx: TxId, id: u64, msg: Message) {
+        let offer = msg.body_str().and_then(|b| SessionDescription::parse(b).ok());
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Some(contact) = msg.contacts().first() {
+            c.remote_target = Some(contact.uri.clone());
+        }
+        let mut r = Message::response_to(&msg, 200, None, Some(&c.local_tag));
+        if let (Some(offer), Some(media)) = (&offer, &c.media) {
+            if let Some(addr) = offer.media_address(0) {
+                let _ = self.shared.media().set_remote(media, addr);
+            }
+            let answer = offer.answer_with_codecs(
+                &["PCMU", "PCMA"],
+                self.shared.media_ip,
+                &[Some(media.rtp_addr().port())],
+                &mut c.origin,
+            );
+            r.headers.push("Content-Type", "application/sdp");
+            r.body = answer.to_string().into_bytes();
+        }
+        r.headers.push(
+            "Contact",
+            format!("<sip:dialtone@{}{}>", host_port(self.transports.local_addr()), tparam(c.peer.transport)),
+        );
+        let r2 = r.clone();
+        let peer = c.peer;
+        c.pending_2xx = (!peer.transport.reliable())
+            .then(|| (r2, Instant::now() + Duration::from_millis(500), Duration::from_millis(500)));
+        self.server_headers(&mut r);
+        self.respond(tx, r);
+    }
+
+    fn on_ack(&mut self, msg: Message, _from: Peer) {
+        if let Some(id) = self.dialog_of(&msg, true) {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.pending_2xx = None;
+            }
+        }
+    }
+
+    fn on_tx_failed(&mut self, tx: TxId) {
+        let Some(&id) = self.by_tx.get(&tx) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.bye_tx == Some(tx) {
+            return self.forget(id);
+        }
+        if !c.inbound && c.state == CallState::Early && c.invite_tx == Some(tx) {
+            c.state = CallState::Ended;
+            let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::RecoveryOnTimerExpire));
+            self.forget(id);
+        } else if c.inbound && c.state == CallState::Answered {
+            // Timer H: the ACK never came.
+            self.end_call_with_bye(id, HangupCause::RecoveryOnTimerExpire);
+        }
+    }
+
+    // -- Responses to our requests ------------------------------------------
+
+    fn on_response(&mut self, tx: TxId, msg: Message) {
+        let Some(&id) = self.by_tx.get(&tx) else {
+            return;
+        };
+        let code = msg.code().unwrap_or(0);
+        let is_invite = msg.cseq().is_some_and(|c| c.method == Method::Invite);
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !is_invite || c.inbound {
+            // BYE/CANCEL answers: nothing more to do.
+            if c.bye_tx == Some(tx) && code >= 200 {
+                self.forget(id);
+            }
+            return;
+        }
+        if let Some(t) = msg.to().and_then(|t| t.tag().map(str::to_string)) {
+            if c.remote_tag.is_none() && code > 100 {
+                c.remote_tag = Some(t);
+            }
+        }
+        if let Some(contact) = msg.contacts().first() {
+            c.remote_target = Some(contact.uri.clone());
+        }
+        if code > 100 && code < 300 {
+            let rr: Vec<String> = msg
+                .headers
+                .get_all("Record-Route")
+                .iter()
+                .rev()
+                .map(|s| s.to_string())
+                .collect();
+            if !rr.is_empty() {
+                c.route_set = rr;
+            }
+        }
+        let sdp = msg
+            .body_str()
+            .filter(|b| !b.trim().is_empty())
+            .and_then(|b| SessionDescription::parse(b).ok());
+        if let Some(sdp) = &sdp {
+            if let (Some(addr), Some(media)) = (sdp.media_address(0), &c.media) {
+                let _ = self.shared.media().set_remote(media, addr);
+            }
+            if let Some(leg) = self.shared.legs.lock().get_mut(&c.uuid) {
+                leg.remote = Some(sdp.clone());
+            }
+        }
+        match code {
+            100 => {}
+            101..=199 => {
+                if sdp.is_some() {
+                    self.shared.bridge_media(&c.uuid);
+                    let _ = c.events.try_send(RemoteEvent::EarlyMedia);
+                } else {
+                    let _ = c.events.try_send(RemoteEvent::Progress);
+                }
+            }
+            200..=299 => {
+                let first = c.state == CallState::Early;
+                c.state = CallState::Answered;
+                let uuid = c.uuid.clone();
+                self.send_2xx_ack(id, &msg);
+                if first {
+                    self.shared.bridge_media(&uuid);
+                    if let Some(c) = self.calls.get(&id) {
+                        let _ = c.events.try_send(RemoteEvent::Answered);
+                    }
+                }
+            }
+            401 | 407 if c.credentials.is_some() && c.auth_tries < 2 => {
+                c.auth_tries += 1;
+                let (user, pass) = c.credentials.clone().unwrap_or_default();
+                let hdr = if code == 401 { "WWW-Authenticate" } else { "Proxy-Authenticate" };
+                let challenge = msg.headers.get(hdr).and_then(|v| auth::Challenge::parse(v).ok());
+                let Some(ch) = challenge else {
+                    return self.fail_outbound(id, code);
+                };
+                let mut invite = c.invite.clone();
+                let uri = invite.uri().map(|u| u.to_string()).unwrap_or_default();
+                let cnonce = auth::generate_cnonce().unwrap_or_else(|_| tag());
+                let creds = auth::respond(
+                    &ch,
+                    &auth::ClientRequest {
+                        username: &user,
+                        password: &pass,
+                        method: "INVITE",
+                        uri: &uri,
+                        body: &invite.body,
+                        cnonce: &cnonce,
+                        nc: 1,
+                    },
+                );
+                let Ok(creds) = creds else {
+                    return self.fail_outbound(id, code);
+                };
+                c.local_cseq += 1;
+                invite.headers.set("CSeq", format!("{} INVITE", c.local_cseq));
+                invite.headers.remove("Via");
+                let peer = c.peer;
+                invite.headers.push_front("Via", self.via(peer.transport));
+                invite.headers.set(
+                    if code == 401 { "Authorization" } else { "Proxy-Authorization" },
+                    creds.to_string(),
+                );
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.invite = invite.clone();
+                    c.remote_tag = None;
+                }
+                if let Some(ntx) = self.send_request(invite, peer) {
+                    self.by_tx.insert(ntx, id);
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.invite_tx = Some(ntx);
+                    }
+                }
+            }
+            _ => self.fail_outbound(id, code),
+        }
+    }
+
+    fn fail_outbound(&mut self, id: u64, code: u16) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            if c.state == CallState::Early {
+                c.state = CallState::Ended;
+                let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::from_sip(code)));
+            }
+        }
+        self.forget(id);
+    }
+
+    /// The ACK for a 2xx: a new request in the dialog (RFC 3261 13.2.2.4).
+    fn send_2xx_ack(&mut self, id: u64, resp: &Message) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let target = c
+            .remote_target
+            .clone()
+            .or_else(|| c.invite.uri().cloned())
+            .unwrap_or_else(|| Uri::sip(None, Host::from(c.peer.addr.ip()), Some(c.peer.addr.port())));
+        let mut ack = Message::request(Method::Ack, target);
+        ack.headers.push("Via", format!("{};branch={}", self.via_base(c.peer.transport), transaction_branch()));
+        ack.headers.push("Max-Forwards", "70");
+        for r in &c.route_set {
+            ack.headers.push("Route", r.clone());
+        }
+        ack.headers.push("From", c.invite.headers.get("From").unwrap_or("").to_string());
+        ack.headers.push("To", resp.headers.get("To").unwrap_or("").to_string());
+        ack.headers.push("Call-ID", c.call_id.clone());
+        let seq = resp.cseq().map(|s| s.seq).unwrap_or(1);
+        ack.headers.push("CSeq", format!("{seq} ACK"));
+        if let Some(a) = c.invite.headers.get("Proxy-Authorization") {
+            ack.headers.push("Proxy-Authorization", a.to_string());
+        }
+        let _ = self.transports.send(c.peer, &ack);
+    }
+
+    // -- Commands from the core ---------------------------------------------
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Control(id, ctl) => self.on_control(id, ctl),
+            Cmd::Forget(id) => self.forget(id),
+            Cmd::Dial(req, target, reply) => {
+                let r = self.dial(*req, target);
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn on_control(&mut self, id: u64, ctl: Control) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if c.state == CallState::Ended {
+            return;
+        }
+        if !c.inbound {
+            // Outbound legs: only hangup means anything to the far end.
+            if let Control::Hangup(_) = ctl {
+                if c.state == CallState::Early {
+                    if let Some(cancel) = c.invite_tx.and_then(|t| self.tx.cancel_request(t)) {
+                        let peer = c.peer;
+                        if let Some(t) = self.send_request(cancel, peer) {
+                            self.by_tx.insert(t, id);
+                        }
+                    }
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.state = CallState::Ended;
+                    }
+                    // The INVITE transaction finishes on its own (487 then
+                    // our ACK, or Timer B / CancelWait); forget the call
+                    // once it has had time to.
+                    self.forget_later(id);
+                } else {
+                    self.end_call_with_bye(id, HangupCause::NormalClearing);
+                }
+            }
+            return;
+        }
+        let Some(tx) = c.invite_tx else {
+            return;
+        };
+        match ctl {
+            Control::Ring => {
+                if c.state == CallState::Early {
+                    let mut r = Message::response_to(&c.invite, 180, None, Some(&c.local_tag));
+                    r.headers.push("Contact", self.contact_header(c.peer.transport));
+                    self.server_headers(&mut r);
+                    self.respond(tx, r);
+                }
+            }
+            Control::PreAnswer | Control::Answer => {
+                let code = if matches!(ctl, Control::Answer) { 200 } else { 183 };
+                if c.state != CallState::Early {
+                    return;
+                }
+                let body = self.local_sdp(id);
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                let mut r = Message::response_to(&c.invite, code, None, Some(&c.local_tag));
+                r.headers.push("Contact", format!("<sip:dialtone@{}{}>", host_port(self.transports.local_addr()), tparam(c.peer.transport)));
+                r.headers.push("Allow", ALLOW);
+                if let Some(b) = body {
+                    r.headers.push("Content-Type", "application/sdp");
+                    r.body = b.into_bytes();
+                }
+                r.headers.push("Server", self.shared.sip.user_agent.clone());
+                if code == 200 {
+                    c.state = CallState::Answered;
+                    if !c.peer.transport.reliable() {
+                        c.pending_2xx = Some((
+                            r.clone(),
+                            Instant::now() + Duration::from_millis(500),
+                            Duration::from_millis(500),
+                        ));
+                    }
+                }
+                self.respond(tx, r);
+            }
+            Control::Hangup(cause) => {
+                if c.state == CallState::Early {
+                    let code = if cause == HangupCause::OriginatorCancel { 487 } else { cause.to_sip() };
+                    let mut r = Message::response_to(&c.invite, code, None, Some(&c.local_tag));
+                    r.headers.push("Reason", format!("Q.850;cause={};text=\"{}\"", cause.code(), cause.name()));
+                    self.server_headers(&mut r);
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.state = CallState::Ended;
+                    }
+                    self.respond(tx, r);
+                    self.forget(id);
+                } else {
+                    self.end_call_with_bye(id, cause);
+                }
+            }
+            Control::Respond(code, reason) => {
+                if c.state != CallState::Early {
+                    return;
+                }
+                match code {
+                    180 => self.on_control(id, Control::Ring),
+                    183 => self.on_control(id, Control::PreAnswer),
+                    200..=299 => self.on_control(id, Control::Answer),
+                    300..=699 => {
+                        let mut r = Message::response_to(&c.invite, code, reason.as_deref(), Some(&c.local_tag));
+                        self.server_headers(&mut r);
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            c.state = CallState::Ended;
+                            let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::from_sip(code)));
+                        }
+                        self.respond(tx, r);
+                        self.forget(id);
+                    }
+                    _ => {
+                        let r = Message::response_to(&c.invite, code, reason.as_deref(), Some(&c.local_tag));
+                        self.respond(tx, r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The SDP this leg's phone gets: the bridged peer's SDP rewritten to
+    /// the switch, or the switch's own answer to the phone's offer.
+    fn local_sdp(&mut self, id: u64) -> Option<String> {
+        let c = self.calls.get_mut(&id)?;
+        let port = c.media.as_ref().map(|m| m.rtp_addr().port());
+        let peer_sdp = self.shared.peer_sdp(&c.uuid);
+        let legs = self.shared.legs.lock();
+        let own = legs.get(&c.uuid).and_then(|l| l.remote.clone());
+        drop(legs);
+        let ip = self.shared.media_ip;
+        match (peer_sdp, own) {
+            (Some(peer), _) => Some(peer.rewrite_for_relay(ip, &[port], &mut c.origin).to_string()),
+            (None, Some(offer)) => Some(
+                offer
+                    .answer_with_codecs(&["PCMU", "PCMA"], ip, &[port], &mut c.origin)
+                    .to_string(),
+            ),
+            (None, None) => port.map(|p| fresh_offer(ip, p, &mut c.origin)),
+        }
+    }
+
+    fn end_call_with_bye(&mut self, id: u64, _cause: HangupCause) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.bye_tx.is_some() {
+            return;
+        }
+        c.state = CallState::Ended;
+        c.pending_2xx = None;
+        let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::NormalClearing));
+        let target = c
+            .remote_target
+            .clone()
+            .or_else(|| c.invite.uri().cloned())
+            .unwrap_or_else(|| Uri::sip(None, Host::from(c.peer.addr.ip()), None));
+        c.local_cseq += 1;
+        let mut bye = Message::request(Method::Bye, target);
+        bye.headers.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};branch={};rport",
+                c.peer.transport.via_name(),
+                host_port(self.transports.local_addr()),
+                transaction_branch()
+            ),
+        );
+        bye.headers.push("Max-Forwards", "70");
+        let route: Vec<String> = c.route_set.clone();
+        for r in route {
+            bye.headers.push("Route", r);
+        }
+        let (from, to) = if c.inbound {
+            (
+                with_tag(&c.local_uri, &c.local_tag),
+                c.remote_uri.clone(),
+            )
+        } else {
+            (
+                c.invite.headers.get("From").unwrap_or("").to_string(),
+                with_tag(&c.remote_uri, c.remote_tag.as_deref().unwrap_or("")),
+            )
+        };
+        bye.headers.push("From", from);
+        bye.headers.push("To", to);
+        bye.headers.push("Call-ID", c.call_id.clone());
+        let seq = if c.inbound { c.local_cseq } else { c.local_cseq.max(2) };
+        c.local_cseq = seq;
+        bye.headers.push("CSeq", format!("{seq} BYE"));
+        bye.headers.push("User-Agent", self.shared.sip.user_agent.clone());
+        let peer = c.peer;
+        match self.send_request(bye, peer) {
+            Some(t) => {
+                self.by_tx.insert(t, id);
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.bye_tx = Some(t);
+                }
+            }
+            None => self.forget(id),
+        }
+    }
+
+    fn forget_later(&mut self, id: u64) {
+        let cmds = self.cmds_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(34)).await;
+            let _ = cmds.send(Cmd::Forget(id));
+        });
+        // Release media now; the transaction may linger.
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.media = None;
+            self.shared.forget_leg(&c.uuid);
+        }
+    }
+
+    /// Drops a call: its media port, its SDP, its dialog entry.
+    fn forget(&mut self, id: u64) {
+        if let Some(c) = self.calls.remove(&id) {
+            self.shared.forget_leg(&c.uuid);
+            self.by_dialog.remove(&dialog_key(&c.call_id, &c.local_tag));
+        }
+        self.shared
+            .calls
+            .store(self.calls.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Creates an outbound leg.
+    fn dial(&mut self, req: OutgoingRequest, target: Target) -> Result<Dialed, HangupCause> {
+        // Beside the originator's leg when there is one: the two relay on
+        // one media worker.
+        let originator_media = req.originator.as_deref().and_then(|o| self.shared.media_of(o));
+        let media = match &originator_media {
+            Some(o) => self.shared.media().allocate_beside(o),
+            None => self.shared.media().allocate(),
+        }
+        .map(Arc::new)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "no RTP port for an outbound leg");
+            HangupCause::SwitchCongestion
+        })?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut origin = OriginState::new(rand_u64() >> 12);
+        let ip = self.shared.media_ip;
+        let port = media.rtp_addr().port();
+        let offer = match req.originator.as_deref().and_then(|o| self.shared.remote_sdp(o)) {
+            Some(orig) => orig.rewrite_for_relay(ip, &[Some(port)], &mut origin).to_string(),
+            None => fresh_offer(ip, port, &mut origin),
+        };
+        let call_id = format!("{}@dialtone", uuid_like());
+        let local_tag = tag();
+        let cid_number = if req.caller_id_number.is_empty() { "0000000000".to_string() } else { req.caller_id_number.clone() };
+        let local_host = host_port(self.transports.local_addr());
+        let from = format!(
+            "\"{}\" <sip:{}@{}>",
+            req.caller_id_name.replace(['"', '\\'], ""),
+            cid_number,
+            local_host
+        );
+        let to = format!("<{}>", target.uri);
+        let mut invite = Message::request(Method::Invite, target.uri.clone());
+        invite.headers.push("Via", self.via(target.peer.transport));
+        invite.headers.push("Max-Forwards", "70");
+        invite.headers.push("From", format!("{from};tag={local_tag}"));
+        invite.headers.push("To", to.clone());
+        invite.headers.push("Call-ID", call_id.clone());
+        invite.headers.push("CSeq", "1 INVITE");
+        invite.headers.push("Contact", self.contact_header(target.peer.transport));
+        invite.headers.push("Allow", ALLOW);
+        invite.headers.push("User-Agent", self.shared.sip.user_agent.clone());
+        invite.headers.push("Content-Type", "application/sdp");
+        invite.body = offer.into_bytes();
+        let (ev_tx, ev_rx) = mpsc::channel(16);
+        let call = Call {
+            id,
+            uuid: req.uuid.clone(),
+            inbound: false,
+            state: CallState::Early,
+            invite_tx: None,
+            invite: invite.clone(),
+            peer: target.peer,
+            call_id: call_id.clone(),
+            local_tag: local_tag.clone(),
+            remote_tag: None,
+            local_uri: from,
+            remote_uri: to,
+            remote_target: None,
+            route_set: Vec::new(),
+            local_cseq: 1,
+            events: ev_tx,
+            media: Some(media),
+            origin,
+            pending_2xx: None,
+            credentials: target.credentials.clone(),
+            auth_tries: 0,
+            bye_tx: None,
+        };
+        self.shared.legs.lock().insert(
+            req.uuid.clone(),
+            crate::LegSdp {
+                remote: None,
+                media: call.media.clone(),
+            },
+        );
+        if let Some(o) = &req.originator {
+            self.shared.link(o, &req.uuid);
+        }
+        self.by_dialog.insert(dialog_key(&call_id, &local_tag), id);
+        self.calls.insert(id, call);
+        let Some(t) = self.send_request(invite, target.peer) else {
+            self.forget(id);
+            return Err(HangupCause::NetworkOutOfOrder);
+        };
+        self.by_tx.insert(t, id);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.invite_tx = Some(t);
+        }
+        let control = Box::new(SipControl {
+            call: id,
+            cmds: self.cmds_tx.clone(),
+        });
+        Ok(Dialed {
+            remote: Remote {
+                events: ev_rx,
+                control,
+            },
+            name: format!("sofia/{}/{}", self.settings.name, target.uri),
+            profile: self.settings.name.clone(),
+            destination: target.uri.user.clone().unwrap_or_default(),
+        })
+    }
+
+    fn via_base(&self, t: Transport) -> String {
+        format!("SIP/2.0/{} {}", t.via_name(), host_port(self.transports.local_addr()))
+    }
+
+    fn via(&self, t: Transport) -> String {
+        format!("{};branch={};rport", self.via_base(t), transaction_branch())
+    }
+
+    fn contact_header(&self, t: Transport) -> String {
+        format!("<sip:dialtone@{}{}>", host_port(self.transports.local_addr()), tparam(t))
+    }
+}
+
+/// Methods the switch answers.
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, MESSAGE, UPDATE, REGISTER";
+
+fn tparam(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "",
+        Transport::Tcp => ";transport=tcp",
+    }
+}
+
+fn dialog_key(call_id: &str, local_tag: &str) -> String {
+    format!("{call_id}\u{0}{local_tag}")
+}
+
+fn with_tag(na: &str, tag: &str) -> String {
+    match NameAddr::parse(na) {
+        Ok(mut n) => {
+            if n.tag().is_none() && !tag.is_empty() {
+                n.set_param("tag", Some(tag));
+            }
+            n.to_string()
+        }
+        Err(_) => na.to_string(),
+    }
+}
+
+fn transaction_branch() -> String {
+    format!("z9hG4bK{:016x}", rand_u64())
+}
+
+fn uuid_like() -> String {
+    format!("{:016x}{:016x}", rand_u64(), rand_u64())
+}
+
+/// `ip:port` with IPv6 in brackets.
+pub fn host_port(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v) => v.to_string(),
+        SocketAddr::V6(v) => format!("[{}]:{}", v.ip(), v.port()),
+    }
+}
+
+/// An offer from the switch itself (no originator SDP): PCMU, PCMA and
+/// telephone-event.
+fn fresh_offer(ip: IpAddr, port: u16, origin: &mut OriginState) -> String {
+    let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let text = format!(
+        "v=0\r\no=dialtone 0 0 IN {fam} {ip}\r\ns=Dialtone\r\nc=IN {fam} {ip}\r\nt=0 0\r\n\
+m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+    );
+    match SessionDescription::parse(&text) {
+        Ok(mut sdp) => {
+            origin.stamp(&mut sdp, ip);
+            sdp.to_string()
+        }
+        Err(_) => text,
+    }
+}
+
+/// An RFC 7231 date for the Date header.
+fn httpdate(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if mo <= 2 { y + 1 } else { y };
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        [(mo - 1) as usize];
+    format!("{weekday}, {d:02} {month} {y} {h:02}:{m:02}:{s:02} GMT")
+}
+
