@@ -98,8 +98,18 @@ if ! sipvicious_ok && [ "$CHECK_ONLY" = 0 ]; then
     if [ ! -x "$VENV/bin/python" ]; then
         command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (needed for the sipvicious venv)"
         log "creating venv $VENV"
-        "$PYTHON" -m venv "$VENV" \
-            || die "'$PYTHON -m venv' failed (on Debian: apt-get install python3-venv)"
+        if ! "$PYTHON" -m venv "$VENV"; then
+            # Debian's own python3 needs python3-venv for this.
+            rm -rf -- "$VENV"
+            command -v apt-get >/dev/null 2>&1 \
+                || die "'$PYTHON -m venv' failed (on Debian: apt-get install python3-venv)"
+            log "'$PYTHON -m venv' failed: installing python3-venv"
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv \
+                || { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+                     && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; } \
+                || die "apt-get install python3-venv failed"
+            "$PYTHON" -m venv "$VENV" || die "'$PYTHON -m venv' failed even with python3-venv"
+        fi
     fi
     log "installing sipvicious==$SIPVICIOUS_VERSION into $VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
