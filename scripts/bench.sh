@@ -9,6 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dialtone-target}"
 export DIALTONE_COMPONENTS="${DIALTONE_COMPONENTS:-$REPO/build/components}"
 
 cargo bench -q -p dialtone-dialplan --bench route -- --bench
+cargo bench -q -p dialtone-media --bench relay
 
 if [ "${DIALTONE_BENCH_SMOKE:-0}" != 1 ] && command -v valgrind >/dev/null; then
   bin=$(ls -t "$CARGO_TARGET_DIR"/release/deps/route-* | grep -v '\.d$' | head -n1)

@@ -21,6 +21,9 @@ if [ -d guests/js/test ]; then
   (cd guests/js && node --test test/ 2>&1) | tee -a "$LOG"
 fi
 
+echo "== SIP test peers (SIPp, sipsak, baresip, tshark, sox, kamailio, sipvicious)"
+scripts/install-peers.sh
+
 echo "== workspace"
 cargo test --release --workspace 2>&1 | tee -a "$LOG"
 

@@ -224,10 +224,7 @@ impl Sofia {
     }
 
     /// Works out where `PROFILE/...` or `gateway/NAME/NUMBER` goes.
-    async fn target(
-        &self,
-        req: &OutgoingRequest,
-    ) -> Result<(String, Target), HangupCause> {
+    async fn target(&self, req: &OutgoingRequest) -> Result<(String, Target), HangupCause> {
         let data = req.data.trim();
         let (first, rest) = data.split_once('/').ok_or(HangupCause::InvalidUrl)?;
         if first == "gateway" {
@@ -236,10 +233,7 @@ impl Sofia {
             let (transport, addr) = resolve(&gw.proxy, &gw.transport).await?;
             let uri = Uri::parse(&format!("sip:{number}@{}", gw.proxy))
                 .map_err(|_| HangupCause::InvalidUrl)?;
-            let credentials = gw
-                .username
-                .clone()
-                .zip(gw.password.clone());
+            let credentials = gw.username.clone().zip(gw.password.clone());
             return Ok((
                 gw.profile.clone(),
                 Target {

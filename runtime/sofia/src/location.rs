@@ -93,8 +93,8 @@ impl Location {
                 if let Some(dir) = p.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                let db = Database::create(p)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                let db =
+                    Database::create(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
                 let w = db.begin_write()?;
                 w.open_table(TABLE)?;
                 w.commit()?;
@@ -176,7 +176,7 @@ impl Location {
             .filter(|b| b.domain == domain && b.user == user && b.expires > now)
             .cloned()
             .collect();
-        v.sort_by(|a, b| b.expires.cmp(&a.expires));
+        v.sort_by_key(|b| std::cmp::Reverse(b.expires));
         v
     }
 
@@ -254,7 +254,9 @@ mod tests {
         let b = loc.by_contact("sip:1000@10.9.9.9:5060", 200).unwrap();
         assert_eq!(b.source.port(), 5100);
         assert_eq!(regs.lookup("d.test", "sofia", "", "1000", 200).len(), 1);
-        assert!(loc.remove("d.test", "1000", "sip:1000@10.9.9.9:5060").unwrap());
+        assert!(loc
+            .remove("d.test", "1000", "sip:1000@10.9.9.9:5060")
+            .unwrap());
         assert_eq!(loc.count(200), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -188,7 +188,9 @@ impl Transports {
                                 Ok(Err(e)) => {
                                     tracing::warn!(peer = %peer.addr, error = %e, "tcp connect failed")
                                 }
-                                Err(_) => tracing::warn!(peer = %peer.addr, "tcp connect timed out"),
+                                Err(_) => {
+                                    tracing::warn!(peer = %peer.addr, "tcp connect timed out")
+                                }
                             }
                         });
                         Ok(())
@@ -203,7 +205,9 @@ impl Transports {
         let _ = stream.set_nodelay(true);
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
-        self.conns.lock().insert(remote, Conn { id, tx: tx.clone() });
+        self.conns
+            .lock()
+            .insert(remote, Conn { id, tx: tx.clone() });
         let (mut reader, mut writer) = stream.into_split();
         let me = self.clone();
         tokio::spawn(async move {

@@ -49,7 +49,11 @@ pub enum Cmd {
     /// Forget a call whose transactions had time to finish.
     Forget(u64),
     /// Dial a new outbound leg.
-    Dial(Box<OutgoingRequest>, Target, oneshot::Sender<Result<Dialed, HangupCause>>),
+    Dial(
+        Box<OutgoingRequest>,
+        Target,
+        oneshot::Sender<Result<Dialed, HangupCause>>,
+    ),
 }
 
 /// What a channel asks of its SIP far end.
@@ -95,7 +99,9 @@ impl RemoteControl for SipControl {
         let _ = self.cmds.send(Cmd::Control(self.call, Control::Ring));
     }
     fn hangup(&mut self, cause: HangupCause) {
-        let _ = self.cmds.send(Cmd::Control(self.call, Control::Hangup(cause)));
+        let _ = self
+            .cmds
+            .send(Cmd::Control(self.call, Control::Hangup(cause)));
     }
     fn respond(&mut self, code: u16, reason: Option<&str>) -> bool {
         let _ = self.cmds.send(Cmd::Control(
@@ -190,9 +196,9 @@ impl ProfileCore {
         shared: Arc<Shared>,
     ) -> anyhow::Result<mpsc::UnboundedSender<Cmd>> {
         let (in_tx, in_rx) = mpsc::channel(4096);
-        let transports = Transports::bind(settings.bind, in_tx)
-            .await
-            .map_err(|e| anyhow::anyhow!("profile {}: bind {}: {e}", settings.name, settings.bind))?;
+        let transports = Transports::bind(settings.bind, in_tx).await.map_err(|e| {
+            anyhow::anyhow!("profile {}: bind {}: {e}", settings.name, settings.bind)
+        })?;
         let (cmds_tx, cmds_rx) = mpsc::unbounded_channel();
         let auth = auth::DigestServer::with_random_key()
             .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -308,8 +314,12 @@ impl ProfileCore {
                 tracing::info!(%peer, error = %e.reason, "malformed SIP message");
                 if let Some(req) = e.partial {
                     if req.method() != Some(&Method::Ack) && req.top_via().is_some() {
-                        let mut r = Message::response_to(&req, 400, Some("Bad Request"), Some(&tag()));
-                        r.headers.push("Warning", format!("399 dialtone \"{}\"", e.reason.replace('"', "'")));
+                        let mut r =
+                            Message::response_to(&req, 400, Some("Bad Request"), Some(&tag()));
+                        r.headers.push(
+                            "Warning",
+                            format!("399 dialtone \"{}\"", e.reason.replace('"', "'")),
+                        );
                         self.send_direct(peer, &req, r);
                     }
                 }
@@ -367,7 +377,10 @@ impl ProfileCore {
                 Event::Timeout { tx, .. } | Event::TransportError { tx } => self.on_tx_failed(tx),
                 Event::ProvisionalTimeout { tx } => {
                     if let Some(cancel) = self.tx.cancel_request(tx) {
-                        let peer = self.calls.get(self.by_tx.get(&tx).unwrap_or(&0)).map(|c| c.peer);
+                        let peer = self
+                            .calls
+                            .get(self.by_tx.get(&tx).unwrap_or(&0))
+                            .map(|c| c.peer);
                         if let Some(peer) = peer {
                             self.send_request(cancel, peer);
                         }
@@ -429,7 +442,10 @@ impl ProfileCore {
     // -- Requests ------------------------------------------------------------
 
     fn on_request(&mut self, tx: TxId, msg: Message, from: Peer) {
-        let method = msg.method().cloned().unwrap_or(Method::Other(String::new()));
+        let method = msg
+            .method()
+            .cloned()
+            .unwrap_or(Method::Other(String::new()));
         // In-dialog?
         if msg.to().and_then(|t| t.tag().map(str::to_string)).is_some() {
             return self.on_in_dialog(tx, msg, from, method);
@@ -482,10 +498,7 @@ impl ProfileCore {
                 return None;
             }
         }
-        let domain_hint = msg
-            .to()
-            .map(|t| t.uri.host.to_string())
-            .unwrap_or_default();
+        let domain_hint = msg.to().map(|t| t.uri.host.to_string()).unwrap_or_default();
         let directory = self.shared.switch().directory();
         let realm = if directory.tenant(&domain_hint).is_some() {
             domain_hint
@@ -525,9 +538,12 @@ impl ProfileCore {
                 // Request-URI text; accept the digest's own uri when it names
                 // the same user and host.
                 let outcome = if outcome == Outcome::Failed && c.uri != uri {
-                    let same = Uri::parse(&c.uri).ok().zip(msg.uri()).is_some_and(|(a, b)| {
-                        a.host == b.host && a.user == b.user && a.port == b.port
-                    });
+                    let same = Uri::parse(&c.uri)
+                        .ok()
+                        .zip(msg.uri())
+                        .is_some_and(|(a, b)| {
+                            a.host == b.host && a.user == b.user && a.port == b.port
+                        });
                     if same {
                         self.auth.verify(
                             c,
@@ -586,7 +602,10 @@ impl ProfileCore {
             return;
         };
         // The AOR must be the authenticated user.
-        let aor_user = msg.to().and_then(|t| t.uri.user.clone()).unwrap_or_default();
+        let aor_user = msg
+            .to()
+            .and_then(|t| t.uri.user.clone())
+            .unwrap_or_default();
         if aor_user != user {
             return self.respond_code(tx, &msg, 403, Some("Forbidden"));
         }
@@ -646,7 +665,8 @@ impl ProfileCore {
                 format!("<{}>;expires={}", b.contact, b.expires.saturating_sub(now)),
             );
         }
-        r.headers.push("Date", httpdate(std::time::SystemTime::now()));
+        r.headers
+            .push("Date", httpdate(std::time::SystemTime::now()));
         self.server_headers(&mut r);
         self.respond(tx, r);
     }
@@ -686,7 +706,8 @@ impl ProfileCore {
             Err(e) => {
                 tracing::warn!(error = %e, "no RTP port for a new call");
                 let mut r = Message::response_to(&msg, 503, None, Some(&tag()));
-                r.headers.push("Retry-After", self.shared.retry_after.to_string());
+                r.headers
+                    .push("Retry-After", self.shared.retry_after.to_string());
                 return self.respond(tx, r);
             }
         };
@@ -707,14 +728,35 @@ impl ProfileCore {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (ev_tx, ev_rx) = mpsc::channel(16);
         let mut variables = vec![
-            ("sip_call_id".to_string(), msg.call_id().unwrap_or("").to_string()),
-            ("sip_from_user".to_string(), from_na.as_ref().and_then(|f| f.uri.user.clone()).unwrap_or_default()),
-            ("sip_from_host".to_string(), from_na.as_ref().map(|f| f.uri.host.to_string()).unwrap_or_default()),
-            ("sip_req_uri".to_string(), msg.uri().map(|u| u.to_string()).unwrap_or_default()),
+            (
+                "sip_call_id".to_string(),
+                msg.call_id().unwrap_or("").to_string(),
+            ),
+            (
+                "sip_from_user".to_string(),
+                from_na
+                    .as_ref()
+                    .and_then(|f| f.uri.user.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "sip_from_host".to_string(),
+                from_na
+                    .as_ref()
+                    .map(|f| f.uri.host.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "sip_req_uri".to_string(),
+                msg.uri().map(|u| u.to_string()).unwrap_or_default(),
+            ),
             ("sip_network_ip".to_string(), from.addr.ip().to_string()),
             ("sip_network_port".to_string(), from.addr.port().to_string()),
             ("sip_transport".to_string(), from.transport.to_string()),
-            ("sip_user_agent".to_string(), msg.headers.get("User-Agent").unwrap_or("").to_string()),
+            (
+                "sip_user_agent".to_string(),
+                msg.headers.get("User-Agent").unwrap_or("").to_string(),
+            ),
         ];
         if let Some((user, domain)) = &authenticated {
             variables.push(("sip_authorized".into(), "true".into()));
@@ -724,7 +766,10 @@ impl ProfileCore {
         let spec = InboundSpec {
             endpoint: "sofia".into(),
             profile: self.settings.name.clone(),
-            name: format!("sofia/{}/{}@{}", self.settings.name, caller_number, from.addr),
+            name: format!(
+                "sofia/{}/{}@{}",
+                self.settings.name, caller_number, from.addr
+            ),
             tenant,
             context: self.settings.context.clone(),
             destination,
@@ -739,13 +784,21 @@ impl ProfileCore {
             call: id,
             cmds: self.cmds_tx.clone(),
         });
-        let uuid = match switch.inbound(spec, Remote { events: ev_rx, control }) {
+        let uuid = match switch.inbound(
+            spec,
+            Remote {
+                events: ev_rx,
+                control,
+            },
+        ) {
             Ok(u) => u,
             Err(overload) => {
                 drop(media);
                 let mut r = Message::response_to(&msg, 503, None, Some(&tag()));
-                r.headers.push("Retry-After", self.shared.retry_after.to_string());
-                r.headers.push("Warning", format!("399 dialtone \"{overload}\""));
+                r.headers
+                    .push("Retry-After", self.shared.retry_after.to_string());
+                r.headers
+                    .push("Warning", format!("399 dialtone \"{overload}\""));
                 return self.respond(tx, r);
             }
         };
@@ -766,7 +819,12 @@ impl ProfileCore {
             local_uri,
             remote_uri,
             remote_target: msg.contacts().first().map(|c| c.uri.clone()),
-            route_set: msg.headers.get_all("Record-Route").iter().map(|s| s.to_string()).collect(),
+            route_set: msg
+                .headers
+                .get_all("Record-Route")
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             local_cseq: 0,
             peer: from,
             invite: msg,
@@ -786,7 +844,8 @@ impl ProfileCore {
             },
         );
         self.by_tx.insert(tx, id);
-        self.by_dialog.insert(dialog_key(&call.call_id, &call.local_tag), id);
+        self.by_dialog
+            .insert(dialog_key(&call.call_id, &call.local_tag), id);
         self.calls.insert(id, call);
     }
 
@@ -807,7 +866,9 @@ impl ProfileCore {
         c.state = CallState::Ended;
         let invite = c.invite.clone();
         let local_tag = c.local_tag.clone();
-        let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::OriginatorCancel));
+        let _ = c
+            .events
+            .try_send(RemoteEvent::Hangup(HangupCause::OriginatorCancel));
         let mut r = Message::response_to(&invite, 487, None, Some(&local_tag));
         self.server_headers(&mut r);
         self.respond(inv, r);
@@ -835,7 +896,9 @@ impl ProfileCore {
                 self.respond_code(tx, &msg, 200, None);
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.state = CallState::Ended;
-                    let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::NormalClearing));
+                    let _ = c
+                        .events
+                        .try_send(RemoteEvent::Hangup(HangupCause::NormalClearing));
                 }
                 self.forget(id);
             }
@@ -851,7 +914,9 @@ impl ProfileCore {
     /// A re-INVITE (hold, unhold, new media address): answered here with the
     /// switch's SDP, direction mirrored; the relay follows the new address.
     fn on_reinvite(&mut self, tx: TxId, id: u64, msg: Message) {
-        let offer = msg.body_str().and_then(|b| SessionDescription::parse(b).ok());
+        let offer = msg
+            .body_str()
+            .and_then(|b| SessionDescription::parse(b).ok());
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -874,12 +939,21 @@ impl ProfileCore {
         }
         r.headers.push(
             "Contact",
-            format!("<sip:dialtone@{}{}>", host_port(self.transports.local_addr()), tparam(c.peer.transport)),
+            format!(
+                "<sip:dialtone@{}{}>",
+                host_port(self.transports.local_addr()),
+                tparam(c.peer.transport)
+            ),
         );
         let r2 = r.clone();
         let peer = c.peer;
-        c.pending_2xx = (!peer.transport.reliable())
-            .then(|| (r2, Instant::now() + Duration::from_millis(500), Duration::from_millis(500)));
+        c.pending_2xx = (!peer.transport.reliable()).then(|| {
+            (
+                r2,
+                Instant::now() + Duration::from_millis(500),
+                Duration::from_millis(500),
+            )
+        });
         self.server_headers(&mut r);
         self.respond(tx, r);
     }
@@ -904,7 +978,9 @@ impl ProfileCore {
         }
         if !c.inbound && c.state == CallState::Early && c.invite_tx == Some(tx) {
             c.state = CallState::Ended;
-            let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::RecoveryOnTimerExpire));
+            let _ = c
+                .events
+                .try_send(RemoteEvent::Hangup(HangupCause::RecoveryOnTimerExpire));
             self.forget(id);
         } else if c.inbound && c.state == CallState::Answered {
             // Timer H: the ACK never came.
@@ -987,8 +1063,15 @@ impl ProfileCore {
             401 | 407 if c.credentials.is_some() && c.auth_tries < 2 => {
                 c.auth_tries += 1;
                 let (user, pass) = c.credentials.clone().unwrap_or_default();
-                let hdr = if code == 401 { "WWW-Authenticate" } else { "Proxy-Authenticate" };
-                let challenge = msg.headers.get(hdr).and_then(|v| auth::Challenge::parse(v).ok());
+                let hdr = if code == 401 {
+                    "WWW-Authenticate"
+                } else {
+                    "Proxy-Authenticate"
+                };
+                let challenge = msg
+                    .headers
+                    .get(hdr)
+                    .and_then(|v| auth::Challenge::parse(v).ok());
                 let Some(ch) = challenge else {
                     return self.fail_outbound(id, code);
                 };
@@ -1011,12 +1094,18 @@ impl ProfileCore {
                     return self.fail_outbound(id, code);
                 };
                 c.local_cseq += 1;
-                invite.headers.set("CSeq", format!("{} INVITE", c.local_cseq));
+                invite
+                    .headers
+                    .set("CSeq", format!("{} INVITE", c.local_cseq));
                 invite.headers.remove("Via");
                 let peer = c.peer;
                 invite.headers.push_front("Via", self.via(peer.transport));
                 invite.headers.set(
-                    if code == 401 { "Authorization" } else { "Proxy-Authorization" },
+                    if code == 401 {
+                        "Authorization"
+                    } else {
+                        "Proxy-Authorization"
+                    },
                     creds.to_string(),
                 );
                 if let Some(c) = self.calls.get_mut(&id) {
@@ -1038,7 +1127,9 @@ impl ProfileCore {
         if let Some(c) = self.calls.get_mut(&id) {
             if c.state == CallState::Early {
                 c.state = CallState::Ended;
-                let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::from_sip(code)));
+                let _ = c
+                    .events
+                    .try_send(RemoteEvent::Hangup(HangupCause::from_sip(code)));
             }
         }
         self.forget(id);
@@ -1053,15 +1144,28 @@ impl ProfileCore {
             .remote_target
             .clone()
             .or_else(|| c.invite.uri().cloned())
-            .unwrap_or_else(|| Uri::sip(None, Host::from(c.peer.addr.ip()), Some(c.peer.addr.port())));
+            .unwrap_or_else(|| {
+                Uri::sip(None, Host::from(c.peer.addr.ip()), Some(c.peer.addr.port()))
+            });
         let mut ack = Message::request(Method::Ack, target);
-        ack.headers.push("Via", format!("{};branch={}", self.via_base(c.peer.transport), transaction_branch()));
+        ack.headers.push(
+            "Via",
+            format!(
+                "{};branch={}",
+                self.via_base(c.peer.transport),
+                transaction_branch()
+            ),
+        );
         ack.headers.push("Max-Forwards", "70");
         for r in &c.route_set {
             ack.headers.push("Route", r.clone());
         }
-        ack.headers.push("From", c.invite.headers.get("From").unwrap_or("").to_string());
-        ack.headers.push("To", resp.headers.get("To").unwrap_or("").to_string());
+        ack.headers.push(
+            "From",
+            c.invite.headers.get("From").unwrap_or("").to_string(),
+        );
+        ack.headers
+            .push("To", resp.headers.get("To").unwrap_or("").to_string());
         ack.headers.push("Call-ID", c.call_id.clone());
         let seq = resp.cseq().map(|s| s.seq).unwrap_or(1);
         ack.headers.push("CSeq", format!("{seq} ACK"));
@@ -1121,13 +1225,18 @@ impl ProfileCore {
             Control::Ring => {
                 if c.state == CallState::Early {
                     let mut r = Message::response_to(&c.invite, 180, None, Some(&c.local_tag));
-                    r.headers.push("Contact", self.contact_header(c.peer.transport));
+                    r.headers
+                        .push("Contact", self.contact_header(c.peer.transport));
                     self.server_headers(&mut r);
                     self.respond(tx, r);
                 }
             }
             Control::PreAnswer | Control::Answer => {
-                let code = if matches!(ctl, Control::Answer) { 200 } else { 183 };
+                let code = if matches!(ctl, Control::Answer) {
+                    200
+                } else {
+                    183
+                };
                 if c.state != CallState::Early {
                     return;
                 }
@@ -1136,7 +1245,14 @@ impl ProfileCore {
                     return;
                 };
                 let mut r = Message::response_to(&c.invite, code, None, Some(&c.local_tag));
-                r.headers.push("Contact", format!("<sip:dialtone@{}{}>", host_port(self.transports.local_addr()), tparam(c.peer.transport)));
+                r.headers.push(
+                    "Contact",
+                    format!(
+                        "<sip:dialtone@{}{}>",
+                        host_port(self.transports.local_addr()),
+                        tparam(c.peer.transport)
+                    ),
+                );
                 r.headers.push("Allow", ALLOW);
                 if let Some(b) = body {
                     r.headers.push("Content-Type", "application/sdp");
@@ -1157,9 +1273,16 @@ impl ProfileCore {
             }
             Control::Hangup(cause) => {
                 if c.state == CallState::Early {
-                    let code = if cause == HangupCause::OriginatorCancel { 487 } else { cause.to_sip() };
+                    let code = if cause == HangupCause::OriginatorCancel {
+                        487
+                    } else {
+                        cause.to_sip()
+                    };
                     let mut r = Message::response_to(&c.invite, code, None, Some(&c.local_tag));
-                    r.headers.push("Reason", format!("Q.850;cause={};text=\"{}\"", cause.code(), cause.name()));
+                    r.headers.push(
+                        "Reason",
+                        format!("Q.850;cause={};text=\"{}\"", cause.code(), cause.name()),
+                    );
                     self.server_headers(&mut r);
                     if let Some(c) = self.calls.get_mut(&id) {
                         c.state = CallState::Ended;
@@ -1179,17 +1302,29 @@ impl ProfileCore {
                     183 => self.on_control(id, Control::PreAnswer),
                     200..=299 => self.on_control(id, Control::Answer),
                     300..=699 => {
-                        let mut r = Message::response_to(&c.invite, code, reason.as_deref(), Some(&c.local_tag));
+                        let mut r = Message::response_to(
+                            &c.invite,
+                            code,
+                            reason.as_deref(),
+                            Some(&c.local_tag),
+                        );
                         self.server_headers(&mut r);
                         if let Some(c) = self.calls.get_mut(&id) {
                             c.state = CallState::Ended;
-                            let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::from_sip(code)));
+                            let _ = c
+                                .events
+                                .try_send(RemoteEvent::Hangup(HangupCause::from_sip(code)));
                         }
                         self.respond(tx, r);
                         self.forget(id);
                     }
                     _ => {
-                        let r = Message::response_to(&c.invite, code, reason.as_deref(), Some(&c.local_tag));
+                        let r = Message::response_to(
+                            &c.invite,
+                            code,
+                            reason.as_deref(),
+                            Some(&c.local_tag),
+                        );
                         self.respond(tx, r);
                     }
                 }
@@ -1208,7 +1343,10 @@ impl ProfileCore {
         drop(legs);
         let ip = self.shared.media_ip;
         match (peer_sdp, own) {
-            (Some(peer), _) => Some(peer.rewrite_for_relay(ip, &[port], &mut c.origin).to_string()),
+            (Some(peer), _) => Some(
+                peer.rewrite_for_relay(ip, &[port], &mut c.origin)
+                    .to_string(),
+            ),
             (None, Some(offer)) => Some(
                 offer
                     .answer_with_codecs(&["PCMU", "PCMA"], ip, &[port], &mut c.origin)
@@ -1227,7 +1365,9 @@ impl ProfileCore {
         }
         c.state = CallState::Ended;
         c.pending_2xx = None;
-        let _ = c.events.try_send(RemoteEvent::Hangup(HangupCause::NormalClearing));
+        let _ = c
+            .events
+            .try_send(RemoteEvent::Hangup(HangupCause::NormalClearing));
         let target = c
             .remote_target
             .clone()
@@ -1250,10 +1390,7 @@ impl ProfileCore {
             bye.headers.push("Route", r);
         }
         let (from, to) = if c.inbound {
-            (
-                with_tag(&c.local_uri, &c.local_tag),
-                c.remote_uri.clone(),
-            )
+            (with_tag(&c.local_uri, &c.local_tag), c.remote_uri.clone())
         } else {
             (
                 c.invite.headers.get("From").unwrap_or("").to_string(),
@@ -1263,10 +1400,15 @@ impl ProfileCore {
         bye.headers.push("From", from);
         bye.headers.push("To", to);
         bye.headers.push("Call-ID", c.call_id.clone());
-        let seq = if c.inbound { c.local_cseq } else { c.local_cseq.max(2) };
+        let seq = if c.inbound {
+            c.local_cseq
+        } else {
+            c.local_cseq.max(2)
+        };
         c.local_cseq = seq;
         bye.headers.push("CSeq", format!("{seq} BYE"));
-        bye.headers.push("User-Agent", self.shared.sip.user_agent.clone());
+        bye.headers
+            .push("User-Agent", self.shared.sip.user_agent.clone());
         let peer = c.peer;
         match self.send_request(bye, peer) {
             Some(t) => {
@@ -1307,7 +1449,10 @@ impl ProfileCore {
     fn dial(&mut self, req: OutgoingRequest, target: Target) -> Result<Dialed, HangupCause> {
         // Beside the originator's leg when there is one: the two relay on
         // one media worker.
-        let originator_media = req.originator.as_deref().and_then(|o| self.shared.media_of(o));
+        let originator_media = req
+            .originator
+            .as_deref()
+            .and_then(|o| self.shared.media_of(o));
         let media = match &originator_media {
             Some(o) => self.shared.media().allocate_beside(o),
             None => self.shared.media().allocate(),
@@ -1321,13 +1466,23 @@ impl ProfileCore {
         let mut origin = OriginState::new(rand_u64() >> 12);
         let ip = self.shared.media_ip;
         let port = media.rtp_addr().port();
-        let offer = match req.originator.as_deref().and_then(|o| self.shared.remote_sdp(o)) {
-            Some(orig) => orig.rewrite_for_relay(ip, &[Some(port)], &mut origin).to_string(),
+        let offer = match req
+            .originator
+            .as_deref()
+            .and_then(|o| self.shared.remote_sdp(o))
+        {
+            Some(orig) => orig
+                .rewrite_for_relay(ip, &[Some(port)], &mut origin)
+                .to_string(),
             None => fresh_offer(ip, port, &mut origin),
         };
         let call_id = format!("{}@dialtone", uuid_like());
         let local_tag = tag();
-        let cid_number = if req.caller_id_number.is_empty() { "0000000000".to_string() } else { req.caller_id_number.clone() };
+        let cid_number = if req.caller_id_number.is_empty() {
+            "0000000000".to_string()
+        } else {
+            req.caller_id_number.clone()
+        };
         let local_host = host_port(self.transports.local_addr());
         let from = format!(
             "\"{}\" <sip:{}@{}>",
@@ -1339,13 +1494,19 @@ impl ProfileCore {
         let mut invite = Message::request(Method::Invite, target.uri.clone());
         invite.headers.push("Via", self.via(target.peer.transport));
         invite.headers.push("Max-Forwards", "70");
-        invite.headers.push("From", format!("{from};tag={local_tag}"));
+        invite
+            .headers
+            .push("From", format!("{from};tag={local_tag}"));
         invite.headers.push("To", to.clone());
         invite.headers.push("Call-ID", call_id.clone());
         invite.headers.push("CSeq", "1 INVITE");
-        invite.headers.push("Contact", self.contact_header(target.peer.transport));
+        invite
+            .headers
+            .push("Contact", self.contact_header(target.peer.transport));
         invite.headers.push("Allow", ALLOW);
-        invite.headers.push("User-Agent", self.shared.sip.user_agent.clone());
+        invite
+            .headers
+            .push("User-Agent", self.shared.sip.user_agent.clone());
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = offer.into_bytes();
         let (ev_tx, ev_rx) = mpsc::channel(16);
@@ -1409,7 +1570,11 @@ impl ProfileCore {
     }
 
     fn via_base(&self, t: Transport) -> String {
-        format!("SIP/2.0/{} {}", t.via_name(), host_port(self.transports.local_addr()))
+        format!(
+            "SIP/2.0/{} {}",
+            t.via_name(),
+            host_port(self.transports.local_addr())
+        )
     }
 
     fn via(&self, t: Transport) -> String {
@@ -1417,7 +1582,11 @@ impl ProfileCore {
     }
 
     fn contact_header(&self, t: Transport) -> String {
-        format!("<sip:dialtone@{}{}>", host_port(self.transports.local_addr()), tparam(t))
+        format!(
+            "<sip:dialtone@{}{}>",
+            host_port(self.transports.local_addr()),
+            tparam(t)
+        )
     }
 }
 
@@ -1501,8 +1670,8 @@ fn httpdate(t: std::time::SystemTime) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let mo = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if mo <= 2 { y + 1 } else { y };
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        [(mo - 1) as usize];
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(mo - 1) as usize];
     format!("{weekday}, {d:02} {month} {y} {h:02}:{m:02}:{s:02} GMT")
 }
-

@@ -1,0 +1,515 @@
+//! SIP end to end: the built switch against SIPp, a peer nobody here wrote.
+//!
+//! Each test starts `dialtone run` on a copy of the default configuration
+//! with its own SIP ports, RTP range and state directory, then drives it
+//! with SIPp scenarios from `tests/sip/sipp/`. SIPp must be installed
+//! (`scripts/install-peers.sh`, which the test command runs); a missing
+//! SIPp fails the tests loudly.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn components() -> PathBuf {
+    std::env::var("DIALTONE_COMPONENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("build/components"))
+}
+
+fn scenario(name: &str) -> PathBuf {
+    repo().join("tests/sip/sipp").join(name)
+}
+
+/// A running switch on its own ports.
+struct Running {
+    child: Child,
+    _dir: tempfile::TempDir,
+    internal: u16,
+    external: u16,
+    rtp: (u16, u16),
+    log: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    /// Starts a switch whose profiles listen on `base` (internal) and
+    /// `base + 1` (external), RTP on `rtp_base..rtp_base+200`.
+    fn start(base: u16, rtp_base: u16) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        std::fs::create_dir_all(conf.join("tenants")).unwrap();
+        let comps = components();
+        let main = std::fs::read_to_string(repo().join("conf/dialtone.toml"))
+            .unwrap()
+            .replace("../build/components/", &format!("{}/", comps.display()))
+            .replace(
+                "state_dir = \"../var\"",
+                &format!("state_dir = \"{}\"", dir.path().join("var").display()),
+            )
+            .replace(
+                "cache_dir = \"../var/cache/components\"",
+                &format!("cache_dir = \"{}\"", dir.path().join("cache").display()),
+            )
+            .replace("127.0.0.1:5060", &format!("127.0.0.1:{base}"))
+            .replace("127.0.0.1:5080", &format!("127.0.0.1:{}", base + 1))
+            .replace(
+                "rtp_port_min = 16384",
+                &format!("rtp_port_min = {rtp_base}"),
+            )
+            .replace(
+                "rtp_port_max = 32767",
+                &format!("rtp_port_max = {}", rtp_base + 199),
+            );
+        std::fs::write(conf.join("dialtone.toml"), main).unwrap();
+        let tenant = std::fs::read_to_string(repo().join("conf/tenants/dialtone.local.toml"))
+            .unwrap()
+            .replace("../../build/components/", &format!("{}/", comps.display()));
+        std::fs::write(conf.join("tenants/dialtone.local.toml"), tenant).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+            .arg("--conf")
+            .arg(&conf)
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut r = Running {
+            child,
+            _dir: dir,
+            internal: base,
+            external: base + 1,
+            rtp: (rtp_base, rtp_base + 199),
+            log: rx,
+            seen: Vec::new(),
+        };
+        r.wait_for("dialtone running");
+        while r
+            .seen
+            .iter()
+            .filter(|l| l.contains("SIP profile listening"))
+            .count()
+            < 2
+        {
+            r.wait_for_new("SIP profile listening");
+        }
+        r
+    }
+
+    fn wait_for(&mut self, what: &str) {
+        if self.seen.iter().any(|l| l.contains(what)) {
+            return;
+        }
+        self.wait_for_new(what)
+    }
+
+    fn wait_for_new(&mut self, what: &str) {
+        let end = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < end {
+            if let Ok(l) = self.log.recv_timeout(Duration::from_millis(100)) {
+                let hit = l.contains(what);
+                self.seen.push(l);
+                if hit {
+                    return;
+                }
+            }
+        }
+        panic!("no `{what}` in the log:\n{}", self.seen.join("\n"));
+    }
+
+    /// UDP sockets the switch holds in its RTP range.
+    fn rtp_sockets(&self) -> usize {
+        let out = Command::new("ss")
+            .args(["-Huanp"])
+            .output()
+            .expect("ss (iproute2) is needed to count RTP sockets");
+        let pid = format!("pid={},", self.child.id());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&pid))
+            .filter_map(|l| {
+                let local = l.split_whitespace().nth(3)?;
+                local.rsplit(':').next()?.parse::<u16>().ok()
+            })
+            .filter(|p| (self.rtp.0..=self.rtp.1).contains(p))
+            .count()
+    }
+
+    /// RTP ports return to zero (the issue allows 40 s).
+    fn assert_no_leaks(&self) {
+        let end = Instant::now() + Duration::from_secs(40);
+        loop {
+            let n = self.rtp_sockets();
+            if n == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{n} RTP sockets still open after 40 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn sipp_bin() -> &'static str {
+    let ok = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        ok,
+        "sipp is not installed: run scripts/install-peers.sh (the test command does)"
+    );
+    "sipp"
+}
+
+/// Runs one SIPp instance to completion (at most 40 s); returns its exit
+/// code and output.
+fn sipp(args: &[&str]) -> (i32, String) {
+    let out = Command::new("timeout")
+        .arg("40")
+        .arg(sipp_bin())
+        .args(args)
+        .args(["-nostdin", "-m", "1", "-timeout_error"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Starts SIPp in the background.
+fn sipp_bg(args: Vec<String>) -> std::thread::JoinHandle<(i32, String)> {
+    std::thread::spawn(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        sipp(&a)
+    })
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Registers `user` (password 1234) from 127.0.0.1:`port`, so calls to it
+/// reach whatever SIPp listens there next.
+fn register(sw: &Running, user: &str, port: u16, transport: &str) {
+    let (rc, out) = sipp(&[
+        "-sf",
+        &s(&scenario("uac_register.xml")),
+        &format!("127.0.0.1:{}", sw.internal),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-t",
+        transport,
+        "-s",
+        user,
+        "-key",
+        "domain",
+        "dialtone.local",
+        "-key",
+        "expires",
+        "3600",
+        "-au",
+        user,
+        "-ap",
+        "1234",
+        "-recv_timeout",
+        "10000",
+        "-timeout",
+        "20s",
+    ]);
+    assert_eq!(rc, 0, "REGISTER with digest failed:\n{out}");
+}
+
+fn callee(
+    scn: &str,
+    port: u16,
+    transport: &str,
+    extra: &[&str],
+) -> std::thread::JoinHandle<(i32, String)> {
+    let mut a = vec![
+        "-sf".to_string(),
+        s(&scenario(scn)),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-t".into(),
+        transport.into(),
+        "-recv_timeout".into(),
+        "20000".into(),
+        "-timeout".into(),
+        "30s".into(),
+    ];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    let h = sipp_bg(a);
+    std::thread::sleep(Duration::from_millis(500));
+    h
+}
+
+fn call(
+    sw_port: u16,
+    port: u16,
+    transport: &str,
+    scn: &str,
+    dest: &str,
+    extra: &[&str],
+) -> (i32, String) {
+    let mut a: Vec<String> = vec![
+        "-sf".into(),
+        s(&scenario(scn)),
+        format!("127.0.0.1:{sw_port}"),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-t".into(),
+        transport.into(),
+        "-s".into(),
+        dest.into(),
+        "-key".into(),
+        "caller".into(),
+        "2000".into(),
+        "-recv_timeout".into(),
+        "15000".into(),
+        "-timeout".into(),
+        "30s".into(),
+    ];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    let r: Vec<&str> = a.iter().map(String::as_str).collect();
+    sipp(&r)
+}
+
+#[test]
+fn register_then_call_through_the_dialplan_over_udp_and_tcp() {
+    let sw = Running::start(5200, 20000);
+    register(&sw, "1001", 5302, "u1");
+    // UDP caller on the external profile (public context reaches local
+    // users), callee registered.
+    let uas = callee("uas_answer.xml", 5302, "u1", &[]);
+    let (rc, out) = call(
+        sw.external,
+        5301,
+        "u1",
+        "uac_call.xml",
+        "1001",
+        &["-d", "1000"],
+    );
+    assert_eq!(rc, 0, "UDP call failed:\n{out}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "callee side failed:\n{uout}");
+    // The same with the caller on TCP.
+    let uas = callee("uas_answer.xml", 5302, "u1", &[]);
+    let (rc, out) = call(
+        sw.external,
+        5303,
+        "t1",
+        "uac_call.xml",
+        "1001",
+        &["-d", "1000"],
+    );
+    assert_eq!(rc, 0, "TCP call failed:\n{out}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "callee side failed:\n{uout}");
+    sw.assert_no_leaks();
+}
+
+#[test]
+fn cancel_before_answer_and_busy_callee() {
+    let sw = Running::start(5210, 20200);
+    register(&sw, "1002", 5312, "u1");
+    // CANCEL: the caller gets 487, the ringing callee gets the CANCEL.
+    let uas = callee("uas_ring_forever.xml", 5312, "u1", &[]);
+    let (rc, out) = call(
+        sw.external,
+        5311,
+        "u1",
+        "uac_cancel.xml",
+        "1002",
+        &["-d", "1000"],
+    );
+    assert_eq!(rc, 0, "CANCEL scenario failed:\n{out}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "ringing callee did not see the CANCEL:\n{uout}");
+    // 486 from the callee: USER_BUSY, and 486 to the caller.
+    let uas = callee("uas_busy.xml", 5312, "u1", &[]);
+    let (rc, out) = call(
+        sw.external,
+        5313,
+        "u1",
+        "uac_busy_expect_486.xml",
+        "1002",
+        &[],
+    );
+    assert_eq!(rc, 0, "busy not relayed as 486:\n{out}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "busy callee side failed:\n{uout}");
+    sw.assert_no_leaks();
+}
+
+#[test]
+fn internal_profile_demands_digest_and_refuses_unknown_callers_alike() {
+    let sw = Running::start(5220, 20400);
+    // No credentials: 407.
+    let (rc, out) = call(
+        sw.internal,
+        5321,
+        "u1",
+        "uac_expect_final.xml",
+        "1001",
+        &["-key", "expect", "407"],
+    );
+    assert_eq!(rc, 0, "unauthenticated INVITE not challenged:\n{out}");
+    // With credentials the call is routed to the registered callee.
+    register(&sw, "1003", 5324, "u1");
+    let uas = callee("uas_answer.xml", 5324, "u1", &[]);
+    let (rc, out) = call(
+        sw.internal,
+        5322,
+        "u1",
+        "uac_auth_call.xml",
+        "1003",
+        &[
+            "-key",
+            "domain",
+            "dialtone.local",
+            "-au",
+            "1000",
+            "-ap",
+            "1234",
+            "-key",
+            "caller",
+            "1000",
+            // SIPp's digest uri is host-only by default; RFC 3261 has it
+            // equal the Request-URI, which the switch checks.
+            "-auth_uri",
+            &format!("1003@127.0.0.1:{}", sw.internal),
+        ],
+    );
+    assert_eq!(rc, 0, "authenticated call failed:\n{out}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "callee side failed:\n{uout}");
+    // A wrong password and an unknown user get the same answer.
+    for (user, pass) in [("1000", "wrong"), ("no-such-user", "1234")] {
+        let (rc, out) = sipp(&[
+            "-sf",
+            &s(&scenario("uac_register.xml")),
+            &format!("127.0.0.1:{}", sw.internal),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "5323",
+            "-s",
+            user,
+            "-key",
+            "domain",
+            "dialtone.local",
+            "-key",
+            "expires",
+            "3600",
+            "-au",
+            user,
+            "-ap",
+            pass,
+            "-recv_timeout",
+            "5000",
+            "-timeout",
+            "15s",
+        ]);
+        assert_ne!(rc, 0, "REGISTER as {user}/{pass} must not succeed:\n{out}");
+    }
+}
+
+#[test]
+fn malformed_messages_get_400_or_are_dropped_and_the_switch_keeps_serving() {
+    let sw = Running::start(5230, 20600);
+    let sock = UdpSocket::bind("127.0.0.1:5331").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let target = format!("127.0.0.1:{}", sw.external);
+    let garbage: &[&[u8]] = &[
+        b"\x00\x01\x02garbage",
+        b"INVITE\r\n\r\n",
+        b"NOTSIP / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"INVITE sip:x@[::1 SIP/2.0\r\n\r\n",
+        &[b'A'; 3000],
+    ];
+    for g in garbage {
+        sock.send_to(g, &target).unwrap();
+    }
+    // A request with readable headers but a lying Content-Length: 400.
+    let bad = "MESSAGE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5331;branch=z9hG4bKbad1\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:1000@127.0.0.1>\r\nCall-ID: bad1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 500\r\n\r\nshort";
+    sock.send_to(bad.as_bytes(), &target).unwrap();
+    // Missing Call-ID: 400 naming it.
+    let bad2 = "OPTIONS sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5331;branch=z9hG4bKbad2\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:1000@127.0.0.1>\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    sock.send_to(bad2.as_bytes(), &target).unwrap();
+    // An unknown method: 501. Compact headers and IPv6-free torture bits.
+    let ext = "FOO sip:1000@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/UDP 127.0.0.1:5331;branch=z9hG4bKfoo\r\nf: <sip:a@127.0.0.1>;tag=1\r\nt: <sip:1000@127.0.0.1>\r\ni: foo1\r\nCSeq: 1 FOO\r\nl: 0\r\n\r\n";
+    sock.send_to(ext.as_bytes(), &target).unwrap();
+    let mut codes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        if let Some(code) = text.strip_prefix("SIP/2.0 ").and_then(|t| t.get(..3)) {
+            codes.push(code.to_string());
+        }
+        if codes.len() >= 3 {
+            break;
+        }
+    }
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec!["400", "400", "501"],
+        "answers to the bad requests"
+    );
+    // Still serving: an OPTIONS from SIPp is answered.
+    let (rc, out) = sipp(&[
+        "-sf",
+        &s(&scenario("uac_options.xml")),
+        &format!("127.0.0.1:{}", sw.external),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        "5332",
+        "-s",
+        "1000",
+        "-recv_timeout",
+        "5000",
+        "-timeout",
+        "15s",
+    ]);
+    assert_eq!(rc, 0, "OPTIONS after garbage not answered:\n{out}");
+}
