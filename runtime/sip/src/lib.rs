@@ -5,7 +5,7 @@
 //!   framed streams, compact header names, folded lines, IPv6 hosts,
 //!   extension methods) and serializer.
 //! - [`transaction`]: the four RFC 3261 section 17 transaction state
-//!   machines with timers A-K and RFC 6026's Accepted state, driven by the
+//!   machines with timers A-K, RFC 6026's Accepted state (timers L, M), driven by the
 //!   caller's clock.
 //! - [`auth`]: digest authentication (MD5, SHA-256, SHA-512-256 per
 //!   RFC 7616/8760), nonces with expiry and replay protection.
