@@ -339,7 +339,13 @@ impl Endpoint for Sofia {
             shared: self.shared.clone(),
             gateways: self.gateways.clone(),
         };
+        let started = self.shared.location.get().is_some() && self.shared.media.get().is_some();
         Box::pin(async move {
+            if !started {
+                // Loaded but never started (a switch built for tests or the
+                // CLI): no sockets to send from.
+                return Err(HangupCause::NetworkOutOfOrder);
+            }
             let sofia = Sofia {
                 shared: me.shared,
                 profiles: Mutex::new(HashMap::new()),

@@ -100,7 +100,8 @@ async fn default_dialplan_routes_real_calls() {
         call(&app, "default", "1000").await,
         HangupCause::UserNotRegistered
     );
-    // A registration now exists, but no SIP endpoint is loaded in this build.
+    // A registration now exists, but the SIP endpoint is not started here
+    // (no sockets): its leg fails with NETWORK_OUT_OF_ORDER.
     app.switch.registrations().upsert(Registration {
         endpoint: "sofia".into(),
         profile: "internal".into(),
@@ -143,13 +144,13 @@ async fn default_dialplan_routes_real_calls() {
             ("error".to_string(), "user_not_registered".to_string()),
         ]
     );
-    // ...and the call fails on both legs: the SIP endpoint arrives with the
-    // SIP issue (CHAN_NOT_IMPLEMENTED), Verto is not registered.
+    // ...and the call fails on both legs: the SIP endpoint has no sockets
+    // in this test, Verto is not registered.
     let cause = call(&app, "default", "1000").await;
     assert!(
         matches!(
             cause,
-            HangupCause::ChanNotImplemented | HangupCause::UserNotRegistered
+            HangupCause::NetworkOutOfOrder | HangupCause::UserNotRegistered
         ),
         "{cause}"
     );
