@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use dialtone_core::endpoint::{Dialed, OutgoingRequest, Remote, RemoteControl, RemoteEvent};
 use dialtone_core::registrations::unix_now;
-use dialtone_core::routing::Direction;
+use dialtone_core::routing::{Direction, MessageDecision, RouteFailure, TextMessage};
 use dialtone_core::switch::InboundSpec;
 use dialtone_core::HangupCause;
 use dialtone_media::LegHandle;
@@ -48,6 +48,13 @@ pub enum Cmd {
     Control(u64, Control),
     /// Forget a call whose transactions had time to finish.
     Forget(u64),
+    /// The dialplan decided on a MESSAGE.
+    MessageDecided(
+        TxId,
+        Box<Message>,
+        Peer,
+        Result<MessageDecision, RouteFailure>,
+    ),
     /// Dial a new outbound leg.
     Dial(
         Box<OutgoingRequest>,
@@ -464,7 +471,7 @@ impl ProfileCore {
             Method::Bye | Method::Info | Method::Update | Method::Prack | Method::Notify => {
                 self.respond_code(tx, &msg, 481, None)
             }
-            Method::Message => self.respond_code(tx, &msg, 202, None),
+            Method::Message => self.on_message(tx, msg, from),
             Method::Subscribe | Method::Publish | Method::Refer => {
                 let mut r = Message::response_to(&msg, 405, None, Some(&tag()));
                 r.headers.push("Allow", ALLOW);
@@ -849,6 +856,135 @@ impl ProfileCore {
         self.calls.insert(id, call);
     }
 
+    /// A MESSAGE outside a dialog: the tenant's `route-message` export
+    /// decides (reply, forward to a user, drop). The dialplan runs on the
+    /// guest pool; its decision comes back as [`Cmd::MessageDecided`].
+    fn on_message(&mut self, tx: TxId, msg: Message, from: Peer) {
+        let authenticated = if self.settings.auth_calls {
+            match self.authenticate(tx, &msg, from) {
+                Some(x) => Some(x),
+                None => return,
+            }
+        } else {
+            None
+        };
+        let switch = self.shared.switch();
+        let directory = switch.directory();
+        let request_domain = msg.uri().map(|u| u.host.to_string()).unwrap_or_default();
+        let tenant = dialtone_core::context::inbound_tenant(
+            authenticated.as_ref().map(|(_, d)| d.as_str()),
+            &request_domain,
+            &directory,
+            &self.shared.default_domain,
+        );
+        let aor = |n: Option<NameAddr>| {
+            n.map(|n| format!("{}@{}", n.uri.user.unwrap_or_default(), n.uri.host))
+                .unwrap_or_default()
+        };
+        let text = TextMessage {
+            endpoint: "sofia".into(),
+            profile: self.settings.name.clone(),
+            tenant,
+            from: match &authenticated {
+                Some((u, d)) => format!("{u}@{d}"),
+                None => aor(msg.from()),
+            },
+            to: msg
+                .uri()
+                .map(|u| format!("{}@{}", u.user.clone().unwrap_or_default(), u.host))
+                .unwrap_or_default(),
+            content_type: msg
+                .headers
+                .get("Content-Type")
+                .unwrap_or("text/plain")
+                .to_string(),
+            body: String::from_utf8_lossy(&msg.body).into_owned(),
+            network_addr: from.addr.to_string(),
+        };
+        let cmds = self.cmds_tx.clone();
+        tokio::spawn(async move {
+            let decision = switch.dialplan().route_message(text).await;
+            let _ = cmds.send(Cmd::MessageDecided(tx, Box::new(msg), from, decision));
+        });
+    }
+
+    fn on_message_decided(
+        &mut self,
+        tx: TxId,
+        req: Message,
+        from: Peer,
+        decision: Result<MessageDecision, RouteFailure>,
+    ) {
+        match decision {
+            Ok(MessageDecision::Drop) => self.respond_code(tx, &req, 200, None),
+            Ok(MessageDecision::Reply { body }) => {
+                self.respond_code(tx, &req, 200, None);
+                // The reply goes back to the sender as a new MESSAGE.
+                let Some(sender) = req.from() else {
+                    return;
+                };
+                let to_user = req.uri().and_then(|u| u.user.clone()).unwrap_or_default();
+                self.send_message(sender.uri, from, &to_user, &body);
+            }
+            Ok(MessageDecision::Forward { target }) => {
+                let now = unix_now();
+                let (user, mut domain) = parse_user_target(&target);
+                if domain.is_empty() {
+                    domain = self.shared.default_domain.clone();
+                }
+                let binding = self
+                    .shared
+                    .location()
+                    .of_user(&domain, &user, now)
+                    .into_iter()
+                    .next();
+                match binding.and_then(|b| Uri::parse(&b.contact).ok().map(|u| (u, b))) {
+                    Some((uri, b)) => {
+                        self.respond_code(tx, &req, 202, None);
+                        let from_user = req.from().and_then(|f| f.uri.user).unwrap_or_default();
+                        let body = String::from_utf8_lossy(&req.body).into_owned();
+                        let peer = Peer {
+                            transport: b.transport(),
+                            addr: b.source,
+                        };
+                        self.send_message(uri, peer, &from_user, &body);
+                    }
+                    None => self.respond_code(tx, &req, 480, None),
+                }
+            }
+            Err(f) => {
+                let code = f.cause.to_sip();
+                self.respond_code(tx, &req, code, None)
+            }
+        }
+    }
+
+    fn send_message(&mut self, to: Uri, peer: Peer, from_user: &str, body: &str) {
+        let mut m = Message::request(Method::Message, to.clone());
+        m.headers.push("Via", self.via(peer.transport));
+        m.headers.push("Max-Forwards", "70");
+        m.headers.push(
+            "From",
+            format!(
+                "<sip:{}@{}>;tag={}",
+                if from_user.is_empty() {
+                    "dialtone"
+                } else {
+                    from_user
+                },
+                host_port(self.transports.local_addr()),
+                tag()
+            ),
+        );
+        m.headers.push("To", format!("<{to}>"));
+        m.headers
+            .push("Call-ID", format!("{}@dialtone", uuid_like()));
+        m.headers.push("CSeq", "1 MESSAGE");
+        m.headers.push("Content-Type", "text/plain");
+        m.body = body.as_bytes().to_vec();
+        self.send_request(m, peer);
+    }
+
     fn on_cancel(&mut self, tx: TxId, msg: Message) {
         let Some(inv) = self.tx.invite_for_cancel(&msg) else {
             return self.respond_code(tx, &msg, 481, None);
@@ -1181,6 +1317,9 @@ impl ProfileCore {
         match cmd {
             Cmd::Control(id, ctl) => self.on_control(id, ctl),
             Cmd::Forget(id) => self.forget(id),
+            Cmd::MessageDecided(tx, req, from, decision) => {
+                self.on_message_decided(tx, *req, from, decision)
+            }
             Cmd::Dial(req, target, reply) => {
                 let r = self.dial(*req, target);
                 let _ = reply.send(r);
@@ -1587,6 +1726,15 @@ impl ProfileCore {
             host_port(self.transports.local_addr()),
             tparam(t)
         )
+    }
+}
+
+/// `user/1001@domain`, `1001@domain` or `1001` as (user, domain).
+fn parse_user_target(target: &str) -> (String, String) {
+    let t = target.strip_prefix("user/").unwrap_or(target);
+    match t.split_once('@') {
+        Some((u, d)) => (u.to_string(), d.to_string()),
+        None => (t.to_string(), String::new()),
     }
 }
 

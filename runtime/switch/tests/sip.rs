@@ -513,3 +513,52 @@ fn malformed_messages_get_400_or_are_dropped_and_the_switch_keeps_serving() {
     ]);
     assert_eq!(rc, 0, "OPTIONS after garbage not answered:\n{out}");
 }
+
+/// Reads datagrams until `pred` matches one (at most 5 s).
+fn recv_until(sock: &UdpSocket, pred: impl Fn(&str) -> bool) -> Option<String> {
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 8192];
+    while Instant::now() < end {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            if pred(&text) {
+                return Some(text);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn messages_are_routed_by_the_dialplan() {
+    let sw = Running::start(5240, 20800);
+    register(&sw, "1004", 5342, "u1");
+    let phone = UdpSocket::bind("127.0.0.1:5342").unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:5341").unwrap();
+    let target = format!("127.0.0.1:{}", sw.external);
+    let msg = |to: &str, id: &str, body: &str| {
+        format!(
+            "MESSAGE sip:{to}@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5341;branch=z9hG4bK{id}\r\nFrom: <sip:2000@127.0.0.1:5341>;tag={id}\r\nTo: <sip:{to}@dialtone.local>\r\nCall-ID: {id}\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len(),
+            port = sw.external
+        )
+    };
+    // To a registered user: forwarded (the default dialplan's
+    // route-message says user/1004@dialtone.local), 202 to the sender.
+    sender
+        .send_to(msg("1004", "m1", "hello 1004").as_bytes(), &target)
+        .unwrap();
+    let answer = recv_until(&sender, |t| t.starts_with("SIP/2.0 ")).expect("an answer");
+    assert!(answer.starts_with("SIP/2.0 202"), "{answer}");
+    let delivered =
+        recv_until(&phone, |t| t.starts_with("MESSAGE ")).expect("delivered to the phone");
+    assert!(delivered.ends_with("hello 1004"), "{delivered}");
+    // To nobody: the dialplan replies to the sender.
+    sender
+        .send_to(msg("4711", "m2", "anyone?").as_bytes(), &target)
+        .unwrap();
+    let reply = recv_until(&sender, |t| t.starts_with("MESSAGE ")).expect("a reply MESSAGE");
+    assert!(reply.ends_with("no such user: 4711"), "{reply}");
+}
