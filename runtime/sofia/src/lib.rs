@@ -22,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+pub mod gateway;
 pub mod location;
 pub mod settings;
 pub mod transport;
@@ -81,6 +82,8 @@ pub struct Shared {
     pub transactions: AtomicU64,
     /// Live calls, likewise.
     pub calls: AtomicU64,
+    /// UP/DOWN of every gateway.
+    pub gateway_status: gateway::GatewayStatus,
 }
 
 impl Shared {
@@ -183,6 +186,7 @@ impl Sofia {
                 switch: OnceLock::new(),
                 transactions: AtomicU64::new(0),
                 calls: AtomicU64::new(0),
+                gateway_status: gateway::GatewayStatus::default(),
             }),
             profiles: Mutex::new(HashMap::new()),
             gateways,
@@ -230,6 +234,9 @@ impl Sofia {
         if first == "gateway" {
             let (name, number) = rest.split_once('/').ok_or(HangupCause::InvalidUrl)?;
             let gw = self.gateways.get(name).ok_or(HangupCause::InvalidGateway)?;
+            if !self.shared.gateway_status.is_up(name) {
+                return Err(HangupCause::GatewayDown);
+            }
             let (transport, addr) = resolve(&gw.proxy, &gw.transport).await?;
             let uri = Uri::parse(&format!("sip:{number}@{}", gw.proxy))
                 .map_err(|_| HangupCause::InvalidUrl)?;
@@ -304,7 +311,10 @@ impl Sofia {
     }
 }
 
-async fn resolve(hostport: &str, transport: &str) -> Result<(Transport, SocketAddr), HangupCause> {
+pub(crate) async fn resolve(
+    hostport: &str,
+    transport: &str,
+) -> Result<(Transport, SocketAddr), HangupCause> {
     let transport = Transport::parse(transport).ok_or(HangupCause::InvalidUrl)?;
     let hostport = if hostport.contains(':') && !hostport.ends_with(']') {
         hostport.to_string()

@@ -37,6 +37,7 @@ use dialtone_sip::message::{Host, Message, Method, NameAddr, Uri};
 use dialtone_sip::sdp::{OriginState, SessionDescription};
 use dialtone_sip::transaction::{self, Event, TransactionLayer, TxId};
 
+use crate::gateway::{Gateway, GwTxs};
 use crate::location::Binding;
 use crate::settings::ProfileSettings;
 use crate::transport::{Incoming, Peer, Transport, Transports};
@@ -175,6 +176,8 @@ pub struct ProfileCore {
     auth: auth::DigestServer,
     failures: HashMap<IpAddr, (Instant, u32)>,
     next_id: AtomicU64,
+    gateways: Vec<Gateway>,
+    gw_txs: GwTxs,
 }
 
 fn tag() -> String {
@@ -210,7 +213,28 @@ impl ProfileCore {
         let auth = auth::DigestServer::with_random_key()
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .with_nonce_lifetime(shared.sip.nonce_ttl.as_secs());
+        let mut gateways = Vec::new();
+        for g in shared
+            .sip
+            .gateways
+            .iter()
+            .filter(|g| g.profile == settings.name)
+        {
+            match crate::resolve(&g.proxy, &g.transport).await {
+                Ok((transport, addr)) => gateways.push(Gateway::new(
+                    g.clone(),
+                    Peer { transport, addr },
+                    Instant::now(),
+                    format!("gw-{}-{:x}@dialtone", g.name, rand_u64()),
+                )),
+                Err(cause) => {
+                    tracing::error!(gateway = %g.name, proxy = %g.proxy, %cause, "gateway proxy does not resolve")
+                }
+            }
+        }
         let core = ProfileCore {
+            gateways,
+            gw_txs: GwTxs::new(),
             settings,
             shared,
             transports,
@@ -264,9 +288,52 @@ impl ProfileCore {
             .values()
             .filter_map(|c| c.pending_2xx.as_ref().map(|p| p.1))
             .min();
-        match (self.tx.next_deadline(), retx) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let gw = self.gateways.iter().filter_map(Gateway::deadline).min();
+        [self.tx.next_deadline(), retx, gw]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn run_gateways(&mut self, now: Instant) {
+        let local = host_port(self.transports.local_addr());
+        for i in 0..self.gateways.len() {
+            let due = self.gateways[i].due(now, &self.shared.gateway_status, &local);
+            for (kind, mut msg) in due {
+                let peer = self.gateways[i].peer;
+                msg.headers.push_front("Via", self.via(peer.transport));
+                msg.headers
+                    .push("User-Agent", self.shared.sip.user_agent.clone());
+                if let Some(t) = self.send_request(msg, peer) {
+                    self.gw_txs.insert(t, (i, kind));
+                }
+            }
+        }
+    }
+
+    fn on_gateway_response(&mut self, tx: TxId, msg: Message) {
+        if msg.code().unwrap_or(0) < 200 {
+            return;
+        }
+        let Some((i, kind)) = self.gw_txs.remove(&tx) else {
+            return;
+        };
+        let local = host_port(self.transports.local_addr());
+        let next = self.gateways[i].on_response(
+            kind,
+            &msg,
+            Instant::now(),
+            &self.shared.gateway_status,
+            &local,
+        );
+        if let Some(mut m) = next {
+            let peer = self.gateways[i].peer;
+            m.headers.push_front("Via", self.via(peer.transport));
+            m.headers
+                .push("User-Agent", self.shared.sip.user_agent.clone());
+            if let Some(t) = self.send_request(m, peer) {
+                self.gw_txs.insert(t, (i, kind));
+            }
         }
     }
 
@@ -274,6 +341,7 @@ impl ProfileCore {
         let now = Instant::now();
         let ev = self.tx.on_timer(now);
         self.handle_events(ev);
+        self.run_gateways(now);
         // 2xx retransmissions (RFC 3261 13.3.1.4), UDP only.
         let mut give_up = Vec::new();
         for c in self.calls.values_mut() {
@@ -367,7 +435,12 @@ impl ProfileCore {
     }
 
     fn handle_events(&mut self, events: Vec<Event<Peer>>) {
-        for ev in events {
+        // What the layer transmits goes out before the TU reacts to the
+        // same input: the ACK of a 407 leaves before the re-sent INVITE.
+        let (transmits, rest): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|e| matches!(e, Event::Transmit { .. }));
+        for ev in transmits.into_iter().chain(rest) {
             match ev {
                 Event::Transmit { tx, to, msg, .. } => {
                     if let Err(e) = self.transports.send(to, &msg) {
@@ -377,11 +450,20 @@ impl ProfileCore {
                     }
                 }
                 Event::Request { tx, msg, from } => self.on_request(tx, msg, from),
+                Event::Response { tx, msg } if self.gw_txs.contains_key(&tx) => {
+                    self.on_gateway_response(tx, msg)
+                }
                 Event::Response { tx, msg } => self.on_response(tx, msg),
                 Event::Ack { msg, from, .. } | Event::StrayAck { msg, from } => {
                     self.on_ack(msg, from)
                 }
-                Event::Timeout { tx, .. } | Event::TransportError { tx } => self.on_tx_failed(tx),
+                Event::Timeout { tx, .. } | Event::TransportError { tx } => {
+                    if let Some((i, kind)) = self.gw_txs.remove(&tx) {
+                        self.gateways[i].on_failure(kind);
+                    } else {
+                        self.on_tx_failed(tx)
+                    }
+                }
                 Event::ProvisionalTimeout { tx } => {
                     if let Some(cancel) = self.tx.cancel_request(tx) {
                         let peer = self

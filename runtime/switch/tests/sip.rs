@@ -29,6 +29,7 @@ fn scenario(name: &str) -> PathBuf {
 
 /// A running switch on its own ports.
 struct Running {
+    log_path: PathBuf,
     child: Child,
     _dir: tempfile::TempDir,
     internal: u16,
@@ -42,7 +43,23 @@ impl Running {
     /// Starts a switch whose profiles listen on `base` (internal) and
     /// `base + 1` (external), RTP on `rtp_base..rtp_base+200`.
     fn start(base: u16, rtp_base: u16) -> Running {
-        let dir = tempfile::tempdir().unwrap();
+        Running::start_in(tempfile::tempdir().unwrap(), base, rtp_base, "")
+    }
+
+    /// The same in `dir` (kept across a restart), with `tenant_extra`
+    /// appended to the tenant file.
+    fn start_in(dir: tempfile::TempDir, base: u16, rtp_base: u16, tenant_extra: &str) -> Running {
+        Running::start_with(dir, base, rtp_base, tenant_extra, "")
+    }
+
+    /// The same with `main_extra` appended to dialtone.toml.
+    fn start_with(
+        dir: tempfile::TempDir,
+        base: u16,
+        rtp_base: u16,
+        tenant_extra: &str,
+        main_extra: &str,
+    ) -> Running {
         let conf = dir.path().join("conf");
         std::fs::create_dir_all(conf.join("tenants")).unwrap();
         let comps = components();
@@ -67,10 +84,24 @@ impl Running {
                 "rtp_port_max = 32767",
                 &format!("rtp_port_max = {}", rtp_base + 199),
             );
+        let main = if main_extra.is_empty() {
+            main
+        } else {
+            // Inserted before [media], still inside [sip]'s reach.
+            main.replacen("[media]", &format!("{main_extra}\n[media]"), 1)
+        };
         std::fs::write(conf.join("dialtone.toml"), main).unwrap();
         let tenant = std::fs::read_to_string(repo().join("conf/tenants/dialtone.local.toml"))
             .unwrap()
             .replace("../../build/components/", &format!("{}/", comps.display()));
+        let tenant = if tenant_extra.is_empty() {
+            tenant
+        } else {
+            // Replace user 1019's entry with the test's.
+            let start = tenant.find("[users.1019]").unwrap();
+            let end = start + tenant[start..].find("\n\n").unwrap();
+            format!("{}{}{}", &tenant[..start], tenant_extra, &tenant[end..])
+        };
         std::fs::write(conf.join("tenants/dialtone.local.toml"), tenant).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_dialtone"))
             .arg("--conf")
@@ -84,12 +115,20 @@ impl Running {
             .unwrap();
         let (tx, rx) = mpsc::channel::<String>();
         let stderr = child.stderr.take().unwrap();
+        let log_path = dir.path().join("switch.log");
+        let log_file = log_path.clone();
         std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(log_file).ok();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = f.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
                 let _ = tx.send(line);
             }
         });
         let mut r = Running {
+            log_path,
             child,
             _dir: dir,
             internal: base,
@@ -132,6 +171,13 @@ impl Running {
         panic!("no `{what}` in the log:\n{}", self.seen.join("\n"));
     }
 
+    /// The switch's log so far.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
     /// UDP sockets the switch holds in its RTP range.
     fn rtp_sockets(&self) -> usize {
         let out = Command::new("ss")
@@ -167,6 +213,19 @@ impl Running {
     }
 }
 
+impl Running {
+    /// `kill -9`: no chance to save anything. Returns the state directory.
+    fn kill9(mut self) -> tempfile::TempDir {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self._dir, dir)
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -194,11 +253,17 @@ fn sipp_bin() -> &'static str {
 /// Runs one SIPp instance to completion (at most 40 s); returns its exit
 /// code and output.
 fn sipp(args: &[&str]) -> (i32, String) {
+    sipp_with(args, &["-m", "1", "-timeout_error"])
+}
+
+/// Runs SIPp with `extra` instead of the one-call defaults.
+fn sipp_with(args: &[&str], extra: &[&str]) -> (i32, String) {
     let out = Command::new("timeout")
         .arg("40")
         .arg(sipp_bin())
         .args(args)
-        .args(["-nostdin", "-m", "1", "-timeout_error"])
+        .arg("-nostdin")
+        .args(extra)
         .output()
         .unwrap();
     let text = format!(
@@ -207,6 +272,15 @@ fn sipp(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// Starts SIPp in the background for a bounded time, any number of calls
+/// (exit 0 at `-timeout` when no call failed).
+fn sipp_bg_open(args: Vec<String>) -> std::thread::JoinHandle<(i32, String)> {
+    std::thread::spawn(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        sipp_with(&a, &[])
+    })
 }
 
 /// Starts SIPp in the background.
@@ -561,4 +635,272 @@ fn messages_are_routed_by_the_dialplan() {
         .unwrap();
     let reply = recv_until(&sender, |t| t.starts_with("MESSAGE ")).expect("a reply MESSAGE");
     assert!(reply.ends_with("no such user: 4711"), "{reply}");
+}
+
+#[test]
+fn hold_and_unhold_by_reinvite() {
+    let sw = Running::start(5250, 21000);
+    register(&sw, "1005", 5352, "u1");
+    let uas = callee("uas_answer.xml", 5352, "u1", &[]);
+    let (rc, out) = call(
+        sw.external,
+        5351,
+        "u1",
+        "uac_hold.xml",
+        "1005",
+        &["-d", "500"],
+    );
+    assert_eq!(rc, 0, "hold/unhold failed:\n{out}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "callee side failed:\n{uout}");
+    sw.assert_no_leaks();
+}
+
+#[test]
+fn a_phone_behind_nat_is_reached_at_its_source_address() {
+    let sw = Running::start(5260, 21200);
+    // Its Contact says 10.9.9.9:5060; it is really at 127.0.0.1:5362.
+    let (rc, out) = sipp(&[
+        "-sf",
+        &s(&scenario("uac_register_nat.xml")),
+        &format!("127.0.0.1:{}", sw.internal),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        "5362",
+        "-s",
+        "1006",
+        "-key",
+        "domain",
+        "dialtone.local",
+        "-key",
+        "expires",
+        "3600",
+        "-au",
+        "1006",
+        "-ap",
+        "1234",
+        "-recv_timeout",
+        "10000",
+        "-timeout",
+        "20s",
+    ]);
+    assert_eq!(rc, 0, "NAT REGISTER failed:\n{out}");
+    let uas = callee("uas_answer.xml", 5362, "u1", &[]);
+    let (rc, out) = call(
+        sw.external,
+        5361,
+        "u1",
+        "uac_call.xml",
+        "1006",
+        &["-d", "500"],
+    );
+    assert_eq!(rc, 0, "call to the NATed phone failed:\n{out}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "the NATed phone did not get the call:\n{uout}");
+}
+
+#[test]
+fn registrations_survive_kill_9() {
+    let sw = Running::start(5270, 21400);
+    register(&sw, "1007", 5372, "u1");
+    let dir = sw.kill9();
+    let sw = Running::start_in(dir, 5270, 21400, "");
+    // No new REGISTER: the call still reaches the contact.
+    let uas = callee("uas_answer.xml", 5372, "u1", &[]);
+    let (rc, out) = call(
+        sw.external,
+        5371,
+        "u1",
+        "uac_call.xml",
+        "1007",
+        &["-d", "500"],
+    );
+    assert_eq!(rc, 0, "call after restart failed:\n{out}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "the contact was not reached after restart:\n{uout}");
+}
+
+#[test]
+fn failover_from_a_503_leg_to_a_working_leg() {
+    // User 1019's dial-string: a leg that answers 503, then (`|`) one that
+    // answers. The default dialplan bridges user/1019.
+    let extra = "[users.1019]\npassword = \"1234\"\nparams = { \"dial-string\" = \"sofia/external/1019@127.0.0.1:5383|sofia/external/1019@127.0.0.1:5384\" }\n";
+    let sw = Running::start_in(tempfile::tempdir().unwrap(), 5280, 21600, extra);
+    let bad = callee("uas_503.xml", 5383, "u1", &[]);
+    let good = callee("uas_answer.xml", 5384, "u1", &[]);
+    let (rc, out) = call(
+        sw.internal,
+        5381,
+        "u1",
+        "uac_auth_call.xml",
+        "1019",
+        &[
+            "-key",
+            "domain",
+            "dialtone.local",
+            "-au",
+            "1000",
+            "-ap",
+            "1234",
+            "-key",
+            "caller",
+            "1000",
+            "-auth_uri",
+            &format!("1019@127.0.0.1:{}", sw.internal),
+            "-d",
+            "500",
+        ],
+    );
+    assert_eq!(rc, 0, "failover call failed:\n{out}");
+    let (brc, bout) = bad.join().unwrap();
+    assert_eq!(brc, 0, "the 503 leg was not tried first:\n{bout}");
+    let (grc, gout) = good.join().unwrap();
+    assert_eq!(grc, 0, "the working leg was not reached:\n{gout}");
+    sw.assert_no_leaks();
+}
+
+#[test]
+fn sipsak_options_and_svwar_find_no_extension() {
+    let sw = Running::start(5290, 21800);
+    let out = Command::new("timeout")
+        .args(["20", "sipsak", "-s"])
+        .arg(format!("sip:ping@127.0.0.1:{}", sw.external))
+        .args(["-H", "127.0.0.1", "-l", "5391", "-vv"])
+        .output()
+        .expect("sipsak is not installed: run scripts/install-peers.sh");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "sipsak OPTIONS: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // svwar: answers, not timeouts, and no extension found.
+    let svwar = repo().join("build/venv-sipvicious/bin/sipvicious_svwar");
+    assert!(
+        svwar.exists(),
+        "sipvicious missing: run scripts/install-peers.sh"
+    );
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(&svwar)
+        .args([
+            "-e1000-1019",
+            "-m",
+            "REGISTER",
+            "-b",
+            "127.0.0.1",
+            "-P",
+            "5392",
+            "-x",
+            "127.0.0.1",
+            "--maximumtime",
+            "10",
+        ])
+        .arg(format!("udp://127.0.0.1:{}", sw.internal))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "svwar found something or failed:\n{text}"
+    );
+    assert!(!text.contains("| 10"), "svwar listed an extension:\n{text}");
+    // A correct REGISTER from another source works right after.
+    register(&sw, "1008", 5393, "u1");
+}
+
+#[test]
+fn gateways_register_ping_and_fail_over() {
+    // The carrier (SIPp) demands digest on REGISTER (verified) and INVITE.
+    let carrier_log = tempfile::NamedTempFile::new().unwrap();
+    let carrier = sipp_bg_open(vec![
+        "-sf".into(),
+        s(&scenario("uas_register_auth_carrier.xml")),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        "5410".into(),
+        "-key".into(),
+        "auth_user".into(),
+        "gw".into(),
+        "-key".into(),
+        "auth_pass".into(),
+        "s3cret".into(),
+        "-recv_timeout".into(),
+        "20000".into(),
+        "-timeout".into(),
+        "25s".into(),
+        "-trace_logs".into(),
+        "-log_file".into(),
+        carrier_log.path().display().to_string(),
+    ]);
+    let gateways = "[sip.gateways.carrier]\nprofile = \"external\"\nproxy = \"127.0.0.1:5410\"\nusername = \"gw\"\npassword = \"s3cret\"\nrealm = \"carrier\"\nregister = true\nexpires_s = 3600\n\n[sip.gateways.backup]\nprofile = \"external\"\nproxy = \"127.0.0.1:5411\"\nping_s = 1\nping_failures = 2\n";
+    let user = "[users.1019]\npassword = \"1234\"\nparams = { \"dial-string\" = \"sofia/gateway/backup/15551234567|sofia/gateway/carrier/15551234567\" }\n";
+    let mut sw = Running::start_with(tempfile::tempdir().unwrap(), 5400, 22000, user, gateways);
+    sw.wait_for("gateway registered");
+    // Nothing answers the backup's pings: DOWN.
+    sw.wait_for("gateway DOWN");
+    // A call to 1019: the backup is DOWN (GATEWAY_DOWN at once), `|` moves
+    // on to the carrier, which challenges the INVITE; the switch answers it.
+    let (rc, out) = call(
+        sw.internal,
+        5405,
+        "u1",
+        "uac_auth_call.xml",
+        "1019",
+        &[
+            "-key",
+            "domain",
+            "dialtone.local",
+            "-au",
+            "1000",
+            "-ap",
+            "1234",
+            "-key",
+            "caller",
+            "1000",
+            "-auth_uri",
+            &format!("1019@127.0.0.1:{}", sw.internal),
+            "-d",
+            "500",
+        ],
+    );
+    assert_eq!(
+        rc,
+        0,
+        "call through the carrier failed:\n{out}\nswitch:\n{}\ncarrier:\n{}",
+        sw.log_tail(),
+        std::fs::read_to_string(carrier_log.path()).unwrap_or_default()
+    );
+    // The backup comes back: UP again.
+    let backup = sipp_bg_open(vec![
+        "-sf".into(),
+        s(&scenario("uas_options.xml")),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        "5411".into(),
+        "-timeout".into(),
+        "6s".into(),
+    ]);
+    sw.wait_for("gateway UP");
+    let _ = backup.join();
+    let (crc, cout) = carrier.join().unwrap();
+    let log = std::fs::read_to_string(carrier_log.path()).unwrap_or_default();
+    assert!(
+        log.contains("REGISTER username=\"gw\" auth=ok"),
+        "carrier log:\n{log}\n{cout}"
+    );
+    assert!(
+        log.contains("auth=ok") && log.contains("INVITE"),
+        "carrier log:\n{log}"
+    );
+    assert_eq!(crc, 0, "the carrier saw a failed exchange:\n{cout}");
+    sw.assert_no_leaks();
 }
