@@ -1,0 +1,770 @@
+//! Audio end to end: two baresip softphones call each other through the
+//! switch, and each must hear the other's tone.
+//!
+//! The switch runs `dialtone run` on a copy of the default configuration
+//! with its own SIP ports (internal 5500, external 5501), RTP range
+//! 22400-22599 and state directory. Phone A (user 1000, SIP 5520, sends a
+//! 440 Hz tone) and phone B (user 1001, SIP 5530, sends 1000 Hz, answers by
+//! itself) register with digest auth to the internal profile; A dials
+//! `sip:1001@dialtone.local`, the dialplan bridges to B's registration and
+//! the switch anchors the media (one RTP port per leg, packets relayed).
+//! Checked: the tone each phone decoded (baresip's sndfile dumps, measured by
+//! `tests/sip/tone_freq.py`), the RTP streams on loopback (tshark: four
+//! streams, at least 95 % of each phone's packets relayed to the other) and
+//! that the switch's RTP sockets are released after the hang-up.
+//!
+//! Needs baresip, sox, tshark and python3 (`scripts/install-peers.sh`), and
+//! the right to capture on `lo` (root or CAP_NET_RAW).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn components() -> PathBuf {
+    std::env::var("DIALTONE_COMPONENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("build/components"))
+}
+
+fn sip_dir() -> PathBuf {
+    repo().join("tests/sip")
+}
+
+/// A running switch on its own ports.
+struct Running {
+    log_path: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+    internal: u16,
+    rtp: (u16, u16),
+    log: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    /// Starts a switch whose profiles listen on `base` (internal) and
+    /// `base + 1` (external), RTP on `rtp_base..rtp_base+200`.
+    fn start(base: u16, rtp_base: u16) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        std::fs::create_dir_all(conf.join("tenants")).unwrap();
+        let comps = components();
+        let main = std::fs::read_to_string(repo().join("conf/dialtone.toml"))
+            .unwrap()
+            .replace("../build/components/", &format!("{}/", comps.display()))
+            .replace(
+                "state_dir = \"../var\"",
+                &format!("state_dir = \"{}\"", dir.path().join("var").display()),
+            )
+            .replace(
+                "cache_dir = \"../var/cache/components\"",
+                &format!("cache_dir = \"{}\"", dir.path().join("cache").display()),
+            )
+            .replace("127.0.0.1:5060", &format!("127.0.0.1:{base}"))
+            .replace("127.0.0.1:5080", &format!("127.0.0.1:{}", base + 1))
+            .replace(
+                "rtp_port_min = 16384",
+                &format!("rtp_port_min = {rtp_base}"),
+            )
+            .replace(
+                "rtp_port_max = 32767",
+                &format!("rtp_port_max = {}", rtp_base + 199),
+            );
+        std::fs::write(conf.join("dialtone.toml"), main).unwrap();
+        let tenant = std::fs::read_to_string(repo().join("conf/tenants/dialtone.local.toml"))
+            .unwrap()
+            .replace("../../build/components/", &format!("{}/", comps.display()));
+        std::fs::write(conf.join("tenants/dialtone.local.toml"), tenant).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dialtone"))
+            .arg("--conf")
+            .arg(&conf)
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        let log_path = dir.path().join("switch.log");
+        let log_file = log_path.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::create(log_file).ok();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = f.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let mut r = Running {
+            log_path,
+            child,
+            _dir: dir,
+            internal: base,
+            rtp: (rtp_base, rtp_base + 199),
+            log: rx,
+            seen: Vec::new(),
+        };
+        r.wait_for("dialtone running");
+        let mut rounds = 0;
+        while r
+            .seen
+            .iter()
+            .filter(|l| l.contains("SIP profile listening"))
+            .count()
+            < 2
+        {
+            rounds += 1;
+            assert!(rounds <= 4, "the switch did not start both profiles");
+            r.wait_for_new("SIP profile listening");
+        }
+        r
+    }
+
+    fn wait_for(&mut self, what: &str) {
+        if self.seen.iter().any(|l| l.contains(what)) {
+            return;
+        }
+        self.wait_for_new(what)
+    }
+
+    fn wait_for_new(&mut self, what: &str) {
+        let end = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < end {
+            if let Ok(l) = self.log.recv_timeout(Duration::from_millis(100)) {
+                let hit = l.contains(what);
+                self.seen.push(l);
+                if hit {
+                    return;
+                }
+            }
+        }
+        panic!("no `{what}` in the log:\n{}", self.seen.join("\n"));
+    }
+
+    /// The switch's log so far (last 60 lines).
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// UDP sockets the switch holds in its RTP range.
+    fn rtp_sockets(&self) -> usize {
+        let out = Command::new("ss")
+            .args(["-Huanp"])
+            .output()
+            .expect("ss (iproute2) is needed to count RTP sockets");
+        let pid = format!("pid={},", self.child.id());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&pid))
+            .filter_map(|l| {
+                let local = l.split_whitespace().nth(3)?;
+                local.rsplit(':').next()?.parse::<u16>().ok()
+            })
+            .filter(|p| (self.rtp.0..=self.rtp.1).contains(p))
+            .count()
+    }
+
+    /// RTP ports return to zero within 40 s.
+    fn assert_no_leaks(&self) {
+        let end = Instant::now() + Duration::from_secs(40);
+        loop {
+            let n = self.rtp_sockets();
+            if n == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{n} RTP sockets still open after 40 s\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process (baresip, tshark) stopped by its PID when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    /// Sends `signal` to the process and waits (at most `within`) for it to
+    /// exit; true when it did.
+    fn stop(&mut self, signal: &str, within: Duration) -> bool {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status();
+        self.wait_exit(within)
+    }
+
+    /// Waits (at most `within`) for the process to exit by itself.
+    fn wait_exit(&mut self, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        loop {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if !self.stop("TERM", Duration::from_secs(5)) {
+            eprintln!("{} (pid {}) ignored SIGTERM", self.name, self.child.id());
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The test's work folder (tones, phone folders, capture): removed on
+/// success, kept for inspection when the test fails.
+struct Work(Option<tempfile::TempDir>);
+
+impl Work {
+    fn path(&self) -> &Path {
+        self.0.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(d) = self.0.take() {
+                eprintln!("work folder kept: {}", d.keep().display());
+            }
+        }
+    }
+}
+
+/// Fails loudly when a peer tool is not on PATH.
+fn require_tools() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = ["baresip", "sox", "tshark", "python3", "ss"]
+        .into_iter()
+        .filter(|t| !std::env::split_paths(&path).any(|d| d.join(t).is_file()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing {}: run scripts/install-peers.sh",
+        missing.join(", ")
+    );
+}
+
+/// Runs a command to completion; panics with its output when it fails.
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e} (run scripts/install-peers.sh)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{what} failed: {text}");
+    text
+}
+
+fn sox_tone(path: &Path, hz: u32, seconds: u32) {
+    run(
+        Command::new("sox")
+            .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+            .arg(path)
+            .args([
+                "synth",
+                &seconds.to_string(),
+                "sine",
+                &hz.to_string(),
+                "vol",
+                "0.5",
+            ]),
+        "sox",
+    );
+}
+
+/// One baresip softphone: its folder, ctrl_tcp port, RTP range and process.
+struct Phone {
+    name: &'static str,
+    dir: PathBuf,
+    ctrl_port: u16,
+    rtp: (u16, u16),
+    proc_: Proc,
+}
+
+impl Phone {
+    /// Renders the config from `tests/sip/baresip/` and starts baresip,
+    /// which quits by itself after `life` seconds.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        name: &'static str,
+        work: &Path,
+        sip_port: u16,
+        rtp: (u16, u16),
+        ctrl_port: u16,
+        source: &Path,
+        account: &str,
+        life: u32,
+    ) -> Phone {
+        let dir = work.join(name);
+        run(
+            Command::new(sip_dir().join("baresip/render.sh"))
+                .arg(&dir)
+                .arg(sip_port.to_string())
+                .arg(rtp.0.to_string())
+                .arg(rtp.1.to_string())
+                .arg(ctrl_port.to_string())
+                .arg(source)
+                .arg(account),
+            "tests/sip/baresip/render.sh",
+        );
+        let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .arg("-t")
+            .arg(life.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("baresip: run scripts/install-peers.sh");
+        Phone {
+            name,
+            dir,
+            ctrl_port,
+            rtp,
+            proc_: Proc {
+                name: "baresip",
+                child,
+            },
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+
+    /// Waits (at most 20 s) until baresip logs the 200 OK to its REGISTER.
+    fn wait_registered(&mut self, aor: &str) {
+        let end = Instant::now() + Duration::from_secs(20);
+        let ok = format!("{aor}: {{0/UDP/v4}} 200 OK");
+        loop {
+            let log = self.log();
+            if log.contains(&ok) {
+                return;
+            }
+            if let Ok(Some(st)) = self.proc_.child.try_wait() {
+                panic!(
+                    "baresip {} exited ({st}) before registering:\n{log}",
+                    self.name
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "baresip {} did not register as {aor} within 20 s:\n{log}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The one `dump-*-dec.wav` sndfile wrote (what this phone decoded).
+    fn decoded(&self) -> PathBuf {
+        let snd = self.dir.join("snd");
+        let mut dec: Vec<PathBuf> = std::fs::read_dir(&snd)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .collect();
+        dec.sort();
+        assert_eq!(
+            dec.len(),
+            1,
+            "phone {}: want one decoded-audio file in {}, found {dec:?}",
+            self.name,
+            snd.display()
+        );
+        dec.pop().unwrap()
+    }
+}
+
+/// A ctrl_tcp connection to baresip: netstring-framed JSON both ways. Every
+/// connected client gets every event, so one connection per phone, opened
+/// before the call, sees the whole call.
+struct Ctrl {
+    name: &'static str,
+    sock: TcpStream,
+    buf: Vec<u8>,
+    seen: Vec<serde_json::Value>,
+    token: u32,
+}
+
+impl Ctrl {
+    fn connect(name: &'static str, port: u16) -> Ctrl {
+        let end = Instant::now() + Duration::from_secs(10);
+        let sock = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < end,
+                        "ctrl_tcp of baresip {name} on {port}: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        };
+        Ctrl {
+            name,
+            sock,
+            buf: Vec::new(),
+            seen: Vec::new(),
+            token: 0,
+        }
+    }
+
+    /// Sends a command and waits (at most 5 s) for its response.
+    fn command(&mut self, command: &str, params: &str) -> serde_json::Value {
+        self.token += 1;
+        let token = format!("t{}", self.token);
+        let msg =
+            serde_json::json!({"command": command, "params": params, "token": token}).to_string();
+        self.sock
+            .write_all(format!("{}:{msg},", msg.len()).as_bytes())
+            .unwrap();
+        self.wait(Duration::from_secs(5), |m| {
+            m["response"] == true && m["token"] == token.as_str()
+        })
+        .unwrap_or_else(|| panic!("baresip {}: no response to {command}", self.name))
+    }
+
+    /// Waits (at most `within`) for an event of type `kind`.
+    fn wait_event(&mut self, kind: &str, within: Duration) -> Option<serde_json::Value> {
+        self.wait(within, |m| m["event"] == true && m["type"] == kind)
+    }
+
+    /// Messages so far (seen or new) until `pred` holds; consumed on a hit.
+    fn wait(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return Some(self.seen.remove(i));
+        }
+        let end = Instant::now() + within;
+        let mut chunk = [0u8; 8192];
+        loop {
+            // Complete netstrings first.
+            while let Some(colon) = self.buf.iter().position(|&b| b == b':') {
+                let n: usize = std::str::from_utf8(&self.buf[..colon])
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("bad netstring from baresip {}", self.name));
+                if self.buf.len() < colon + 1 + n + 1 {
+                    break;
+                }
+                let m: serde_json::Value =
+                    serde_json::from_slice(&self.buf[colon + 1..colon + 1 + n]).unwrap();
+                self.buf.drain(..colon + 1 + n + 1);
+                eprintln!("baresip {}: {m}", self.name);
+                if pred(&m) {
+                    return Some(m);
+                }
+                self.seen.push(m);
+            }
+            let now = Instant::now();
+            if now >= end {
+                return None;
+            }
+            self.sock
+                .set_read_timeout(Some((end - now).max(Duration::from_millis(10))))
+                .unwrap();
+            match self.sock.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// One RTP stream from `tshark -z rtp,streams`.
+#[derive(Debug)]
+struct Stream {
+    src_port: u16,
+    dst_port: u16,
+    ssrc: String,
+    packets: u64,
+    lost: String,
+}
+
+/// Parses `tshark -q -z rtp,streams` output. A data line: start end src
+/// sport dst dport ssrc payload... pkts lost (pct%) ...
+fn parse_streams(out: &str) -> Vec<Stream> {
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 10 || !f[6].starts_with("0x") || f[2].parse::<std::net::IpAddr>().is_err()
+            {
+                return None;
+            }
+            let pct = (8..f.len()).find(|&i| f[i].starts_with('(') && f[i].ends_with("%)"))?;
+            Some(Stream {
+                src_port: f[3].parse().ok()?,
+                dst_port: f[5].parse().ok()?,
+                ssrc: f[6].to_string(),
+                packets: f[pct - 2].parse().ok()?,
+                lost: f[pct - 1].to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Measures the dominant frequency of `wav` (middle half) with
+/// tone_freq.py; panics unless it is `hz` within 2 %.
+fn assert_tone(wav: &Path, hz: u32, who: &str) -> String {
+    let out = Command::new("python3")
+        .arg(sip_dir().join("tone_freq.py"))
+        .arg(wav)
+        .args(["--expect", &hz.to_string(), "--tolerance", "0.02"])
+        .output()
+        .expect("python3: run scripts/install-peers.sh");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{who} decoded {text:?} (want {hz} Hz within 2 %; exit {:?}) in {}: {}",
+        out.status.code(),
+        wav.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn two_baresip_phones_call_through_the_switch_with_audio_both_ways() {
+    require_tools();
+    let t0 = Instant::now();
+    let sw = Running::start(5500, 22400);
+    let work = Work(Some(tempfile::tempdir().unwrap()));
+    let w = work.path();
+    let (tone_a, tone_b) = (w.join("tone440.wav"), w.join("tone1000.wav"));
+    sox_tone(&tone_a, 440, 20);
+    sox_tone(&tone_b, 1000, 20);
+
+    let outbound = format!("outbound=\"sip:127.0.0.1:{};transport=udp\"", sw.internal);
+    let acct = |user: &str, extra: &str| {
+        format!(
+            "<sip:{user}@dialtone.local>;auth_user={user};auth_pass=1234;{outbound};\
+             regint=60;audio_codecs=PCMU{extra}"
+        )
+    };
+    // -t 40: every baresip quits by itself at the latest 40 s after start.
+    let mut b = Phone::start(
+        "b",
+        w,
+        5530,
+        (22720, 22730),
+        5534,
+        &tone_b,
+        &acct("1001", ";answermode=auto"),
+        40,
+    );
+    let mut a = Phone::start(
+        "a",
+        w,
+        5520,
+        (22700, 22710),
+        5524,
+        &tone_a,
+        &acct("1000", ""),
+        40,
+    );
+    b.wait_registered("1001@dialtone.local");
+    a.wait_registered("1000@dialtone.local");
+    eprintln!("both phones registered after {:?}", t0.elapsed());
+
+    // Capture the legs' RTP on loopback: every packet to or from the
+    // switch's range (-a duration bounds it; SIGINT ends it earlier).
+    let pcap = w.join("rtp.pcapng");
+    let tshark_log = w.join("tshark.log");
+    let mut tshark = Proc {
+        name: "tshark",
+        child: Command::new("tshark")
+            .args(["-i", "lo", "-f"])
+            .arg(format!("udp portrange {}-{}", sw.rtp.0, sw.rtp.1))
+            .args(["-a", "duration:60", "-q", "-w"])
+            .arg(&pcap)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&tshark_log).unwrap())
+            .spawn()
+            .expect("tshark: run scripts/install-peers.sh"),
+    };
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = std::fs::read_to_string(&tshark_log).unwrap_or_default();
+        if log.contains("Capturing on") {
+            break;
+        }
+        if let Ok(Some(st)) = tshark.child.try_wait() {
+            panic!("tshark exited ({st}) (needs root or CAP_NET_RAW on lo):\n{log}");
+        }
+        assert!(
+            Instant::now() < end,
+            "tshark did not start capturing:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let mut ctrl_b = Ctrl::connect("b", b.ctrl_port);
+    let mut ctrl_a = Ctrl::connect("a", a.ctrl_port);
+    let r = ctrl_a.command("dial", "sip:1001@dialtone.local");
+    assert_eq!(r["ok"], true, "dial refused: {r}");
+    let established_a = ctrl_a.wait_event("CALL_ESTABLISHED", Duration::from_secs(15));
+    let established_b = ctrl_b.wait_event("CALL_ESTABLISHED", Duration::from_secs(5));
+    assert!(
+        established_a.is_some() && established_b.is_some(),
+        "call not established (A: {established_a:?}, B: {established_b:?})\n\
+         A's log:\n{}\nB's log:\n{}\nswitch:\n{}",
+        a.log(),
+        b.log(),
+        sw.log_tail()
+    );
+    eprintln!("call established after {:?}", t0.elapsed());
+    std::thread::sleep(Duration::from_secs(2));
+    let during = sw.rtp_sockets();
+    std::thread::sleep(Duration::from_secs(3));
+
+    let r = ctrl_a.command("hangup", "");
+    assert_eq!(r["ok"], true, "hangup refused: {r}");
+    let closed_a = ctrl_a.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let closed_b = ctrl_b.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    assert!(
+        closed_a.is_some() && closed_b.is_some(),
+        "hang-up not seen (A: {closed_a:?}, B: {closed_b:?})\nswitch:\n{}",
+        sw.log_tail()
+    );
+    eprintln!("call closed on both phones after {:?}", t0.elapsed());
+
+    // Let both phones quit so that sndfile closes its WAV files, and end the
+    // capture.
+    for (c, p) in [(&mut ctrl_a, &mut a), (&mut ctrl_b, &mut b)] {
+        let _ = c.command("quit", "");
+        if !p.proc_.wait_exit(Duration::from_secs(10)) {
+            p.proc_.stop("TERM", Duration::from_secs(5));
+        }
+    }
+    assert!(
+        tshark.stop("INT", Duration::from_secs(10)),
+        "tshark did not stop on SIGINT"
+    );
+
+    // Audio: each phone decoded the other one's tone.
+    let heard_b = assert_tone(&b.decoded(), 440, "B (1001)");
+    let heard_a = assert_tone(&a.decoded(), 1000, "A (1000)");
+    eprintln!("B decoded {heard_b} Hz, A decoded {heard_a} Hz");
+
+    // RTP: A→switch, switch→B, B→switch, switch→A, each relayed in full.
+    let out = run(
+        Command::new("tshark").arg("-r").arg(&pcap).args([
+            "-o",
+            "rtp.heuristic_rtp:TRUE",
+            "-q",
+            "-z",
+            "rtp,streams",
+        ]),
+        "tshark -z rtp,streams",
+    );
+    let streams = parse_streams(&out);
+    eprintln!("{out}");
+    let in_sw = |p: u16| (sw.rtp.0..=sw.rtp.1).contains(&p);
+    let in_range = |p: u16, r: (u16, u16)| (r.0..=r.1).contains(&p);
+    let find = |what: &str, pred: &dyn Fn(&Stream) -> bool| -> &Stream {
+        let hits: Vec<&Stream> = streams.iter().filter(|s| pred(s)).collect();
+        assert_eq!(hits.len(), 1, "want one {what} stream, got {hits:?}\n{out}");
+        hits[0]
+    };
+    let a_sw = find("A→switch", &|s| {
+        in_range(s.src_port, a.rtp) && in_sw(s.dst_port)
+    });
+    let sw_b = find("switch→B", &|s| {
+        in_sw(s.src_port) && in_range(s.dst_port, b.rtp)
+    });
+    let b_sw = find("B→switch", &|s| {
+        in_range(s.src_port, b.rtp) && in_sw(s.dst_port)
+    });
+    let sw_a = find("switch→A", &|s| {
+        in_sw(s.src_port) && in_range(s.dst_port, a.rtp)
+    });
+    assert_eq!(streams.len(), 4, "want 4 RTP streams:\n{out}");
+    for (from, to, what) in [(a_sw, sw_b, "A→B"), (b_sw, sw_a, "B→A")] {
+        // 50 packets/s: about 5 s of talk, give or take setup.
+        assert!(from.packets >= 150, "{what}: only {from:?} sent\n{out}");
+        assert!(
+            to.packets * 100 >= from.packets * 95,
+            "{what}: {} packets sent to the switch, {} relayed\n{out}",
+            from.packets,
+            to.packets
+        );
+    }
+    eprintln!(
+        "RTP {} sockets during the call; A→sw {} ({}), sw→B {} ({}), B→sw {} ({}), sw→A {} ({})",
+        during,
+        a_sw.packets,
+        a_sw.ssrc,
+        sw_b.packets,
+        sw_b.lost,
+        b_sw.packets,
+        b_sw.ssrc,
+        sw_a.packets,
+        sw_a.lost
+    );
+    assert!(
+        during >= 2,
+        "the switch held {during} RTP sockets during the call"
+    );
+
+    // The switch lets go of the legs' ports.
+    sw.assert_no_leaks();
+    drop(a);
+    drop(b);
+    eprintln!("done after {:?}", t0.elapsed());
+}
