@@ -30,7 +30,6 @@ pub mod ua;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
@@ -77,11 +76,9 @@ pub struct Shared {
     /// A-leg UUID -> the B-leg whose media it gets.
     peer_of: Mutex<HashMap<String, String>>,
     switch: OnceLock<Weak<Switch>>,
-    /// Live transactions (sum is not kept; the last profile to run wins):
-    /// for leak checks, see [`Sofia::transactions`].
-    pub transactions: AtomicU64,
-    /// Live calls, likewise.
-    pub calls: AtomicU64,
+    /// Live transactions and calls per profile, for leak checks and the
+    /// load log line ([`Sofia::load`]).
+    pub load: Mutex<HashMap<String, (u64, u64)>>,
     /// UP/DOWN of every gateway.
     pub gateway_status: gateway::GatewayStatus,
 }
@@ -184,8 +181,7 @@ impl Sofia {
                 originator_of: Mutex::new(HashMap::new()),
                 peer_of: Mutex::new(HashMap::new()),
                 switch: OnceLock::new(),
-                transactions: AtomicU64::new(0),
-                calls: AtomicU64::new(0),
+                load: Mutex::new(HashMap::new()),
                 gateway_status: gateway::GatewayStatus::default(),
             }),
             profiles: Mutex::new(HashMap::new()),
@@ -222,9 +218,18 @@ impl Sofia {
         self.shared.legs.lock().len()
     }
 
+    /// Live SIP transactions and calls, over every profile.
+    pub fn load(&self) -> (u64, u64) {
+        self.shared
+            .load
+            .lock()
+            .values()
+            .fold((0, 0), |(t, c), (t2, c2)| (t + t2, c + c2))
+    }
+
     /// RTP ports in use (leak checks).
     pub fn rtp_ports_in_use(&self) -> usize {
-        self.shared.media().ports_in_use()
+        self.shared.media.get().map_or(0, |m| m.ports_in_use())
     }
 
     /// Works out where `PROFILE/...` or `gateway/NAME/NUMBER` goes.

@@ -257,6 +257,7 @@ impl ProfileCore {
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
     ) {
         tracing::info!(profile = %self.settings.name, addr = %self.transports.local_addr(), "SIP profile listening (udp, tcp)");
+        let mut last_load = (0u64, 0u64);
         loop {
             let deadline = self.next_deadline();
             let sleep = async {
@@ -276,9 +277,14 @@ impl ProfileCore {
                 },
                 _ = sleep => self.on_timer(),
             }
-            self.shared
-                .transactions
-                .store(self.tx.len() as u64, Ordering::Relaxed);
+            let load = (self.tx.len() as u64, self.calls.len() as u64);
+            if load != last_load {
+                last_load = load;
+                self.shared
+                    .load
+                    .lock()
+                    .insert(self.settings.name.clone(), load);
+            }
         }
     }
 
@@ -1661,9 +1667,6 @@ impl ProfileCore {
             self.shared.forget_leg(&c.uuid);
             self.by_dialog.remove(&dialog_key(&c.call_id, &c.local_tag));
         }
-        self.shared
-            .calls
-            .store(self.calls.len() as u64, Ordering::Relaxed);
     }
 
     /// Creates an outbound leg.

@@ -291,6 +291,7 @@ pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut stamps = file_stamps(&app.watched_files());
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last_load = None;
     tracing::info!(
         tenants = ?app.tenants.names(),
         conf = %app.conf_dir.display(),
@@ -302,6 +303,14 @@ pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = tick.tick() => {
+                // One line whenever the switch's load changes: what leak
+                // checks and operators read until the control plane lands.
+                let (transactions, sip_calls) = dialtone_sofia::Sofia::load(&app.sofia);
+                let load = (app.switch.channel_count(), sip_calls, transactions, app.sofia.rtp_ports_in_use());
+                if last_load != Some(load) {
+                    last_load = Some(load);
+                    tracing::info!(channels = load.0, sip_calls, transactions, rtp_ports = load.3, "load");
+                }
                 let now = file_stamps(&app.watched_files());
                 if now == stamps { continue; }
                 // Let a writer finish before reading.
