@@ -1274,9 +1274,16 @@ impl ProfileCore {
             }
             200..=299 => {
                 let first = c.state == CallState::Early;
+                let cancelled = c.state == CallState::Ended && c.bye_tx.is_none();
                 c.state = CallState::Answered;
                 let uuid = c.uuid.clone();
                 self.send_2xx_ack(id, &msg);
+                if cancelled {
+                    // A 200 that crossed our CANCEL: the dialog exists now,
+                    // and only a BYE ends it (RFC 3261 9.1).
+                    self.end_call_with_bye(id, HangupCause::OriginatorCancel);
+                    return;
+                }
                 if first {
                     self.shared.bridge_media(&uuid);
                     if let Some(c) = self.calls.get(&id) {
