@@ -302,7 +302,9 @@ target_pids() {
 
 kam_shm_used() {
   command -v kamcmd >/dev/null || { echo null; return; }
-  timeout 5 kamcmd -s "$KAM_CTL" core.shmmem 2>/dev/null | awk '/real_used/{gsub(/[^0-9]/,"",$2); print $2; f=1} END{if(!f) print "null"}'
+  local out
+  out=$(timeout 5 kamcmd -s "$KAM_CTL" core.shmmem 2>/dev/null) || true
+  awk '$1 == "real_used:" {gsub(/[^0-9]/,"",$2); print $2; f=1} END{if(!f) print "null"}' <<<"$out"
 }
 
 # ---------------------------------------------------------------- steps
@@ -343,7 +345,8 @@ cps_step() {
   calls=$CALLS
   if [ $((rate * STEP_S)) -lt "$calls" ]; then calls=$((rate * STEP_S)); fi
   if [ "$warm" -gt 0 ]; then calls=$warm; fi
-  csv="$WORK/$t.uac.$rate$([ "$warm" -gt 0 ] && echo .warmup).csv"
+  csv="$WORK/$t.uac.$rate.csv"
+  if [ "$warm" -gt 0 ]; then csv="$WORK/$t.uac.$rate.warmup.csv"; fi
   pids=$(target_pids "$t")
   c0=$(cpu_ticks $pids); m0=$(machine_ticks); t0=$(now_s)
   # Calls take calls/rate seconds; 15 s more for stragglers, then SIPp gives
