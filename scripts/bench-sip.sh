@@ -27,21 +27,25 @@
 #     over the main process and all its children. The summary quotes it at
 #     BENCH_CPU_RATE (2000 calls/s), or at the highest rate both targets
 #     sustained when that is lower (it says which).
-#  3. REGISTER: BENCH_REGISTERS registrations, each REGISTER -> 401 ->
-#     REGISTER with Authorization -> 200, with up to BENCH_REG_CONCURRENCY in
-#     flight (closed loop: as fast as the target answers). Two passes:
-#     `refresh` loops over the 20 directory users 1000-1019 (the same 20
-#     bindings updated again and again), `new` registers BENCH_REGISTERS
-#     distinct users (20000, 20001, ...: added to the bench's copy of the
-#     tenant file for Dialtone; Kamailio takes any user with the password).
-#     Memory per registration comes from the `new` pass: Dialtone's RSS
-#     growth (VmRSS) and registrations.redb growth, Kamailio's shared memory
-#     growth (kamcmd core.shmmem real_used), each divided by the distinct
-#     registrations that got a 200. The `refresh` pass reports the RSS change
-#     too, which should be about zero. Memory is read after the
-#     transactions of the previous phase have ended (full run: 33 s for
+#  3. REGISTER, first, on the freshly started target: BENCH_REGISTERS
+#     registrations, each REGISTER -> 401 -> REGISTER with Authorization ->
+#     200, with up to BENCH_REG_CONCURRENCY in flight (closed loop: as fast
+#     as the target answers), each pass bounded at 50 s (a slower target
+#     completes fewer: the JSON says how many). Two passes: `refresh` loops
+#     over 19 directory users (1000, 1002-1019: 1001 is kept for the callee)
+#     so the same 19 bindings are updated again and again; `new` registers
+#     distinct users 20000, 20001, ... (added with password 1234 to the
+#     bench's copy of the tenant file for Dialtone; Kamailio takes any user
+#     with that password). Memory per registration comes from the `new`
+#     pass: Dialtone's RSS growth (VmRSS) and registrations.redb growth,
+#     Kamailio's shared memory growth (kamcmd core.shmmem real_used), each
+#     divided by the distinct registrations that got a 200. Memory is read
+#     once the previous phase's transactions have ended (full run: 33 s for
 #     Dialtone, longer than its Timer J; 6 s for Kamailio, longer than tm's
-#     wait timer), and again that long after the `new` pass.
+#     wait timer; smoke runs wait 1 s and report no per-binding figure).
+#     Every registration is digest-authenticated on both; Dialtone also
+#     writes each one to its redb file before answering, Kamailio keeps
+#     them in memory only (usrloc db_mode 0).
 #
 # Output: one JSON line per measurement on stdout (also appended to
 # $BENCH_OUT when set), a final {"bench":"sip_summary",...} line, and a
@@ -51,8 +55,11 @@
 #
 # The switch runs from a copy of conf/ in a temporary directory with:
 # internal profile 127.0.0.1:5600 (digest auth), external 127.0.0.1:5601,
-# RTP 30000-39999, [limits] max_cps = 100000 and max_channels = 100000
-# (defaults 200 and 1000 would cap the benchmark, not the switch), the
+# RTP 20000-39999 (10,000 port pairs: every call holds two, one per leg, and
+# at 1000 calls/s a backlog of a few seconds exhausted 30000-39999),
+# [limits] max_cps = 100000 and max_channels = 100000 (defaults 200 and
+# 1000 would cap the benchmark, not the switch; max_guest_invocations stays
+# at its default 64, the switch's own overload guard), the
 # extra bench users 20000.. with password 1234, RUST_LOG=warn. State and
 # component cache in the temporary directory (on the same disk as /tmp:
 # every registration is written to redb there before it is answered).
@@ -62,7 +69,7 @@
 #
 # Environment (defaults in brackets; smoke values after the slash):
 #   BENCH_CALLS [30000 / 300]            calls per step
-#   BENCH_RATES ["250 500 1000 1500 2000 3000 4000 5000" / "250"]
+#   BENCH_RATES ["250 500 750 1000 1500 2000 3000 4000 5000" / "250"]
 #   BENCH_CPU_RATE [2000 / 250]          rate the summary quotes CPU/call at
 #   BENCH_STEP_S [40 / 10]               longest stretch of calls in one step
 #   BENCH_REGISTERS [10000 / 300]        registrations per REGISTER pass
@@ -96,7 +103,7 @@ if [ "$SMOKE" = 1 ]; then
   RAMP_DEADLINE_S=90
 else
   CALLS="${BENCH_CALLS:-30000}"
-  RATES="${BENCH_RATES:-250 500 1000 1500 2000 3000 4000 5000}"
+  RATES="${BENCH_RATES:-250 500 750 1000 1500 2000 3000 4000 5000}"
   CPU_RATE="${BENCH_CPU_RATE:-2000}"
   STEP_S="${BENCH_STEP_S:-40}"
   NREG="${BENCH_REGISTERS:-10000}"
@@ -243,13 +250,13 @@ start_dialtone() {
     -e "s|^cache_dir = \"\.\./var/cache/components\"|cache_dir = \"$d/cache\"|" \
     -e 's|"127\.0\.0\.1:5060"|"127.0.0.1:5600"|' \
     -e 's|"127\.0\.0\.1:5080"|"127.0.0.1:5601"|' \
-    -e 's|^rtp_port_min = .*|rtp_port_min = 30000|' \
+    -e 's|^rtp_port_min = .*|rtp_port_min = 20000|' \
     -e 's|^rtp_port_max = .*|rtp_port_max = 39999|' \
     -e 's|^max_channels = .*|max_channels = 100000|' \
     -e 's|^max_cps = .*|max_cps = 100000|' \
     "$REPO/conf/dialtone.toml")
   for want in "state_dir = \"$d/var\"" "cache_dir = \"$d/cache\"" '127.0.0.1:5600' '127.0.0.1:5601' \
-    'rtp_port_min = 30000' 'max_channels = 100000' 'max_cps = 100000'; do
+    'rtp_port_min = 20000' 'max_channels = 100000' 'max_cps = 100000'; do
     grep -qF "$want" <<<"$main" || die "conf/dialtone.toml changed: could not set $want"
   done
   echo "$main" >"$d/conf/dialtone.toml"
@@ -374,7 +381,12 @@ cps_step() {
     STEP_OK=1
   fi
   STEP_CALLS=$calls; STEP_OKCALLS=$ok; STEP_CPU_US=$cpu_us
-  emit "{\"bench\":\"sip_cps_step\",\"target\":\"$t\",\"warmup\":$([ "$warm" -gt 0 ] && echo true || echo false),\"rate\":$rate,\"calls\":$calls,\"successful\":$ok,\"failed\":$failed,\"retransmissions\":$retr,\"sipp_rc\":$rc,\"elapsed_s\":$elapsed,\"achieved_cps\":$achieved,\"sustained\":$([ $STEP_OK = 1 ] && echo true || echo false),\"cpu_ms\":$cpu_ms,\"cpu_us_per_call\":$cpu_us,\"machine_busy_pct\":$busy,\"cpu_pids\":$(echo $pids | wc -w)}"
+  local mem
+  case $t in
+    dialtone) mem="\"rss_kb_after\":$(rss_kb "$DT_PID")" ;;
+    kamailio) mem="\"shm_used_after\":$(kam_shm_used)" ;;
+  esac
+  emit "{\"bench\":\"sip_cps_step\",\"target\":\"$t\",\"warmup\":$([ "$warm" -gt 0 ] && echo true || echo false),\"rate\":$rate,\"calls\":$calls,\"successful\":$ok,\"failed\":$failed,\"retransmissions\":$retr,\"sipp_rc\":$rc,\"elapsed_s\":$elapsed,\"achieved_cps\":$achieved,\"sustained\":$([ $STEP_OK = 1 ] && echo true || echo false),\"cpu_ms\":$cpu_ms,\"cpu_us_per_call\":$cpu_us,\"machine_busy_pct\":$busy,\"cpu_pids\":$(echo $pids | wc -w),$mem}"
   # Let the target finish its timers (dead calls, transaction linger).
   sleep 2
 }
@@ -386,7 +398,8 @@ register_pass() {
   {
     echo SEQUENTIAL
     if [ "$kind" = refresh ]; then
-      for u in $(seq 1000 1019); do echo "$u;[authentication username=$u password=1234]"; done
+      # 1001 is the callee of the calls: its only binding must be the callee's.
+      for u in 1000 $(seq 1002 1019); do echo "$u;[authentication username=$u password=1234]"; done
     else
       awk -v n="$NREG" 'BEGIN{for(i=0;i<n;i++) printf("%d;[authentication username=%d password=1234]\n", 20000+i, 20000+i)}'
     fi
@@ -412,8 +425,8 @@ register_pass() {
   elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
   rate=$(fdiv "$ok" "$elapsed" 0)
   local cpu_us distinct mem
-  cpu_us=$(fdiv "$(( (c1 - c0) * 1000000 / HZ ))" "$NREG" 1)
-  if [ "$kind" = refresh ]; then distinct=20; else distinct=$ok; fi
+  cpu_us=$(fdiv "$(( (c1 - c0) * 1000000 / HZ ))" "$ok" 1)
+  if [ "$kind" = refresh ]; then distinct=19; else distinct=$ok; fi
   case $t in
     dialtone)
       rss1=$(rss_kb "$DT_PID"); db1=$(stat -c %s "$DT_STATE/registrations.redb" 2>/dev/null || echo 0)
@@ -433,6 +446,14 @@ register_pass() {
       fi ;;
   esac
   REG_RATE=$rate
+  # Short settles (smoke) leave the previous phase's transactions in the
+  # figures: no per-binding memory then.
+  local settled=true
+  if [ "${SETTLE_S[$t]}" -lt 5 ]; then
+    settled=false
+    mem=$(sed -E 's/"(rss|redb|shm)_bytes_per_new_binding":[-0-9.]+/"\1_bytes_per_new_binding":null/g' <<<"$mem")
+  fi
+  mem="$mem,\"memory_settled\":$settled"
   emit "{\"bench\":\"sip_register\",\"target\":\"$t\",\"pass\":\"$kind\",\"registrations\":$NREG,\"distinct_users\":$distinct,\"successful\":$ok,\"failed\":$failed,\"retransmissions\":$retr,\"sipp_rc\":$rc,\"in_flight\":$REG_CONC,\"elapsed_s\":$elapsed,\"registrations_per_s\":$rate,\"cpu_us_per_registration\":$cpu_us,$mem}"
 }
 
@@ -448,6 +469,19 @@ run_target() {
     kamailio) start_kamailio; rport=5650; dport=5650; base=5620 ;;
     *) die "unknown target $t" ;;
   esac
+  # REGISTER first, on a fresh process: its memory figures are not blurred
+  # by calls still being torn down. SETTLE_S is longer than Dialtone's
+  # Timer J (32 s) and Kamailio's tm wait timer (5 s): memory is read once
+  # the previous phase's transactions are gone.
+  local settle=${SETTLE_S[$t]}
+  log "$t: REGISTER passes (waiting ${settle} s between phases for transactions to end)"
+  sleep 1
+  register_pass "$t" "$rport" $((base + 3)) refresh
+  REG_REFRESH[$t]=$REG_RATE
+  sleep "$settle"
+  register_pass "$t" "$rport" $((base + 3)) new "$settle"
+  REG_NEW[$t]=$REG_RATE
+
   register_callee "$t" "$rport" $((base + 1))
   start_callee "$t" $((base + 1))
   MAXRATE[$t]=0
@@ -475,17 +509,6 @@ run_target() {
     fi
   done
   stop_pid "$UAS_PID"
-  # Memory is read once transactions of the previous phase are gone:
-  # SETTLE_S is longer than Dialtone's Timer J (32 s) and Kamailio's tm
-  # wait timer (5 s).
-  local settle=${SETTLE_S[$t]}
-  log "$t: REGISTER passes (waiting ${settle} s between phases for transactions to end)"
-  sleep "$settle"
-  register_pass "$t" "$rport" $((base + 3)) refresh
-  REG_REFRESH[$t]=$REG_RATE
-  sleep "$settle"
-  register_pass "$t" "$rport" $((base + 3)) new "$settle"
-  REG_NEW[$t]=$REG_RATE
   case $t in
     dialtone) stop_pid "$DT_PID" ;;
     kamailio) stop_pid "$KAM_PID" ;;
@@ -519,6 +542,6 @@ if [ "$d_cpu" != null ] && [ "$k_cpu" != null ]; then cpu_ratio=$(fdiv "$d_cpu" 
 emit "{\"bench\":\"sip_summary\",\"mode\":\"$([ "$SMOKE" = 1 ] && echo smoke || echo full)\",\"dialtone_max_sustained_cps\":$d_max,\"kamailio_max_sustained_cps\":$k_max,\"cps_ratio_dialtone_over_kamailio\":$ratio,\"cpu_rate\":$cpu_rate,\"cpu_rate_choice\":\"$cpu_note\",\"dialtone_cpu_us_per_call\":$d_cpu,\"kamailio_cpu_us_per_call\":$k_cpu,\"cpu_ratio_dialtone_over_kamailio\":$cpu_ratio,\"dialtone_register_refresh_per_s\":${REG_REFRESH[dialtone]:-null},\"kamailio_register_refresh_per_s\":${REG_REFRESH[kamailio]:-null},\"dialtone_register_new_per_s\":${REG_NEW[dialtone]:-null},\"kamailio_register_new_per_s\":${REG_NEW[kamailio]:-null},\"wall_s\":$(( $(date +%s) - T_START ))}"
 log "highest sustained calls/s: dialtone=$d_max kamailio=$k_max ratio=$ratio (rates tried: $RATES)"
 log "CPU per call at $cpu_rate calls/s ($cpu_note): dialtone=${d_cpu} us kamailio=${k_cpu} us"
-log "REGISTER/s (refresh of 20 users; $NREG new users): dialtone=${REG_REFRESH[dialtone]:-null}; ${REG_NEW[dialtone]:-null} kamailio=${REG_REFRESH[kamailio]:-null}; ${REG_NEW[kamailio]:-null}"
+log "REGISTER/s (refresh of 19 users; up to $NREG new users): dialtone=${REG_REFRESH[dialtone]:-null}; ${REG_NEW[dialtone]:-null} kamailio=${REG_REFRESH[kamailio]:-null}; ${REG_NEW[kamailio]:-null}"
 log "wall time $(( $(date +%s) - T_START )) s"
 exit "$FAIL"
