@@ -509,6 +509,13 @@ run_target() {
     fi
   done
   stop_pid "$UAS_PID"
+  # Memory once the calls' transactions have ended (after the last step,
+  # memory still holds up to Timer J / tm wait worth of them).
+  sleep "$settle"
+  case $t in
+    dialtone) emit "{\"bench\":\"sip_memory_after_calls\",\"target\":\"$t\",\"settled_s\":$settle,\"rss_kb\":$(rss_kb "$DT_PID")}" ;;
+    kamailio) emit "{\"bench\":\"sip_memory_after_calls\",\"target\":\"$t\",\"settled_s\":$settle,\"shm_used\":$(kam_shm_used)}" ;;
+  esac
   case $t in
     dialtone) stop_pid "$DT_PID" ;;
     kamailio) stop_pid "$KAM_PID" ;;
