@@ -10,6 +10,8 @@ export DIALTONE_COMPONENTS="${DIALTONE_COMPONENTS:-$REPO/build/components}"
 
 cargo bench -q -p dialtone-dialplan --bench route -- --bench
 cargo bench -q -p dialtone-media --bench relay
+# SIP load against Kamailio (smoke: one low rate, a few hundred REGISTERs).
+scripts/bench-sip.sh
 
 if [ "${DIALTONE_BENCH_SMOKE:-0}" != 1 ] && command -v valgrind >/dev/null; then
   bin=$(ls -t "$CARGO_TARGET_DIR"/release/deps/route-* | grep -v '\.d$' | head -n1)

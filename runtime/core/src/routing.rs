@@ -295,11 +295,34 @@ pub trait Dialplan: Send + Sync {
         message: TextMessage,
     ) -> BoxFuture<'_, Result<MessageDecision, RouteFailure>>;
     /// Call a dialstring helper (`sofia_contact` ...) for a tenant. `Err`
-    /// carries a message for the log; the leg fails with INVALID_URL.
+    /// carries a message for the log and the cause the leg fails with:
+    /// INVALID_URL when the helper itself refused its arguments, the host's
+    /// cause (SWITCH_CONGESTION on overload, the tenant's failure cause on a
+    /// trap) when it could not run.
     fn call_helper(
         &self,
         tenant: &str,
         name: &str,
         args: &str,
-    ) -> BoxFuture<'_, Result<String, String>>;
+    ) -> BoxFuture<'_, Result<String, HelperError>>;
+}
+
+/// Why a dialstring helper gave no expansion.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HelperError {
+    /// The cause the leg fails with.
+    pub cause: HangupCause,
+    /// For the log.
+    pub message: String,
+}
+
+impl From<String> for HelperError {
+    /// A helper's own refusal: INVALID_URL.
+    fn from(message: String) -> HelperError {
+        HelperError {
+            cause: HangupCause::InvalidUrl,
+            message,
+        }
+    }
 }

@@ -341,7 +341,15 @@ impl Switch {
                 }
             }
         }
-        let mut it = answers.into_iter();
+        // A helper that could not run (overload, a trap) fails the leg with
+        // the host's cause, not as a bad dialstring.
+        if let Some(Err(e)) = answers
+            .iter()
+            .find(|a| matches!(a, Err(e) if e.cause != HangupCause::InvalidUrl))
+        {
+            return Err(e.cause);
+        }
+        let mut it = answers.into_iter().map(|a| a.map_err(|e| e.message));
         dialstring::expand(template, lookup, &mut |_, _| {
             it.next()
                 .unwrap_or_else(|| Err("helper call count changed".into()))

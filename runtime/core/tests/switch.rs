@@ -16,8 +16,8 @@ use dialtone_core::limits::{Admission, LimitConfig};
 use dialtone_core::pseudo::{ErrorEndpoint, LoopbackEndpoint, NullEndpoint};
 use dialtone_core::registrations::Registrations;
 use dialtone_core::routing::{
-    Action, BoxFuture, ChannelSnapshot, Dialplan, Direction, MessageDecision, OutboundDecision,
-    OutboundRequest, RouteFailure, TextMessage,
+    Action, BoxFuture, ChannelSnapshot, Dialplan, Direction, HelperError, MessageDecision,
+    OutboundDecision, OutboundRequest, RouteFailure, TextMessage,
 };
 use dialtone_core::switch::{InboundSpec, Switch, SwitchSettings};
 use dialtone_core::HangupCause;
@@ -63,10 +63,15 @@ impl Dialplan for FakeDialplan {
         _t: &str,
         name: &str,
         args: &str,
-    ) -> BoxFuture<'_, Result<String, String>> {
+    ) -> BoxFuture<'_, Result<String, HelperError>> {
         let out = match name {
             "echo_helper" => Ok(args.to_string()),
-            _ => Err(format!("no helper {name}")),
+            // A helper the host could not run: the guest pool is full.
+            "busy_helper" => Err(HelperError {
+                cause: HangupCause::SwitchCongestion,
+                message: "guest invocation limit".into(),
+            }),
+            _ => Err(format!("no helper {name}").into()),
         };
         Box::pin(async move { out })
     }
@@ -400,6 +405,19 @@ async fn directory_user_resolution() {
     assert_eq!(
         b.call("default", "9999").hangup_cause().await,
         HangupCause::SubscriberAbsent
+    );
+    // A helper that could not run fails the leg with the host's cause
+    // (overload: SWITCH_CONGESTION, 503), a helper that refused its
+    // arguments with INVALID_URL.
+    let congested = bench(|_| vec![bridge("${busy_helper(x)}")]);
+    assert_eq!(
+        congested.call("default", "1").hangup_cause().await,
+        HangupCause::SwitchCongestion
+    );
+    let refused = bench(|_| vec![bridge("${no_such_helper(x)}")]);
+    assert_eq!(
+        refused.call("default", "1").hangup_cause().await,
+        HangupCause::InvalidUrl
     );
     let p = b.call("default", "1006");
     p.wait_for(Told::Answer).await;

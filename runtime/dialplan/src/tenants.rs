@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use dialtone_core::events::{Event, EventBus};
 use dialtone_core::limits::Admission;
 use dialtone_core::routing::{
-    Action, BoxFuture, ChannelSnapshot, Dialplan, MessageDecision, OutboundDecision,
+    Action, BoxFuture, ChannelSnapshot, Dialplan, HelperError, MessageDecision, OutboundDecision,
     OutboundRequest, RouteFailure, TextMessage,
 };
 use dialtone_core::HangupCause;
@@ -596,14 +596,17 @@ impl Dialplan for WasmDialplan {
         tenant: &str,
         name: &str,
         args: &str,
-    ) -> BoxFuture<'_, Result<String, String>> {
+    ) -> BoxFuture<'_, Result<String, HelperError>> {
         let tenant = tenant.to_string();
         let call = Call::Helper(name.to_string(), args.to_string());
         Box::pin(async move {
             match self.0.submit(&tenant, "", call).await {
-                Ok(Answer::Helper(r)) => r,
-                Ok(_) => Err("unexpected answer".into()),
-                Err(f) => Err(f.reason),
+                Ok(Answer::Helper(r)) => r.map_err(HelperError::from),
+                Ok(_) => Err("unexpected answer".to_string().into()),
+                Err(f) => Err(HelperError {
+                    cause: f.cause,
+                    message: f.reason,
+                }),
             }
         })
     }
