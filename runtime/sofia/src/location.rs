@@ -6,7 +6,10 @@
 //! host imports read for `sofia_contact` and `user/`), and an embedded
 //! database file (`registrations.redb` in the state directory) so a
 //! restart, even a `kill -9`, keeps every phone reachable without it
-//! registering again. Writes go to the database before they are visible.
+//! registering again. Changes are visible at once and written by one
+//! writer thread that commits whatever has queued up in one transaction
+//! (group commit), so the signalling tasks never wait on the disk; the
+//! registrar answers 200 only once its binding is committed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,11 +75,76 @@ impl Binding {
     }
 }
 
+/// One queued database change and who waits for it.
+enum Write {
+    Put(String, Vec<u8>, Done),
+    Remove(String, Done),
+}
+
+/// Told when a change is committed (or failed to be).
+pub type Done = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
+
 /// The location service.
 pub struct Location {
     bindings: Mutex<HashMap<String, Binding>>,
-    db: Option<Database>,
+    writer: Option<Mutex<std::sync::mpsc::Sender<Write>>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     registrations: Arc<Registrations>,
+}
+
+impl Drop for Location {
+    /// Lets the writer commit what is queued and close the database.
+    fn drop(&mut self) {
+        self.writer = None;
+        if let Some(t) = self.writer_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Most changes one commit takes.
+const BATCH: usize = 1024;
+
+fn writer_loop(db: Database, rx: std::sync::mpsc::Receiver<Write>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let result = (|| -> Result<(), redb::Error> {
+            let w = db.begin_write()?;
+            {
+                let mut t = w.open_table(TABLE)?;
+                for op in &batch {
+                    match op {
+                        Write::Put(k, v, _) => {
+                            t.insert(k.as_str(), v.as_slice())?;
+                        }
+                        Write::Remove(k, _) => {
+                            t.remove(k.as_str())?;
+                        }
+                    }
+                }
+            }
+            w.commit()?;
+            Ok(())
+        })()
+        .map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "registrations database commit failed");
+        }
+        for op in batch {
+            let done = match op {
+                Write::Put(_, _, d) | Write::Remove(_, d) => d,
+            };
+            if let Some(d) = done {
+                let _ = d.send(result.clone());
+            }
+        }
+    }
 }
 
 impl Location {
@@ -104,11 +172,12 @@ impl Location {
         };
         let loc = Location {
             bindings: Mutex::new(HashMap::new()),
-            db,
+            writer: None,
+            writer_thread: None,
             registrations,
         };
         let mut expired = Vec::new();
-        if let Some(db) = &loc.db {
+        if let Some(db) = &db {
             let r = db.begin_read()?;
             let t = r.open_table(TABLE)?;
             for item in t.iter()? {
@@ -122,7 +191,7 @@ impl Location {
                 }
             }
         }
-        if let Some(db) = &loc.db {
+        if let Some(db) = &db {
             if !expired.is_empty() {
                 let w = db.begin_write()?;
                 {
@@ -134,35 +203,59 @@ impl Location {
                 w.commit()?;
             }
         }
+        let mut loc = loc;
+        if let Some(db) = db {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let t = std::thread::Builder::new()
+                .name("sip-location-db".into())
+                .spawn(move || writer_loop(db, rx))?;
+            loc.writer = Some(Mutex::new(tx));
+            loc.writer_thread = Some(t);
+        }
         Ok(loc)
     }
 
-    /// Adds or refreshes a binding.
-    pub fn upsert(&self, b: Binding) -> anyhow::Result<()> {
-        if let Some(db) = &self.db {
-            let w = db.begin_write()?;
-            {
-                let mut t = w.open_table(TABLE)?;
-                t.insert(b.key().as_str(), serde_json::to_vec(&b)?.as_slice())?;
+    fn queue(&self, w: Write) -> Result<(), String> {
+        match &self.writer {
+            Some(tx) => tx
+                .lock()
+                .send(w)
+                .map_err(|_| "registrations database writer stopped".to_string()),
+            None => {
+                let done = match w {
+                    Write::Put(_, _, d) | Write::Remove(_, d) => d,
+                };
+                if let Some(d) = done {
+                    let _ = d.send(Ok(()));
+                }
+                Ok(())
             }
-            w.commit()?;
         }
+    }
+
+    /// Adds or refreshes a binding: visible at once, committed by the
+    /// writer thread, which tells `done` when it is on disk.
+    pub fn upsert(&self, b: Binding, done: Done) -> anyhow::Result<()> {
+        let value = serde_json::to_vec(&b)?;
+        self.queue(Write::Put(b.key(), value, done))
+            .map_err(anyhow::Error::msg)?;
         self.registrations.upsert(b.registration());
         self.bindings.lock().insert(b.key(), b);
         Ok(())
     }
 
-    /// Removes a binding; returns whether it existed.
-    pub fn remove(&self, domain: &str, user: &str, contact: &str) -> anyhow::Result<bool> {
+    /// Removes a binding; returns whether it existed. `done` as for
+    /// [`Self::upsert`].
+    pub fn remove(
+        &self,
+        domain: &str,
+        user: &str,
+        contact: &str,
+        done: Done,
+    ) -> anyhow::Result<bool> {
         let key = format!("{domain}\u{0}{user}\u{0}{contact}");
-        if let Some(db) = &self.db {
-            let w = db.begin_write()?;
-            {
-                let mut t = w.open_table(TABLE)?;
-                t.remove(key.as_str())?;
-            }
-            w.commit()?;
-        }
+        self.queue(Write::Remove(key.clone(), done))
+            .map_err(anyhow::Error::msg)?;
         self.registrations.remove(domain, "sofia", user, contact);
         Ok(self.bindings.lock().remove(&key).is_some())
     }
@@ -209,7 +302,7 @@ impl Location {
             .cloned()
             .collect();
         for b in gone {
-            if let Err(e) = self.remove(&b.domain, &b.user, &b.contact) {
+            if let Err(e) = self.remove(&b.domain, &b.user, &b.contact, None) {
                 tracing::warn!(error = %e, "could not purge an expired registration");
             }
         }
@@ -243,8 +336,13 @@ mod tests {
         {
             let regs = Arc::new(Registrations::new());
             let loc = Location::open(Some(&path), regs.clone(), 100).unwrap();
-            loc.upsert(binding("sip:1000@10.9.9.9:5060", 1000)).unwrap();
-            loc.upsert(binding("sip:1000@10.9.9.9:5062", 150)).unwrap();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            loc.upsert(binding("sip:1000@10.9.9.9:5060", 1000), None)
+                .unwrap();
+            loc.upsert(binding("sip:1000@10.9.9.9:5062", 150), Some(tx))
+                .unwrap();
+            // The writer commits in order: the last one done means both are.
+            rx.blocking_recv().unwrap().unwrap();
             assert_eq!(loc.count(100), 2);
             assert_eq!(regs.lookup("d.test", "sofia", "", "1000", 100).len(), 2);
         }
@@ -255,7 +353,7 @@ mod tests {
         assert_eq!(b.source.port(), 5100);
         assert_eq!(regs.lookup("d.test", "sofia", "", "1000", 200).len(), 1);
         assert!(loc
-            .remove("d.test", "1000", "sip:1000@10.9.9.9:5060")
+            .remove("d.test", "1000", "sip:1000@10.9.9.9:5060", None)
             .unwrap());
         assert_eq!(loc.count(200), 0);
         let _ = std::fs::remove_dir_all(&dir);

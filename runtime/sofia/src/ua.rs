@@ -49,6 +49,8 @@ pub enum Cmd {
     Control(u64, Control),
     /// Forget a call whose transactions had time to finish.
     Forget(u64),
+    /// Send a response prepared earlier (a REGISTER's 200 once stored).
+    Respond(TxId, Box<Message>),
     /// The dialplan decided on a MESSAGE.
     MessageDecided(
         TxId,
@@ -710,12 +712,19 @@ impl ProfileCore {
         let header_expires = msg.expires();
         let call_id = msg.call_id().unwrap_or_default().to_string();
         let cseq = msg.cseq().map(|c| c.seq).unwrap_or(0);
+        // The 200 waits until every change is committed to disk.
+        let mut waits = Vec::new();
         if msg.contact_star() {
             if header_expires != Some(0) {
                 return self.respond_code(tx, &msg, 400, Some("Contact * needs Expires: 0"));
             }
             for b in self.shared.location().of_user(&tenant, &user, now) {
-                let _ = self.shared.location().remove(&tenant, &user, &b.contact);
+                let (d, w) = oneshot::channel();
+                waits.push(w);
+                let _ = self
+                    .shared
+                    .location()
+                    .remove(&tenant, &user, &b.contact, Some(d));
             }
         }
         for c in msg.contacts() {
@@ -728,7 +737,12 @@ impl ProfileCore {
                 .min(max);
             let contact = c.uri.to_string();
             if expires == 0 {
-                let _ = self.shared.location().remove(&tenant, &user, &contact);
+                let (d, w) = oneshot::channel();
+                waits.push(w);
+                let _ = self
+                    .shared
+                    .location()
+                    .remove(&tenant, &user, &contact, Some(d));
                 continue;
             }
             if expires < min {
@@ -748,7 +762,9 @@ impl ProfileCore {
                 call_id: call_id.clone(),
                 cseq,
             };
-            if let Err(e) = self.shared.location().upsert(b) {
+            let (d, w) = oneshot::channel();
+            waits.push(w);
+            if let Err(e) = self.shared.location().upsert(b, Some(d)) {
                 tracing::error!(error = %e, "could not store a registration");
                 return self.respond_code(tx, &msg, 500, None);
             }
@@ -763,7 +779,18 @@ impl ProfileCore {
         r.headers
             .push("Date", httpdate(std::time::SystemTime::now()));
         self.server_headers(&mut r);
-        self.respond(tx, r);
+        if waits.is_empty() {
+            return self.respond(tx, r);
+        }
+        let cmds = self.cmds_tx.clone();
+        let failed = Message::response_to(&msg, 500, None, Some(&tag()));
+        tokio::spawn(async move {
+            let mut ok = true;
+            for w in waits {
+                ok &= matches!(w.await, Ok(Ok(())));
+            }
+            let _ = cmds.send(Cmd::Respond(tx, Box::new(if ok { r } else { failed })));
+        });
     }
 
     fn on_invite(&mut self, tx: TxId, msg: Message, from: Peer) {
@@ -1412,6 +1439,7 @@ impl ProfileCore {
         match cmd {
             Cmd::Control(id, ctl) => self.on_control(id, ctl),
             Cmd::Forget(id) => self.forget(id),
+            Cmd::Respond(tx, r) => self.respond(tx, *r),
             Cmd::MessageDecided(tx, req, from, decision) => {
                 self.on_message_decided(tx, *req, from, decision)
             }
