@@ -105,6 +105,27 @@ impl Drop for Location {
 /// Most changes one commit takes.
 const BATCH: usize = 1024;
 
+/// Writes one batch in one transaction.
+fn commit(db: &Database, batch: &[Write]) -> Result<(), Box<redb::Error>> {
+    let w = db.begin_write().map_err(|e| Box::new(e.into()))?;
+    {
+        let mut t = w.open_table(TABLE).map_err(|e| Box::new(e.into()))?;
+        for op in batch {
+            match op {
+                Write::Put(k, v, _) => {
+                    t.insert(k.as_str(), v.as_slice())
+                        .map_err(|e| Box::new(e.into()))?;
+                }
+                Write::Remove(k, _) => {
+                    t.remove(k.as_str()).map_err(|e| Box::new(e.into()))?;
+                }
+            }
+        }
+    }
+    w.commit().map_err(|e| Box::new(e.into()))?;
+    Ok(())
+}
+
 fn writer_loop(db: Database, rx: std::sync::mpsc::Receiver<Write>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -114,25 +135,7 @@ fn writer_loop(db: Database, rx: std::sync::mpsc::Receiver<Write>) {
                 Err(_) => break,
             }
         }
-        let result = (|| -> Result<(), redb::Error> {
-            let w = db.begin_write()?;
-            {
-                let mut t = w.open_table(TABLE)?;
-                for op in &batch {
-                    match op {
-                        Write::Put(k, v, _) => {
-                            t.insert(k.as_str(), v.as_slice())?;
-                        }
-                        Write::Remove(k, _) => {
-                            t.remove(k.as_str())?;
-                        }
-                    }
-                }
-            }
-            w.commit()?;
-            Ok(())
-        })()
-        .map_err(|e| e.to_string());
+        let result = commit(&db, &batch).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, "registrations database commit failed");
         }
