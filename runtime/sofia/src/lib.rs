@@ -45,7 +45,7 @@ use dialtone_sip::message::{Host, Uri};
 use dialtone_sip::sdp::SessionDescription;
 
 use crate::location::Location;
-use crate::settings::{GatewaySettings, SipSettings};
+use crate::settings::SipSettings;
 use crate::transport::{Peer, Transport};
 use crate::ua::{Cmd, ProfileCore, Target};
 
@@ -147,90 +147,6 @@ impl Shared {
         peers.remove(uuid);
         peers.retain(|_, b| b != uuid);
     }
-}
-
-/// The `sofia` endpoint.
-pub struct Sofia {
-    shared: Arc<Shared>,
-    profiles: Mutex<HashMap<String, mpsc::UnboundedSender<Cmd>>>,
-    gateways: HashMap<String, GatewaySettings>,
-}
-
-impl Sofia {
-    /// The endpoint, before its profiles start.
-    pub fn new(
-        sip: SipSettings,
-        default_domain: String,
-        retry_after: u32,
-        media_ip: IpAddr,
-    ) -> Arc<Sofia> {
-        let gateways = sip
-            .gateways
-            .iter()
-            .map(|g| (g.name.clone(), g.clone()))
-            .collect();
-        Arc::new(Sofia {
-            shared: Arc::new(Shared {
-                sip,
-                default_domain,
-                retry_after,
-                location: OnceLock::new(),
-                media: OnceLock::new(),
-                media_ip,
-                legs: Mutex::new(HashMap::new()),
-                originator_of: Mutex::new(HashMap::new()),
-                peer_of: Mutex::new(HashMap::new()),
-                switch: OnceLock::new(),
-                load: Mutex::new(HashMap::new()),
-                gateway_status: gateway::GatewayStatus::default(),
-            }),
-            profiles: Mutex::new(HashMap::new()),
-            gateways,
-        })
-    }
-
-    /// Opens the location database, starts the media engine, binds every
-    /// profile and starts serving.
-    pub async fn start(
-        &self,
-        switch: &Arc<Switch>,
-        location: Arc<Location>,
-        media: MediaEngine,
-    ) -> anyhow::Result<()> {
-        let _ = self.shared.switch.set(Arc::downgrade(switch));
-        let _ = self.shared.location.set(location);
-        let _ = self.shared.media.set(media);
-        for p in self.shared.sip.profiles.clone() {
-            let name = p.name.clone();
-            let tx = ProfileCore::start(p, self.shared.clone()).await?;
-            self.profiles.lock().insert(name, tx);
-        }
-        Ok(())
-    }
-
-    /// Shared state (tests and metrics).
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// Live SIP legs (leak checks).
-    pub fn legs(&self) -> usize {
-        self.shared.legs.lock().len()
-    }
-
-    /// Live SIP transactions and calls, over every profile.
-    pub fn load(&self) -> (u64, u64) {
-        self.shared
-            .load
-            .lock()
-            .values()
-            .fold((0, 0), |(t, c), (t2, c2)| (t + t2, c + c2))
-    }
-
-    /// RTP ports in use (leak checks).
-    pub fn rtp_ports_in_use(&self) -> usize {
-        self.shared.media.get().map_or(0, |m| m.ports_in_use())
-    }
 
     /// Works out where `PROFILE/...` or `gateway/NAME/NUMBER` goes.
     async fn target(&self, req: &OutgoingRequest) -> Result<(String, Target), HangupCause> {
@@ -238,8 +154,13 @@ impl Sofia {
         let (first, rest) = data.split_once('/').ok_or(HangupCause::InvalidUrl)?;
         if first == "gateway" {
             let (name, number) = rest.split_once('/').ok_or(HangupCause::InvalidUrl)?;
-            let gw = self.gateways.get(name).ok_or(HangupCause::InvalidGateway)?;
-            if !self.shared.gateway_status.is_up(name) {
+            let gw = self
+                .sip
+                .gateways
+                .iter()
+                .find(|g| g.name == name)
+                .ok_or(HangupCause::InvalidGateway)?;
+            if !self.gateway_status.is_up(name) {
                 return Err(HangupCause::GatewayDown);
             }
             let (transport, addr) = resolve(&gw.proxy, &gw.transport).await?;
@@ -257,7 +178,7 @@ impl Sofia {
         }
         let profile = first.to_string();
         let now = unix_now();
-        let location = self.shared.location();
+        let location = self.location();
         let uri_text = if rest.starts_with("sip:") || rest.starts_with("sips:") {
             rest.to_string()
         } else if rest.contains('@') {
@@ -316,6 +237,83 @@ impl Sofia {
     }
 }
 
+/// The `sofia` endpoint.
+pub struct Sofia {
+    shared: Arc<Shared>,
+    profiles: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Cmd>>>>,
+}
+
+impl Sofia {
+    /// The endpoint, before its profiles start.
+    pub fn new(
+        sip: SipSettings,
+        default_domain: String,
+        retry_after: u32,
+        media_ip: IpAddr,
+    ) -> Arc<Sofia> {
+        Arc::new(Sofia {
+            shared: Arc::new(Shared {
+                sip,
+                default_domain,
+                retry_after,
+                location: OnceLock::new(),
+                media: OnceLock::new(),
+                media_ip,
+                legs: Mutex::new(HashMap::new()),
+                originator_of: Mutex::new(HashMap::new()),
+                peer_of: Mutex::new(HashMap::new()),
+                switch: OnceLock::new(),
+                load: Mutex::new(HashMap::new()),
+                gateway_status: gateway::GatewayStatus::default(),
+            }),
+            profiles: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// Opens the location database, starts the media engine, binds every
+    /// profile and starts serving.
+    pub async fn start(
+        &self,
+        switch: &Arc<Switch>,
+        location: Arc<Location>,
+        media: MediaEngine,
+    ) -> anyhow::Result<()> {
+        let _ = self.shared.switch.set(Arc::downgrade(switch));
+        let _ = self.shared.location.set(location);
+        let _ = self.shared.media.set(media);
+        for p in self.shared.sip.profiles.clone() {
+            let name = p.name.clone();
+            let tx = ProfileCore::start(p, self.shared.clone()).await?;
+            self.profiles.lock().insert(name, tx);
+        }
+        Ok(())
+    }
+
+    /// Shared state (tests and metrics).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Live SIP legs (leak checks).
+    pub fn legs(&self) -> usize {
+        self.shared.legs.lock().len()
+    }
+
+    /// Live SIP transactions and calls, over every profile.
+    pub fn load(&self) -> (u64, u64) {
+        self.shared
+            .load
+            .lock()
+            .values()
+            .fold((0, 0), |(t, c), (t2, c2)| (t + t2, c + c2))
+    }
+
+    /// RTP ports in use (leak checks).
+    pub fn rtp_ports_in_use(&self) -> usize {
+        self.shared.media.get().map_or(0, |m| m.ports_in_use())
+    }
+}
+
 pub(crate) async fn resolve(
     hostport: &str,
     transport: &str,
@@ -348,35 +346,27 @@ impl Endpoint for Sofia {
         _switch: Arc<Switch>,
         request: OutgoingRequest,
     ) -> BoxFuture<'static, Result<Dialed, HangupCause>> {
-        // The future must be 'static: resolve what it needs up front.
-        let profiles = self.profiles.lock().clone();
-        let me = SofiaRef {
-            shared: self.shared.clone(),
-            gateways: self.gateways.clone(),
-        };
-        let started = self.shared.location.get().is_some() && self.shared.media.get().is_some();
+        // The future must be 'static: it holds the shared state and the
+        // profile table, not `self`.
+        let shared = self.shared.clone();
+        let profiles = self.profiles.clone();
+        let started = shared.location.get().is_some() && shared.media.get().is_some();
         Box::pin(async move {
             if !started {
                 // Loaded but never started (a switch built for tests or the
                 // CLI): no sockets to send from.
                 return Err(HangupCause::NetworkOutOfOrder);
             }
-            let sofia = Sofia {
-                shared: me.shared,
-                profiles: Mutex::new(HashMap::new()),
-                gateways: me.gateways,
-            };
-            let (profile, target) = sofia.target(&request).await?;
-            let cmds = profiles.get(&profile).ok_or(HangupCause::InvalidUrl)?;
+            let (profile, target) = shared.target(&request).await?;
+            let cmds = profiles
+                .lock()
+                .get(&profile)
+                .cloned()
+                .ok_or(HangupCause::InvalidUrl)?;
             let (tx, rx) = oneshot::channel();
             cmds.send(Cmd::Dial(Box::new(request), target, tx))
                 .map_err(|_| HangupCause::NetworkOutOfOrder)?;
             rx.await.map_err(|_| HangupCause::NetworkOutOfOrder)?
         })
     }
-}
-
-struct SofiaRef {
-    shared: Arc<Shared>,
-    gateways: HashMap<String, GatewaySettings>,
 }

@@ -403,7 +403,7 @@ impl ProfileCore {
                             "Warning",
                             format!("399 dialtone \"{}\"", e.reason.replace('"', "'")),
                         );
-                        self.send_direct(peer, &req, r);
+                        self.send_stateless(peer, &r);
                     }
                 }
             }
@@ -417,7 +417,7 @@ impl ProfileCore {
             tracing::info!(%peer, %reason, "bad SIP request");
             if msg.method() != Some(&Method::Ack) && msg.top_via().is_some() {
                 let r = Message::response_to(&msg, 400, Some(&reason), Some(&tag()));
-                self.send_direct(peer, &msg, r);
+                self.send_stateless(peer, &r);
             }
             return None;
         }
@@ -435,11 +435,11 @@ impl ProfileCore {
         Some(msg)
     }
 
-    /// Sends a response outside any transaction (400s to what never made
-    /// one), to where RFC 3261 18.2.2 says: the source for reliable
-    /// transports and rport, else the Via's sent-by.
-    fn send_direct(&self, peer: Peer, _req: &Message, r: Message) {
-        let _ = self.transports.send(peer, &r);
+    /// A response outside any transaction (a 400 to what never made one),
+    /// sent back to its source, as the transaction layer does for all
+    /// responses (symmetric response routing, RFC 3581).
+    fn send_stateless(&self, peer: Peer, r: &Message) {
+        let _ = self.transports.send(peer, r);
     }
 
     fn handle_events(&mut self, events: Vec<Event<Peer>>) {
@@ -793,17 +793,22 @@ impl ProfileCore {
         });
     }
 
-    fn on_invite(&mut self, tx: TxId, msg: Message, from: Peer) {
+    /// The digest check a profile asks of calls and messages, then the
+    /// tenant the core assigns: `(authenticated user and domain, tenant)`,
+    /// or `None` when a challenge or refusal was sent.
+    #[allow(clippy::type_complexity)]
+    fn admit(
+        &mut self,
+        tx: TxId,
+        msg: &Message,
+        from: Peer,
+    ) -> Option<(Option<(String, String)>, String)> {
         let authenticated = if self.settings.auth_calls {
-            match self.authenticate(tx, &msg, from) {
-                Some(x) => Some(x),
-                None => return,
-            }
+            Some(self.authenticate(tx, msg, from)?)
         } else {
             None
         };
-        let switch = self.shared.switch();
-        let directory = switch.directory();
+        let directory = self.shared.switch().directory();
         let request_domain = msg.uri().map(|u| u.host.to_string()).unwrap_or_default();
         let tenant = dialtone_core::context::inbound_tenant(
             authenticated.as_ref().map(|(_, d)| d.as_str()),
@@ -811,6 +816,14 @@ impl ProfileCore {
             &directory,
             &self.shared.default_domain,
         );
+        Some((authenticated, tenant))
+    }
+
+    fn on_invite(&mut self, tx: TxId, msg: Message, from: Peer) {
+        let Some((authenticated, tenant)) = self.admit(tx, &msg, from) else {
+            return;
+        };
+        let switch = self.shared.switch();
         let offer = msg
             .body_str()
             .filter(|b| !b.trim().is_empty())
@@ -975,23 +988,10 @@ impl ProfileCore {
     /// decides (reply, forward to a user, drop). The dialplan runs on the
     /// guest pool; its decision comes back as [`Cmd::MessageDecided`].
     fn on_message(&mut self, tx: TxId, msg: Message, from: Peer) {
-        let authenticated = if self.settings.auth_calls {
-            match self.authenticate(tx, &msg, from) {
-                Some(x) => Some(x),
-                None => return,
-            }
-        } else {
-            None
+        let Some((authenticated, tenant)) = self.admit(tx, &msg, from) else {
+            return;
         };
         let switch = self.shared.switch();
-        let directory = switch.directory();
-        let request_domain = msg.uri().map(|u| u.host.to_string()).unwrap_or_default();
-        let tenant = dialtone_core::context::inbound_tenant(
-            authenticated.as_ref().map(|(_, d)| d.as_str()),
-            &request_domain,
-            &directory,
-            &self.shared.default_domain,
-        );
         let aor = |n: Option<NameAddr>| {
             n.map(|n| format!("{}@{}", n.uri.user.unwrap_or_default(), n.uri.host))
                 .unwrap_or_default()
