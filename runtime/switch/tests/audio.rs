@@ -16,195 +16,20 @@
 //! Needs baresip, sox, tshark and python3 (`scripts/install-peers.sh`), and
 //! the right to capture on `lo` (root or CAP_NET_RAW).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn components() -> PathBuf {
-    std::env::var("DIALTONE_COMPONENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("build/components"))
-}
 
 fn sip_dir() -> PathBuf {
     repo().join("tests/sip")
 }
 
 /// A running switch on its own ports.
-struct Running {
-    log_path: PathBuf,
-    child: Child,
-    _dir: tempfile::TempDir,
-    internal: u16,
-    rtp: (u16, u16),
-    log: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    /// Starts a switch whose profiles listen on `base` (internal) and
-    /// `base + 1` (external), RTP on `rtp_base..rtp_base+200`.
-    fn start(base: u16, rtp_base: u16) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("conf");
-        std::fs::create_dir_all(conf.join("tenants")).unwrap();
-        let comps = components();
-        let main = std::fs::read_to_string(repo().join("conf/dialtone.toml"))
-            .unwrap()
-            .replace("../build/components/", &format!("{}/", comps.display()))
-            .replace(
-                "state_dir = \"../var\"",
-                &format!("state_dir = \"{}\"", dir.path().join("var").display()),
-            )
-            .replace(
-                "cache_dir = \"../var/cache/components\"",
-                &format!("cache_dir = \"{}\"", dir.path().join("cache").display()),
-            )
-            .replace("127.0.0.1:5060", &format!("127.0.0.1:{base}"))
-            .replace("127.0.0.1:5080", &format!("127.0.0.1:{}", base + 1))
-            .replace(
-                "rtp_port_min = 16384",
-                &format!("rtp_port_min = {rtp_base}"),
-            )
-            .replace(
-                "rtp_port_max = 32767",
-                &format!("rtp_port_max = {}", rtp_base + 199),
-            );
-        std::fs::write(conf.join("dialtone.toml"), main).unwrap();
-        let tenant = std::fs::read_to_string(repo().join("conf/tenants/dialtone.local.toml"))
-            .unwrap()
-            .replace("../../build/components/", &format!("{}/", comps.display()));
-        std::fs::write(conf.join("tenants/dialtone.local.toml"), tenant).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dialtone"))
-            .arg("--conf")
-            .arg(&conf)
-            .arg("run")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        let stderr = child.stderr.take().unwrap();
-        let log_path = dir.path().join("switch.log");
-        let log_file = log_path.clone();
-        std::thread::spawn(move || {
-            let mut f = std::fs::File::create(log_file).ok();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(f) = f.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                let _ = tx.send(line);
-            }
-        });
-        let mut r = Running {
-            log_path,
-            child,
-            _dir: dir,
-            internal: base,
-            rtp: (rtp_base, rtp_base + 199),
-            log: rx,
-            seen: Vec::new(),
-        };
-        r.wait_for("dialtone running");
-        let mut rounds = 0;
-        while r
-            .seen
-            .iter()
-            .filter(|l| l.contains("SIP profile listening"))
-            .count()
-            < 2
-        {
-            rounds += 1;
-            assert!(rounds <= 4, "the switch did not start both profiles");
-            r.wait_for_new("SIP profile listening");
-        }
-        r
-    }
-
-    fn wait_for(&mut self, what: &str) {
-        if self.seen.iter().any(|l| l.contains(what)) {
-            return;
-        }
-        self.wait_for_new(what)
-    }
-
-    fn wait_for_new(&mut self, what: &str) {
-        let end = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < end {
-            if let Ok(l) = self.log.recv_timeout(Duration::from_millis(100)) {
-                let hit = l.contains(what);
-                self.seen.push(l);
-                if hit {
-                    return;
-                }
-            }
-        }
-        panic!("no `{what}` in the log:\n{}", self.seen.join("\n"));
-    }
-
-    /// The switch's log so far (last 60 lines).
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-
-    /// UDP sockets the switch holds in its RTP range.
-    fn rtp_sockets(&self) -> usize {
-        let out = Command::new("ss")
-            .args(["-Huanp"])
-            .output()
-            .expect("ss (iproute2) is needed to count RTP sockets");
-        let pid = format!("pid={},", self.child.id());
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.contains(&pid))
-            .filter_map(|l| {
-                let local = l.split_whitespace().nth(3)?;
-                local.rsplit(':').next()?.parse::<u16>().ok()
-            })
-            .filter(|p| (self.rtp.0..=self.rtp.1).contains(p))
-            .count()
-    }
-
-    /// RTP ports return to zero within 40 s.
-    fn assert_no_leaks(&self) {
-        let end = Instant::now() + Duration::from_secs(40);
-        loop {
-            let n = self.rtp_sockets();
-            if n == 0 {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "{n} RTP sockets still open after 40 s\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-/// A child process (baresip, tshark) stopped by its PID when dropped.
 struct Proc {
     name: &'static str,
     child: Child,
