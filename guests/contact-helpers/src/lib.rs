@@ -12,6 +12,16 @@
 //! domain, so another tenant's user reads as `error/user_not_registered`.
 //! An argument that cannot be parsed is an `err` (the leg fails with
 //! `invalid-url`).
+//!
+//! `no_std` with the SDK's component runtime (see `dialtone_sdk::rt`): one
+//! core module, no WASI imports.
+
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 mod bindings {
     wit_bindgen::generate!({

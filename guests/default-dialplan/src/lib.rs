@@ -22,6 +22,20 @@
 //! message for `1000`..`1019` to `user/<user>@<tenant>` and answers anything
 //! else with `no such user: <user>`. The only host call is
 //! `channel-variable("ivr_choice")`, for `5000`.
+//!
+//! The component is `no_std` with the SDK's component runtime (its
+//! allocator and panic handler, see `dialtone_sdk::rt`): it imports no WASI,
+//! so the switch instantiates one core module per call instead of four.
+
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
 
 mod bindings {
     wit_bindgen::generate!({

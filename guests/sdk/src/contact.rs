@@ -33,7 +33,11 @@
 //! matches and, when a domain is given, whose domain matches (ASCII
 //! case-insensitively), so they are correct even over an unfiltered list.
 
-use std::fmt;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
 
 use crate::dialstring::{Dialstring, Leg};
 
@@ -89,7 +93,7 @@ impl fmt::Display for HelperError {
     }
 }
 
-impl std::error::Error for HelperError {}
+impl core::error::Error for HelperError {}
 
 /// Which contact helper a [`ContactRequest`] is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,8 +28,11 @@
 //! text the dialplan itself wrote or trusts (a `${sofia_contact(...)}` call, a
 //! fragment a contact helper returned).
 
-use std::borrow::Cow;
-use std::fmt;
+use alloc::borrow::{Cow, ToOwned};
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
 
 /// The grammar characters [`escape`] puts a backslash before (it also
 /// escapes every whitespace character).
@@ -110,7 +113,7 @@ impl fmt::Display for DialstringError {
     }
 }
 
-impl std::error::Error for DialstringError {}
+impl core::error::Error for DialstringError {}
 
 /// Whether `name` is a plain endpoint identifier: `[a-z0-9._]+`.
 fn is_endpoint_name(name: &str) -> bool {

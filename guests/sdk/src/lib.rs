@@ -28,9 +28,16 @@
 //! );
 //! ```
 
+//! The crate is `no_std` (it needs only `alloc`), so a component built on it
+//! can leave the Rust standard library out altogether: see [`rt`].
+
+#![cfg_attr(not(test), no_std)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+extern crate alloc;
 
 pub mod contact;
 pub mod dialstring;
+pub mod rt;
 
 pub use dialstring::{escape, Dialstring, DialstringError, Leg};

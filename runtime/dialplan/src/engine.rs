@@ -107,6 +107,10 @@ pub struct Loaded {
     pub role: Role,
     /// Whether the compiled artifact came from the cache.
     pub from_cache: bool,
+    /// The component's imports by name (`dialtone:switch/host@0.1.0`,
+    /// `wasi:cli/environment@0.2.x`, ...). A component built without WASI
+    /// has one core instance to set up per call instead of four.
+    pub imports: Vec<String>,
     pub(crate) pre: InstancePre<State>,
     pub(crate) router: Option<RouterExports>,
     pub(crate) helpers: Option<HelperExports>,
@@ -273,6 +277,12 @@ impl Engine {
             source: None,
             role,
             from_cache,
+            imports: pre
+                .component()
+                .component_type()
+                .imports(&self.engine)
+                .map(|(name, _)| name.to_string())
+                .collect(),
             pre,
             router,
             helpers,

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use dialtone_core::routing::Dialplan;
 use dialtone_dialplan::tenants::WasmDialplan;
-use dialtone_dialplan::{Role, SandboxSettings};
+use dialtone_dialplan::{Engine, EngineSettings, Role, SandboxSettings};
 
 fn setup() -> (Host, WasmDialplan, tokio::runtime::Runtime) {
     let h = host(1);
@@ -120,4 +120,35 @@ fn group_call_and_unknown_helpers() {
         .block_on(dp.call_helper("a.test", "verto_contact", "1000"))
         .unwrap();
     assert_eq!(v, "error/user_not_registered");
+}
+
+/// The default dialplan and the contact helpers run on every call, so they
+/// are built `no_std` (the SDK's component runtime): no WASI imports, one
+/// core instance per instantiation instead of the four a `std` component
+/// needs (its module, the WASI adapter and the adapter's two shims).
+#[test]
+fn call_path_components_import_only_the_switch() {
+    let engine = Engine::new(EngineSettings {
+        pool_instances: 4,
+        ..EngineSettings::default()
+    })
+    .expect("engine");
+    for (file, role) in [
+        ("default_dialplan.wasm", Role::Dialplan),
+        ("contact_helpers.wasm", Role::Helpers),
+    ] {
+        let loaded = engine.load_file(&component(file), role).expect(file);
+        assert!(!loaded.imports.is_empty(), "{file}: no imports listed");
+        for name in &loaded.imports {
+            assert!(
+                name.starts_with("dialtone:switch/"),
+                "{file} imports {name}: rebuild it no_std with the SDK's component-runtime feature"
+            );
+        }
+    }
+    // A std component (the test guest) does import WASI, and still loads.
+    let std_guest = engine
+        .load_file(&component("hostile_dialplan.wasm"), Role::Dialplan)
+        .expect("hostile guest");
+    assert!(std_guest.imports.iter().any(|n| n.starts_with("wasi:")));
 }
