@@ -111,6 +111,8 @@ pub struct Loaded {
     /// `wasi:cli/environment@0.2.x`, ...). A component built without WASI
     /// has one core instance to set up per call instead of four.
     pub imports: Vec<String>,
+    /// [`Loaded::version`], made once for the per-call sandbox state.
+    pub(crate) version_name: Arc<str>,
     pub(crate) pre: InstancePre<State>,
     pub(crate) router: Option<RouterExports>,
     pub(crate) helpers: Option<HelperExports>,
@@ -119,7 +121,7 @@ pub struct Loaded {
 impl Loaded {
     /// `"<sequence>-<hash>"`, as logs and events name a version.
     pub fn version(&self) -> String {
-        format!("{}-{}", self.sequence, self.hash)
+        self.version_name.to_string()
     }
 }
 
@@ -271,9 +273,12 @@ impl Engine {
             _ => {}
         }
         self.check_export_types(&pre, router.as_ref(), helpers.as_ref())?;
+        let hash = hex_digest[..12].to_string();
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(Loaded {
-            hash: hex_digest[..12].to_string(),
-            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+            version_name: Arc::from(format!("{sequence}-{hash}")),
+            hash,
+            sequence,
             source: None,
             role,
             from_cache,
@@ -313,7 +318,7 @@ impl Engine {
             services: &services,
             settings: &settings,
         };
-        let mut live = crate::sandbox::instantiate_pre(self, pre, 0, &ctx)
+        let mut live = crate::sandbox::instantiate_pre(self, pre, 0, Arc::from("probe"), &ctx)
             .map_err(|e| LoadError::Compile(format!("instantiation failed: {e}")))?;
         if let Some(r) = router {
             r.check(&mut live.store, &live.instance).map_err(|e| {

@@ -381,9 +381,13 @@ pub(crate) fn instantiate(
     loaded: &Loaded,
     ctx: &InvokeCtx<'_>,
 ) -> Result<Live, InvokeError> {
-    let mut live = instantiate_pre(engine, &loaded.pre, loaded.sequence, ctx)?;
-    live.store.data_mut().version = Arc::from(loaded.version());
-    Ok(live)
+    instantiate_pre(
+        engine,
+        &loaded.pre,
+        loaded.sequence,
+        loaded.version_name.clone(),
+        ctx,
+    )
 }
 
 /// Instantiates a prepared component in a new store.
@@ -391,11 +395,12 @@ pub(crate) fn instantiate_pre(
     engine: &Engine,
     pre: &wasmtime::component::InstancePre<State>,
     sequence: u64,
+    version: Arc<str>,
     ctx: &InvokeCtx<'_>,
 ) -> Result<Live, InvokeError> {
     let state = State {
         tenant: ctx.tenant.clone(),
-        version: Arc::from(""),
+        version,
         channel: ctx.channel.to_string(),
         services: ctx.services.clone(),
         limiter: Limiter {
