@@ -751,3 +751,62 @@ fn repeated_auth_failures_from_one_source_are_refused_without_locking_out_others
     ]);
     assert_eq!(rc, 0, "a good REGISTER from another source failed:\n{out}");
 }
+
+/// User 1019's directory entry with `dial_string` (the default dialplan
+/// bridges `user/1019`).
+fn user_1019(dial_string: &str) -> String {
+    format!(
+        "[users.1019]\npassword = \"1234\"\nparams = {{ \"dial-string\" = \"{dial_string}\" }}\n"
+    )
+}
+
+/// A SIPp `-trace_logs` file's text, for what a scenario logged.
+fn log_file() -> (tempfile::NamedTempFile, String) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let p = s(f.path());
+    (f, p)
+}
+
+#[test]
+fn info_is_relayed_in_dialog_and_old_cseq_options_and_target_refresh_are_honoured() {
+    // Caller 5442 -> switch (external 5441) -> callee 1010 registered at
+    // 5443, which expects the caller's INFO (body and Content-Type checked
+    // by the scenario), then hangs up: the switch's BYE must reach the
+    // target the caller's re-INVITE refreshed.
+    let sw = Running::start(5440, 23000);
+    register(&sw, "1010", 5443, "u1");
+    let (uas_log, uas_log_path) = log_file();
+    let uas = callee(
+        "uas_info_bye.xml",
+        5443,
+        "u1",
+        &["-d", "1500", "-trace_logs", "-log_file", &uas_log_path],
+    );
+    let (uac_log, uac_log_path) = log_file();
+    let (rc, out) = call(
+        sw.external,
+        5442,
+        "u1",
+        "uac_info.xml",
+        "1010",
+        &["-trace_logs", "-log_file", &uac_log_path],
+    );
+    let uac_text = std::fs::read_to_string(uac_log.path()).unwrap_or_default();
+    let (urc, uout) = uas.join().unwrap();
+    let uas_text = std::fs::read_to_string(uas_log.path()).unwrap_or_default();
+    assert_eq!(
+        rc,
+        0,
+        "caller side failed:\n{out}\n{uac_text}\n{}",
+        sw.log_tail()
+    );
+    assert_eq!(urc, 0, "callee side failed:\n{uout}\n{uas_text}");
+    assert!(uac_text.contains("info: SIP/2.0 200"), "{uac_text}");
+    assert!(uac_text.contains("old cseq: 500"), "{uac_text}");
+    assert!(uac_text.contains("bye: BYE sip:refreshed@"), "{uac_text}");
+    assert!(
+        uas_text.contains("info: Signal=5 Duration=160 application/dtmf-relay"),
+        "{uas_text}"
+    );
+    sw.assert_no_leaks();
+}
