@@ -810,3 +810,218 @@ fn info_is_relayed_in_dialog_and_old_cseq_options_and_target_refresh_are_honoure
     );
     sw.assert_no_leaks();
 }
+
+/// A callee SIPp run in a folder where `pcap/g711a.pcap` exists (the
+/// sip-tester package's audio), for scenarios that play it.
+fn callee_with_pcap(
+    dir: &Path,
+    scn: &str,
+    port: u16,
+    extra: &[&str],
+) -> std::thread::JoinHandle<(i32, String)> {
+    let link = dir.join("pcap");
+    if !link.exists() {
+        std::os::unix::fs::symlink("/usr/share/sip-tester", &link).unwrap();
+    }
+    assert!(
+        link.join("g711a.pcap").exists(),
+        "no /usr/share/sip-tester/g711a.pcap: run scripts/install-peers.sh"
+    );
+    let mut args = vec![
+        "-sf".to_string(),
+        s(&scenario(scn)),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-mi".into(),
+        "127.0.0.1".into(),
+        "-mp".into(),
+        (port + 3).to_string(),
+        "-recv_timeout".into(),
+        "20000".into(),
+        "-timeout".into(),
+        "30s".into(),
+        "-nostdin".into(),
+        "-m".into(),
+        "1".into(),
+        "-timeout_error".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let dir = dir.to_path_buf();
+    let h = std::thread::spawn(move || {
+        let out = Command::new("timeout")
+            .arg("40")
+            .arg(sipp_bin())
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    h
+}
+
+/// Counts the RTP packets that reach `sock` until `stop` is set.
+fn count_rtp(
+    sock: UdpSocket,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        let mut buf = [0u8; 2048];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(len) = sock.recv(&mut buf) {
+                // RTP version 2.
+                if len >= 12 && buf[0] >> 6 == 2 {
+                    n += 1;
+                }
+            }
+        }
+        n
+    })
+}
+
+#[test]
+fn early_media_reaches_the_caller_with_the_switch_sdp() {
+    // The callee (1019, registered at 5463) answers 183 with SDP and plays
+    // an announcement; the caller (5462, its RTP on 5465, where this test
+    // listens) must get a 183 whose SDP points at the switch, and the
+    // audio, before any answer: the first call ends in 486 after three
+    // seconds of early media, the second is answered.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let sw = Running::start_in(
+        tempfile::tempdir().unwrap(),
+        5460,
+        23200,
+        &user_1019("sofia/internal/1019"),
+    );
+    register(&sw, "1019", 5463, "u1");
+    let pcap_dir = tempfile::tempdir().unwrap();
+    for (uas_scn, final_code) in [
+        ("uas_early_media_busy.xml", 486),
+        ("uas_early_media.xml", 200),
+    ] {
+        let rtp = UdpSocket::bind("127.0.0.1:5465").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let counter = count_rtp(rtp, stop.clone());
+        let uas = callee_with_pcap(pcap_dir.path(), uas_scn, 5463, &["-d", "3000"]);
+        let (log, log_path) = log_file();
+        let (rc, out) = call(
+            sw.external,
+            5462,
+            "u1",
+            "uac_early_media.xml",
+            "1019",
+            &[
+                "-key",
+                "rtp_port",
+                "5465",
+                "-d",
+                "500",
+                "-trace_logs",
+                "-log_file",
+                &log_path,
+            ],
+        );
+        stop.store(true, Ordering::Relaxed);
+        let packets = counter.join().unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let (urc, uout) = uas.join().unwrap();
+        assert_eq!(
+            rc,
+            0,
+            "caller side failed:\n{out}\n{text}\n{}",
+            sw.log_tail()
+        );
+        assert_eq!(urc, 0, "callee side failed:\n{uout}");
+        assert!(text.contains(&format!("final: {final_code}")), "{text}");
+        // The 183's SDP is the switch's: a port of its RTP range, not the
+        // callee's 5466.
+        let port: u16 = text
+            .split("m=audio ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no early SDP logged:\n{text}"));
+        assert!(
+            (sw.rtp.0..=sw.rtp.1).contains(&port),
+            "the 183's SDP does not point at the switch: port {port}"
+        );
+        assert!(text.contains("c=IN IP4 127.0.0.1"), "{text}");
+        // About 100 packets of 30 ms in the three seconds before the 486.
+        assert!(
+            packets >= 30,
+            "{packets} RTP packets reached the caller during early media ({uas_scn})"
+        );
+    }
+    sw.assert_no_leaks();
+}
+
+#[test]
+fn ignore_early_media_keeps_the_callee_early_media_from_the_caller() {
+    // `ignore_early_media=true`: the caller gets no 183 and no ringing,
+    // only the answer; `ignore_early_media=ring_ready`: ringing (180)
+    // instead of the 183 (FreeSWITCH's originate options).
+    for (mode, ringing) in [("true", false), ("ring_ready", true)] {
+        let sw = Running::start_in(
+            tempfile::tempdir().unwrap(),
+            5480,
+            23400,
+            &user_1019(&format!("{{ignore_early_media={mode}}}sofia/internal/1019")),
+        );
+        register(&sw, "1019", 5483, "u1");
+        let pcap_dir = tempfile::tempdir().unwrap();
+        let uas = callee_with_pcap(
+            pcap_dir.path(),
+            "uas_early_media.xml",
+            5483,
+            &["-d", "1500"],
+        );
+        let (log, log_path) = log_file();
+        let (rc, out) = call(
+            sw.external,
+            5482,
+            "u1",
+            "uac_expect_no_early_media.xml",
+            "1019",
+            &[
+                "-key",
+                "rtp_port",
+                "5485",
+                "-d",
+                "300",
+                "-trace_logs",
+                "-log_file",
+                &log_path,
+            ],
+        );
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let (urc, uout) = uas.join().unwrap();
+        assert_eq!(
+            rc,
+            0,
+            "ignore_early_media={mode}: the caller got early media or no answer:\n{out}\n{}",
+            sw.log_tail()
+        );
+        assert_eq!(urc, 0, "callee side failed:\n{uout}");
+        assert!(text.contains("final: 200"), "{text}");
+        assert_eq!(
+            text.contains("ringing"),
+            ringing,
+            "ignore_early_media={mode}: ringing expected {ringing}:\n{text}"
+        );
+        sw.assert_no_leaks();
+    }
+}
