@@ -1524,6 +1524,7 @@ impl ProfileCore {
             Control::Ring => {
                 if c.state == CallState::Early {
                     let mut r = Message::response_to(&c.invite, 180, None, Some(&c.local_tag));
+                    copy_record_route(&c.invite, &mut r);
                     r.headers
                         .push("Contact", self.contact_header(c.peer.transport));
                     self.server_headers(&mut r);
@@ -1544,6 +1545,7 @@ impl ProfileCore {
                     return;
                 };
                 let mut r = Message::response_to(&c.invite, code, None, Some(&c.local_tag));
+                copy_record_route(&c.invite, &mut r);
                 r.headers.push(
                     "Contact",
                     format!(
@@ -2018,6 +2020,15 @@ fn next_hop(c: &Call) -> (Uri, Vec<String>, Peer) {
     let mut routes = c.route_set[1..].to_vec();
     routes.push(format!("<{target}>"));
     (first.uri, routes, peer)
+}
+
+/// A response that creates a dialog carries the request's Record-Route
+/// (RFC 3261 12.1.1): the proxies then stay on the path of the caller's
+/// requests in the dialog.
+fn copy_record_route(req: &Message, r: &mut Message) {
+    for h in req.headers.iter().filter(|h| h.name == "Record-Route") {
+        r.headers.push("Record-Route", h.value.clone());
+    }
 }
 
 /// Whether an in-dialog request with CSeq `seq` is in order: not lower than
