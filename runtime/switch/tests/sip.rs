@@ -1025,3 +1025,168 @@ fn ignore_early_media_keeps_the_callee_early_media_from_the_caller() {
         sw.assert_no_leaks();
     }
 }
+
+/// Kamailio as a record-routing proxy (tests/sip/kamailio/record-route.cfg),
+/// ended by its PID when dropped.
+struct Kamailio {
+    child: std::process::Child,
+    _run: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Kamailio {
+    fn start(listen: u16, switch_uri: &str, registrar_uri: &str) -> Kamailio {
+        let run = tempfile::tempdir().unwrap();
+        let log = run.path().join("kamailio.log");
+        let bin = if Path::new("/usr/sbin/kamailio").exists() {
+            "/usr/sbin/kamailio"
+        } else {
+            "kamailio"
+        };
+        let child = Command::new(bin)
+            .arg("-f")
+            .arg(repo().join("tests/sip/kamailio/record-route.cfg"))
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+            .arg(run.path())
+            .arg("-l")
+            .arg(format!("udp:127.0.0.1:{listen}"))
+            .arg("-A")
+            .arg(format!("SWITCH_URI=\"{switch_uri}\""))
+            .arg("-A")
+            .arg(format!("REGISTRAR_URI=\"{registrar_uri}\""))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kamailio is not installed: run scripts/install-peers.sh");
+        let k = Kamailio {
+            child,
+            _run: run,
+            log,
+        };
+        // Up once its UDP socket is bound.
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("ss").args(["-Huanl"]).output().unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains(&format!("127.0.0.1:{listen} ")) {
+                break;
+            }
+            assert!(Instant::now() < end, "kamailio did not start:\n{}", k.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        k
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn in_dialog_requests_follow_the_route_set_through_kamailio() {
+    // caller 5476 -> Kamailio 5475 -> switch (external 5471) -> Kamailio ->
+    // callee 1011 at 5477, registered through Kamailio (so the switch
+    // reaches it there). Kamailio record-routes both INVITEs and refuses
+    // in-dialog requests without its Route (404). The caller's INFO is
+    // relayed to the callee; the callee hangs up; the switch's BYE to the
+    // caller goes through Kamailio, to the target the caller's re-INVITE
+    // refreshed.
+    let sw = Running::start(5470, 23600);
+    let kam = Kamailio::start(
+        5475,
+        &format!("sip:127.0.0.1:{}", sw.external),
+        &format!("sip:127.0.0.1:{}", sw.internal),
+    );
+    let (rc, out) = sipp(&[
+        "-sf",
+        &s(&scenario("uac_register.xml")),
+        "127.0.0.1:5475",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        "5477",
+        "-s",
+        "1011",
+        "-key",
+        "domain",
+        "dialtone.local",
+        "-key",
+        "expires",
+        "3600",
+        "-au",
+        "1011",
+        "-ap",
+        "1234",
+        "-recv_timeout",
+        "10000",
+        "-timeout",
+        "20s",
+    ]);
+    assert_eq!(
+        rc,
+        0,
+        "REGISTER through Kamailio failed:\n{out}\n{}",
+        kam.log()
+    );
+    let (uas_log, uas_log_path) = log_file();
+    let uas = callee(
+        "uas_info_bye.xml",
+        5477,
+        "u1",
+        &["-d", "1500", "-trace_logs", "-log_file", &uas_log_path],
+    );
+    let (uac_log, uac_log_path) = log_file();
+    let (rc, out) = call(
+        5475,
+        5476,
+        "u1",
+        "uac_info.xml",
+        "1011",
+        &["-trace_logs", "-log_file", &uac_log_path],
+    );
+    let uac_text = std::fs::read_to_string(uac_log.path()).unwrap_or_default();
+    let (urc, uout) = uas.join().unwrap();
+    let uas_text = std::fs::read_to_string(uas_log.path()).unwrap_or_default();
+    assert_eq!(
+        rc,
+        0,
+        "caller side failed:\n{out}\n{uac_text}\n{}\n{}",
+        sw.log_tail(),
+        kam.log()
+    );
+    assert_eq!(urc, 0, "callee side failed:\n{uout}\n{uas_text}");
+    // The relayed INFO reached Kamailio with its Route, and came on.
+    assert!(
+        uas_text.contains("info: Signal=5 Duration=160 application/dtmf-relay"),
+        "{uas_text}"
+    );
+    assert!(
+        uas_text.contains("info route:") && uas_text.contains("sip:127.0.0.1:5475;lr"),
+        "the relayed INFO did not carry Kamailio's Route:\n{uas_text}"
+    );
+    assert!(
+        uas_text
+            .lines()
+            .any(|l| l.starts_with("info via:") && l.contains("SIP/2.0/UDP 127.0.0.1:5475;")),
+        "the relayed INFO did not come through Kamailio:\n{uas_text}"
+    );
+    // The switch's BYE: through Kamailio (its Route seen there), to the
+    // refreshed target.
+    assert!(uac_text.contains("bye: BYE sip:refreshed@"), "{uac_text}");
+    assert!(
+        uac_text.contains("bye route:") && uac_text.contains("sip:127.0.0.1:5475;lr"),
+        "the switch's BYE did not go through Kamailio:\n{uac_text}"
+    );
+    assert!(uac_text.contains("old cseq: 500"), "{uac_text}");
+    drop(kam);
+    sw.assert_no_leaks();
+}
