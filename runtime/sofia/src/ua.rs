@@ -17,6 +17,23 @@
 //! port in the media engine, and the SDP each side sees is rewritten to
 //! point at the switch ([`crate::Sofia`] keeps the legs' SDP so the two
 //! legs of a bridge can find each other's).
+//!
+//! # In a dialog
+//!
+//! Each leg is its own dialog (B2BUA): tags, CSeq and route set are per
+//! leg. A request older than the last one (lower CSeq) gets 500 (RFC 3261
+//! 12.2.2). The requests the switch sends in a dialog (ACK, BYE, relayed
+//! INFO) carry the route set as Route headers and go to the first route's
+//! address (loose routing; a strict router becomes the Request-URI), else
+//! to where the far end's requests come from. 18x and 2xx copy the
+//! caller's Record-Route. A re-INVITE or UPDATE is answered here with the
+//! switch's SDP (media stays anchored) and its Contact refreshes the remote
+//! target. INFO and MESSAGE in a bridged call are sent on in the other
+//! leg's dialog with their body, Content-Type, Content-Disposition and
+//! Info-Package; the far end's final response comes back to the sender,
+//! except 408 and 481 (they speak of the other leg's dialog), which become
+//! 500. Without a bridged SIP leg they get 200 here; OPTIONS gets 200 with
+//! Allow; NOTIFY 200; anything else 501. Outside a dialog, 481.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
