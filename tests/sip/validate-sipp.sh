@@ -29,6 +29,8 @@ check() {
     while [ "$1" != -- ]; do srv_args+=("$1"); shift; done; shift
     cli_args=("$@")
     mkdir -p "$name"
+    # Scenarios that play audio open pcap/g711a.pcap.
+    [ -e "$name/pcap" ] || ln -s /usr/share/sip-tester "$name/pcap"
     ( cd "$name" && exec timeout 30 sipp -p "$SRV" -mi 127.0.0.1 -mp 17500 "${COMMON[@]}" "${srv_args[@]}" >srv.out 2>&1 ) &
     local spid=$!
     sleep 0.3
@@ -67,6 +69,14 @@ check hold_late_180 0 0 -sf "$S/selftest/uas_late180.xml" -m 1 -- \
     -sf "$S/uac_hold.xml" -s 1001 -key caller 2000 -d 300 -m 1
 check call_gets_486 0 1 -sf "$S/uas_busy.xml" -m 1 -- \
     -sf "$S/uac_call.xml" -s 1001 -key caller 2000 -m 1
+check info_options_refresh 0 0 -sf "$S/selftest/uas_info_peer.xml" -m 1 -- \
+    -sf "$S/uac_info.xml" -s 1001 -key caller 2000 -m 1
+check early_media_answer 0 0 -sf "$S/uas_early_media.xml" -d 500 -m 1 -- \
+    -sf "$S/uac_early_media.xml" -s 1001 -key caller 2000 -key rtp_port 17700 -d 200 -m 1
+check early_media_busy 0 0 -sf "$S/uas_early_media_busy.xml" -d 500 -m 1 -- \
+    -sf "$S/uac_early_media.xml" -s 1001 -key caller 2000 -key rtp_port 17700 -m 1
+check early_media_unwanted 1 1 -sf "$S/uas_early_media.xml" -d 500 -m 1 -- \
+    -sf "$S/uac_expect_no_early_media.xml" -s 1001 -key caller 2000 -key rtp_port 17700 -d 200 -m 1
 check options 0 0 -sf "$S/uas_options.xml" -m 1 -- \
     -sf "$S/uac_options.xml" -s ping -m 1
 

@@ -55,6 +55,9 @@ pub struct LegSdp {
     pub remote: Option<SessionDescription>,
     /// The leg's relay port.
     pub media: Option<Arc<LegHandle>>,
+    /// The profile and call that hold the leg: where requests its bridged
+    /// peer's phone sends in the dialog (INFO, MESSAGE) are relayed.
+    pub call: Option<(mpsc::UnboundedSender<Cmd>, u64)>,
 }
 
 /// State every profile shares.
@@ -137,6 +140,22 @@ impl Shared {
                 tracing::warn!(error = %e, "could not bridge media");
             }
         }
+    }
+
+    /// The SIP call of the leg bridged to `uuid` (the leg whose media it
+    /// gets, or the originator that gets its media), if that leg is a SIP
+    /// leg.
+    pub fn bridged_call(&self, uuid: &str) -> Option<(mpsc::UnboundedSender<Cmd>, u64)> {
+        let peer = self.peer_of.lock().get(uuid).cloned();
+        let other = match peer {
+            Some(b) => b,
+            None => {
+                let a = self.originator_of.lock().get(uuid).cloned()?;
+                let bridged = self.peer_of.lock().get(&a).is_some_and(|b| b == uuid);
+                bridged.then_some(a)?
+            }
+        };
+        self.legs.lock().get(&other).and_then(|l| l.call.clone())
     }
 
     /// Drops a leg's SDP, relay port and links.

@@ -17,6 +17,23 @@
 //! port in the media engine, and the SDP each side sees is rewritten to
 //! point at the switch ([`crate::Sofia`] keeps the legs' SDP so the two
 //! legs of a bridge can find each other's).
+//!
+//! # In a dialog
+//!
+//! Each leg is its own dialog (B2BUA): tags, CSeq and route set are per
+//! leg. A request older than the last one (lower CSeq) gets 500 (RFC 3261
+//! 12.2.2). The requests the switch sends in a dialog (ACK, BYE, relayed
+//! INFO) carry the route set as Route headers and go to the first route's
+//! address (loose routing; a strict router becomes the Request-URI), else
+//! to where the far end's requests come from. 18x and 2xx copy the
+//! caller's Record-Route. A re-INVITE or UPDATE is answered here with the
+//! switch's SDP (media stays anchored) and its Contact refreshes the remote
+//! target. INFO and MESSAGE in a bridged call are sent on in the other
+//! leg's dialog with their body, Content-Type, Content-Disposition and
+//! Info-Package; the far end's final response comes back to the sender,
+//! except 408 and 481 (they speak of the other leg's dialog), which become
+//! 500. Without a bridged SIP leg they get 200 here; OPTIONS gets 200 with
+//! Allow; NOTIFY 200; anything else 501. Outside a dialog, 481.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -58,6 +75,10 @@ pub enum Cmd {
         Peer,
         Result<MessageDecision, RouteFailure>,
     ),
+    /// Relay a request received in the dialog of the bridged leg (INFO,
+    /// MESSAGE) into call `call`'s dialog; its final response goes back as
+    /// [`Cmd::Respond`] for transaction `TxId` on the given sender.
+    Relay(u64, Box<Message>, mpsc::UnboundedSender<Cmd>, TxId),
     /// Dial a new outbound leg.
     Dial(
         Box<OutgoingRequest>,
@@ -153,6 +174,8 @@ struct Call {
     remote_target: Option<Uri>,
     route_set: Vec<String>,
     local_cseq: u32,
+    /// The CSeq of the last request the far end sent in this dialog.
+    remote_cseq: Option<u32>,
     events: mpsc::Sender<RemoteEvent>,
     media: Option<Arc<LegHandle>>,
     origin: OriginState,
@@ -180,6 +203,15 @@ pub struct ProfileCore {
     next_id: AtomicU64,
     gateways: Vec<Gateway>,
     gw_txs: GwTxs,
+    /// Requests relayed from a bridged leg, by our client transaction.
+    relays: HashMap<TxId, Relayed>,
+}
+
+/// A request relayed from the bridged leg: where its answer goes.
+struct Relayed {
+    reply: mpsc::UnboundedSender<Cmd>,
+    origin: TxId,
+    req: Message,
 }
 
 fn tag() -> String {
@@ -237,6 +269,7 @@ impl ProfileCore {
         let core = ProfileCore {
             gateways,
             gw_txs: GwTxs::new(),
+            relays: HashMap::new(),
             settings,
             shared,
             transports,
@@ -461,6 +494,9 @@ impl ProfileCore {
                 Event::Response { tx, msg } if self.gw_txs.contains_key(&tx) => {
                     self.on_gateway_response(tx, msg)
                 }
+                Event::Response { tx, msg } if self.relays.contains_key(&tx) => {
+                    self.on_relay_response(tx, msg)
+                }
                 Event::Response { tx, msg } => self.on_response(tx, msg),
                 Event::Ack { msg, from, .. } | Event::StrayAck { msg, from } => {
                     self.on_ack(msg, from)
@@ -468,6 +504,8 @@ impl ProfileCore {
                 Event::Timeout { tx, .. } | Event::TransportError { tx } => {
                     if let Some((i, kind)) = self.gw_txs.remove(&tx) {
                         self.gateways[i].on_failure(kind);
+                    } else if let Some(r) = self.relays.remove(&tx) {
+                        r.answer(500, None, None);
                     } else {
                         self.on_tx_failed(tx)
                     }
@@ -961,6 +999,7 @@ impl ProfileCore {
                 .map(|s| s.to_string())
                 .collect(),
             local_cseq: 0,
+            remote_cseq: msg.cseq().map(|c| c.seq),
             peer: from,
             invite: msg,
             events: ev_tx,
@@ -976,6 +1015,7 @@ impl ProfileCore {
             crate::LegSdp {
                 remote: offer,
                 media: call.media.clone(),
+                call: Some((self.cmds_tx.clone(), id)),
             },
         );
         self.by_tx.insert(tx, id);
@@ -1142,6 +1182,15 @@ impl ProfileCore {
         let Some(id) = self.dialog_of(&msg, true) else {
             return self.respond_code(tx, &msg, 481, None);
         };
+        // A request older than the last one is out of order (RFC 3261
+        // 12.2.2).
+        if !matches!(method, Method::Ack | Method::Cancel) {
+            if let (Some(c), Some(cseq)) = (self.calls.get_mut(&id), msg.cseq()) {
+                if !cseq_in_order(&mut c.remote_cseq, cseq.seq) {
+                    return self.respond_code(tx, &msg, 500, Some("CSeq Out of Order"));
+                }
+            }
+        }
         match method {
             Method::Bye => {
                 self.respond_code(tx, &msg, 200, None);
@@ -1153,17 +1202,24 @@ impl ProfileCore {
                 }
                 self.forget(id);
             }
-            Method::Invite => self.on_reinvite(tx, id, msg),
+            Method::Invite | Method::Update => self.on_reinvite(tx, id, msg),
             Method::Ack => {}
-            Method::Info | Method::Message | Method::Notify | Method::Options | Method::Update => {
-                self.respond_code(tx, &msg, 200, None)
+            Method::Info | Method::Message => self.relay_in_dialog(tx, id, msg),
+            Method::Options => {
+                let mut r = Message::response_to(&msg, 200, None, None);
+                r.headers.push("Allow", ALLOW);
+                r.headers.push("Accept", "application/sdp");
+                self.server_headers(&mut r);
+                self.respond(tx, r);
             }
+            Method::Notify => self.respond_code(tx, &msg, 200, None),
             _ => self.respond_code(tx, &msg, 501, None),
         }
     }
 
-    /// A re-INVITE (hold, unhold, new media address): answered here with the
-    /// switch's SDP, direction mirrored; the relay follows the new address.
+    /// A re-INVITE or UPDATE (hold, unhold, new media address): answered
+    /// here with the switch's SDP, direction mirrored; the relay follows the
+    /// new address, and a Contact refreshes the remote target.
     fn on_reinvite(&mut self, tx: TxId, id: u64, msg: Message) {
         let offer = msg
             .body_str()
@@ -1198,13 +1254,16 @@ impl ProfileCore {
         );
         let r2 = r.clone();
         let peer = c.peer;
-        c.pending_2xx = (!peer.transport.reliable()).then(|| {
-            (
-                r2,
-                Instant::now() + Duration::from_millis(500),
-                Duration::from_millis(500),
-            )
-        });
+        // An UPDATE's 200 is a non-INVITE response: no retransmissions.
+        if msg.method() == Some(&Method::Invite) {
+            c.pending_2xx = (!peer.transport.reliable()).then(|| {
+                (
+                    r2,
+                    Instant::now() + Duration::from_millis(500),
+                    Duration::from_millis(500),
+                )
+            });
+        }
         self.server_headers(&mut r);
         self.respond(tx, r);
     }
@@ -1262,10 +1321,10 @@ impl ProfileCore {
                 c.remote_tag = Some(t);
             }
         }
-        if let Some(contact) = msg.contacts().first() {
-            c.remote_target = Some(contact.uri.clone());
-        }
         if code > 100 && code < 300 {
+            if let Some(contact) = msg.contacts().first() {
+                c.remote_target = Some(contact.uri.clone());
+            }
             let rr: Vec<String> = msg
                 .headers
                 .get_all("Record-Route")
@@ -1398,13 +1457,7 @@ impl ProfileCore {
         let Some(c) = self.calls.get(&id) else {
             return;
         };
-        let target = c
-            .remote_target
-            .clone()
-            .or_else(|| c.invite.uri().cloned())
-            .unwrap_or_else(|| {
-                Uri::sip(None, Host::from(c.peer.addr.ip()), Some(c.peer.addr.port()))
-            });
+        let (target, routes, peer) = next_hop(c);
         let mut ack = Message::request(Method::Ack, target);
         ack.headers.push(
             "Via",
@@ -1415,8 +1468,8 @@ impl ProfileCore {
             ),
         );
         ack.headers.push("Max-Forwards", "70");
-        for r in &c.route_set {
-            ack.headers.push("Route", r.clone());
+        for r in routes {
+            ack.headers.push("Route", r);
         }
         ack.headers.push(
             "From",
@@ -1430,7 +1483,7 @@ impl ProfileCore {
         if let Some(a) = c.invite.headers.get("Proxy-Authorization") {
             ack.headers.push("Proxy-Authorization", a.to_string());
         }
-        let _ = self.transports.send(c.peer, &ack);
+        let _ = self.transports.send(peer, &ack);
     }
 
     // -- Commands from the core ---------------------------------------------
@@ -1443,6 +1496,7 @@ impl ProfileCore {
             Cmd::MessageDecided(tx, req, from, decision) => {
                 self.on_message_decided(tx, *req, from, decision)
             }
+            Cmd::Relay(id, req, reply, origin) => self.on_relay(id, *req, reply, origin),
             Cmd::Dial(req, target, reply) => {
                 let r = self.dial(*req, target);
                 let _ = reply.send(r);
@@ -1487,6 +1541,7 @@ impl ProfileCore {
             Control::Ring => {
                 if c.state == CallState::Early {
                     let mut r = Message::response_to(&c.invite, 180, None, Some(&c.local_tag));
+                    copy_record_route(&c.invite, &mut r);
                     r.headers
                         .push("Contact", self.contact_header(c.peer.transport));
                     self.server_headers(&mut r);
@@ -1507,6 +1562,7 @@ impl ProfileCore {
                     return;
                 };
                 let mut r = Message::response_to(&c.invite, code, None, Some(&c.local_tag));
+                copy_record_route(&c.invite, &mut r);
                 r.headers.push(
                     "Contact",
                     format!(
@@ -1630,48 +1686,9 @@ impl ProfileCore {
         let _ = c
             .events
             .try_send(RemoteEvent::Hangup(HangupCause::NormalClearing));
-        let target = c
-            .remote_target
-            .clone()
-            .or_else(|| c.invite.uri().cloned())
-            .unwrap_or_else(|| Uri::sip(None, Host::from(c.peer.addr.ip()), None));
-        c.local_cseq += 1;
-        let mut bye = Message::request(Method::Bye, target);
-        bye.headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {};branch={};rport",
-                c.peer.transport.via_name(),
-                host_port(self.transports.local_addr()),
-                transaction_branch()
-            ),
-        );
-        bye.headers.push("Max-Forwards", "70");
-        let route: Vec<String> = c.route_set.clone();
-        for r in route {
-            bye.headers.push("Route", r);
-        }
-        let (from, to) = if c.inbound {
-            (with_tag(&c.local_uri, &c.local_tag), c.remote_uri.clone())
-        } else {
-            (
-                c.invite.headers.get("From").unwrap_or("").to_string(),
-                with_tag(&c.remote_uri, c.remote_tag.as_deref().unwrap_or("")),
-            )
+        let Some((bye, peer)) = self.dialog_request(id, Method::Bye) else {
+            return self.forget(id);
         };
-        bye.headers.push("From", from);
-        bye.headers.push("To", to);
-        bye.headers.push("Call-ID", c.call_id.clone());
-        let seq = if c.inbound {
-            c.local_cseq
-        } else {
-            c.local_cseq.max(2)
-        };
-        c.local_cseq = seq;
-        bye.headers.push("CSeq", format!("{seq} BYE"));
-        bye.headers
-            .push("User-Agent", self.shared.sip.user_agent.clone());
-        let peer = c.peer;
         match self.send_request(bye, peer) {
             Some(t) => {
                 self.by_tx.insert(t, id);
@@ -1785,6 +1802,7 @@ impl ProfileCore {
             remote_target: None,
             route_set: Vec::new(),
             local_cseq: 1,
+            remote_cseq: None,
             events: ev_tx,
             media: Some(media),
             origin,
@@ -1798,6 +1816,7 @@ impl ProfileCore {
             crate::LegSdp {
                 remote: None,
                 media: call.media.clone(),
+                call: Some((self.cmds_tx.clone(), id)),
             },
         );
         if let Some(o) = &req.originator {
@@ -1847,6 +1866,196 @@ impl ProfileCore {
             tparam(t)
         )
     }
+}
+
+/// Requests inside a dialog: the ones the switch sends, and the ones it
+/// relays between the two legs of a bridge.
+impl ProfileCore {
+    /// A new request in call `id`'s dialog (RFC 3261 12.2.1.1): remote
+    /// target, route set and the next local CSeq, with where to send it
+    /// ([`next_hop`]).
+    fn dialog_request(&mut self, id: u64, method: Method) -> Option<(Message, Peer)> {
+        let local = host_port(self.transports.local_addr());
+        let user_agent = self.shared.sip.user_agent.clone();
+        let c = self.calls.get_mut(&id)?;
+        let (uri, routes, peer) = next_hop(c);
+        c.local_cseq += 1;
+        let mut m = Message::request(method.clone(), uri);
+        m.headers.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {local};branch={};rport",
+                peer.transport.via_name(),
+                transaction_branch()
+            ),
+        );
+        m.headers.push("Max-Forwards", "70");
+        for r in routes {
+            m.headers.push("Route", r);
+        }
+        let (from, to) = if c.inbound {
+            (with_tag(&c.local_uri, &c.local_tag), c.remote_uri.clone())
+        } else {
+            (
+                c.invite.headers.get("From").unwrap_or("").to_string(),
+                with_tag(&c.remote_uri, c.remote_tag.as_deref().unwrap_or("")),
+            )
+        };
+        m.headers.push("From", from);
+        m.headers.push("To", to);
+        m.headers.push("Call-ID", c.call_id.clone());
+        m.headers
+            .push("CSeq", format!("{} {}", c.local_cseq, method.as_str()));
+        if method != Method::Bye {
+            m.headers.push(
+                "Contact",
+                format!("<sip:dialtone@{local}{}>", tparam(peer.transport)),
+            );
+        }
+        m.headers.push("User-Agent", user_agent);
+        Some((m, peer))
+    }
+
+    /// An INFO or MESSAGE in a bridged call goes on to the other leg as a
+    /// request in that leg's dialog, with its body; the far end's final
+    /// response comes back to the sender ([`Self::on_relay_response`]).
+    /// Without a bridged SIP leg, the switch answers 200 itself.
+    fn relay_in_dialog(&mut self, tx: TxId, id: u64, msg: Message) {
+        let other = self
+            .calls
+            .get(&id)
+            .and_then(|c| self.shared.bridged_call(&c.uuid));
+        let Some((cmds, other)) = other else {
+            return self.respond_code(tx, &msg, 200, None);
+        };
+        if let Err(mpsc::error::SendError(Cmd::Relay(_, msg, ..))) =
+            cmds.send(Cmd::Relay(other, Box::new(msg), self.cmds_tx.clone(), tx))
+        {
+            self.respond_code(tx, &msg, 500, None);
+        }
+    }
+
+    /// Sends `req`, relayed from the bridged leg, in call `id`'s dialog.
+    fn on_relay(&mut self, id: u64, req: Message, reply: mpsc::UnboundedSender<Cmd>, origin: TxId) {
+        let relayed = Relayed { reply, origin, req };
+        let method = relayed.req.method().cloned();
+        let live = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.state != CallState::Ended && c.remote_tag.is_some());
+        let request = match method {
+            Some(m) if live => self.dialog_request(id, m),
+            _ => None,
+        };
+        let Some((mut m, peer)) = request else {
+            // The other leg has no dialog (yet, or any more).
+            return relayed.answer(200, None, None);
+        };
+        for name in ["Content-Type", "Content-Disposition", "Info-Package"] {
+            if let Some(v) = relayed.req.headers.get(name) {
+                m.headers.push(name, v.to_string());
+            }
+        }
+        m.body = relayed.req.body.clone();
+        match self.send_request(m, peer) {
+            Some(t) => {
+                self.relays.insert(t, relayed);
+            }
+            None => relayed.answer(500, None, None),
+        }
+    }
+
+    /// The final response to a relayed request, carried back to its sender.
+    fn on_relay_response(&mut self, tx: TxId, msg: Message) {
+        let code = msg.code().unwrap_or(500);
+        if code < 200 {
+            return;
+        }
+        let Some(r) = self.relays.remove(&tx) else {
+            return;
+        };
+        // 408 and 481 speak of the other leg's dialog, not the sender's:
+        // passed on, they would end the sender's dialog.
+        if matches!(code, 408 | 481) {
+            return r.answer(500, None, None);
+        }
+        let reason = match &msg.start {
+            dialtone_sip::message::StartLine::Response { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        };
+        let body = msg
+            .headers
+            .get("Content-Type")
+            .map(|t| (t.to_string(), msg.body.clone()));
+        r.answer(code, reason, body);
+    }
+}
+
+impl Relayed {
+    /// Answers the relayed request on its own leg.
+    fn answer(self, code: u16, reason: Option<&str>, body: Option<(String, Vec<u8>)>) {
+        let mut r = Message::response_to(&self.req, code, reason, None);
+        if let Some((content_type, body)) = body {
+            r.headers.push("Content-Type", content_type);
+            r.body = body;
+        }
+        let _ = self.reply.send(Cmd::Respond(self.origin, Box::new(r)));
+    }
+}
+
+/// Where the next request of `c`'s dialog goes: its Request-URI, Route
+/// headers and next hop. Loose routing (`;lr`): the remote target with the
+/// whole route set; a strict first route becomes the Request-URI and the
+/// remote target the last Route (RFC 3261 12.2.1.1). The request goes to
+/// the first route when its host is an address, else to the far end the
+/// dialog talks to (the source of its requests, for phones behind NAT).
+fn next_hop(c: &Call) -> (Uri, Vec<String>, Peer) {
+    let target = c
+        .remote_target
+        .clone()
+        .or_else(|| c.invite.uri().cloned())
+        .unwrap_or_else(|| Uri::sip(None, Host::from(c.peer.addr.ip()), Some(c.peer.addr.port())));
+    let Some(first) = c.route_set.first().and_then(|r| NameAddr::parse(r).ok()) else {
+        return (target, Vec::new(), c.peer);
+    };
+    let peer = first
+        .uri
+        .host
+        .ip()
+        .map(|ip| Peer {
+            transport: first
+                .uri
+                .transport()
+                .and_then(|t| Transport::parse(&t))
+                .unwrap_or(c.peer.transport),
+            addr: SocketAddr::new(ip, first.uri.port.unwrap_or(5060)),
+        })
+        .unwrap_or(c.peer);
+    if first.uri.param("lr").is_some() {
+        return (target, c.route_set.clone(), peer);
+    }
+    let mut routes = c.route_set[1..].to_vec();
+    routes.push(format!("<{target}>"));
+    (first.uri, routes, peer)
+}
+
+/// A response that creates a dialog carries the request's Record-Route
+/// (RFC 3261 12.1.1): the proxies then stay on the path of the caller's
+/// requests in the dialog.
+fn copy_record_route(req: &Message, r: &mut Message) {
+    for h in req.headers.iter().filter(|h| h.name == "Record-Route") {
+        r.headers.push("Record-Route", h.value.clone());
+    }
+}
+
+/// Whether an in-dialog request with CSeq `seq` is in order: not lower than
+/// the last one (RFC 3261 12.2.2). If so it becomes the last one.
+fn cseq_in_order(last: &mut Option<u32>, seq: u32) -> bool {
+    if last.is_some_and(|l| seq < l) {
+        return false;
+    }
+    *last = Some(seq);
+    true
 }
 
 /// `user/1001@domain`, `1001@domain` or `1001` as (user, domain).
@@ -1942,4 +2151,111 @@ fn httpdate(t: std::time::SystemTime) -> String {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ][(mo - 1) as usize];
     format!("{weekday}, {d:02} {month} {y} {h:02}:{m:02}:{s:02} GMT")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(route_set: &[&str], remote_target: Option<&str>) -> Call {
+        let (events, _) = mpsc::channel(1);
+        let uri = Uri::parse("sip:1001@127.0.0.1:5070").unwrap();
+        Call {
+            id: 1,
+            uuid: "u".into(),
+            inbound: true,
+            state: CallState::Answered,
+            invite_tx: None,
+            invite: Message::request(Method::Invite, uri),
+            peer: Peer {
+                transport: Transport::Udp,
+                addr: "127.0.0.1:5071".parse().unwrap(),
+            },
+            call_id: "c".into(),
+            local_tag: "l".into(),
+            remote_tag: Some("r".into()),
+            local_uri: "<sip:1001@127.0.0.1>".into(),
+            remote_uri: "<sip:2000@127.0.0.1>;tag=r".into(),
+            remote_target: remote_target.map(|t| Uri::parse(t).unwrap()),
+            route_set: route_set.iter().map(|r| r.to_string()).collect(),
+            local_cseq: 0,
+            remote_cseq: None,
+            events,
+            media: None,
+            origin: OriginState::new(1),
+            pending_2xx: None,
+            credentials: None,
+            auth_tries: 0,
+            bye_tx: None,
+        }
+    }
+
+    #[test]
+    fn cseq_lower_than_the_last_is_out_of_order() {
+        let mut last = None;
+        assert!(cseq_in_order(&mut last, 5));
+        assert!(cseq_in_order(&mut last, 6));
+        assert!(!cseq_in_order(&mut last, 4));
+        assert_eq!(last, Some(6), "a refused CSeq does not become the last");
+        assert!(cseq_in_order(&mut last, 6), "equal is not lower");
+        assert!(cseq_in_order(&mut last, 100));
+    }
+
+    #[test]
+    fn without_a_route_set_requests_follow_the_target_and_go_to_the_far_end() {
+        let c = call(&[], Some("sip:2000@10.9.9.9:5060"));
+        let (uri, routes, peer) = next_hop(&c);
+        assert_eq!(uri.to_string(), "sip:2000@10.9.9.9:5060");
+        assert!(routes.is_empty());
+        assert_eq!(peer.addr, "127.0.0.1:5071".parse().unwrap());
+    }
+
+    #[test]
+    fn loose_routes_are_kept_in_order_and_the_first_is_the_next_hop() {
+        let c = call(
+            &[
+                "<sip:127.0.0.1:5450;lr>",
+                "<sip:127.0.0.2:5460;lr;transport=tcp>",
+            ],
+            Some("sip:2000@127.0.0.1:5451"),
+        );
+        let (uri, routes, peer) = next_hop(&c);
+        assert_eq!(uri.to_string(), "sip:2000@127.0.0.1:5451");
+        assert_eq!(
+            routes,
+            [
+                "<sip:127.0.0.1:5450;lr>",
+                "<sip:127.0.0.2:5460;lr;transport=tcp>"
+            ]
+        );
+        assert_eq!(peer.addr, "127.0.0.1:5450".parse().unwrap());
+        assert_eq!(peer.transport, Transport::Udp);
+        // A first route named by host name: sent where the dialog's
+        // requests come from.
+        let c = call(
+            &["<sip:proxy.example.com;lr>"],
+            Some("sip:2000@127.0.0.1:5451"),
+        );
+        assert_eq!(next_hop(&c).2.addr, "127.0.0.1:5071".parse().unwrap());
+        // Its transport parameter is honoured.
+        let c = call(&["<sip:127.0.0.3;lr;transport=tcp>"], None);
+        let peer = next_hop(&c).2;
+        assert_eq!(peer.addr, "127.0.0.3:5060".parse().unwrap());
+        assert_eq!(peer.transport, Transport::Tcp);
+    }
+
+    #[test]
+    fn a_strict_router_becomes_the_request_uri() {
+        let c = call(
+            &["<sip:127.0.0.1:5450>", "<sip:127.0.0.2:5460;lr>"],
+            Some("sip:2000@127.0.0.1:5451"),
+        );
+        let (uri, routes, peer) = next_hop(&c);
+        assert_eq!(uri.to_string(), "sip:127.0.0.1:5450");
+        assert_eq!(
+            routes,
+            ["<sip:127.0.0.2:5460;lr>", "<sip:2000@127.0.0.1:5451>"]
+        );
+        assert_eq!(peer.addr, "127.0.0.1:5450".parse().unwrap());
+    }
 }

@@ -751,3 +751,442 @@ fn repeated_auth_failures_from_one_source_are_refused_without_locking_out_others
     ]);
     assert_eq!(rc, 0, "a good REGISTER from another source failed:\n{out}");
 }
+
+/// User 1019's directory entry with `dial_string` (the default dialplan
+/// bridges `user/1019`).
+fn user_1019(dial_string: &str) -> String {
+    format!(
+        "[users.1019]\npassword = \"1234\"\nparams = {{ \"dial-string\" = \"{dial_string}\" }}\n"
+    )
+}
+
+/// A SIPp `-trace_logs` file's text, for what a scenario logged.
+fn log_file() -> (tempfile::NamedTempFile, String) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let p = s(f.path());
+    (f, p)
+}
+
+#[test]
+fn info_is_relayed_in_dialog_and_old_cseq_options_and_target_refresh_are_honoured() {
+    // Caller 5442 -> switch (external 5441) -> callee 1010 registered at
+    // 5443, which expects the caller's INFO (body and Content-Type checked
+    // by the scenario), then hangs up: the switch's BYE must reach the
+    // target the caller's re-INVITE refreshed.
+    let sw = Running::start(5440, 23000);
+    register(&sw, "1010", 5443, "u1");
+    let (uas_log, uas_log_path) = log_file();
+    let uas = callee(
+        "uas_info_bye.xml",
+        5443,
+        "u1",
+        &["-d", "1500", "-trace_logs", "-log_file", &uas_log_path],
+    );
+    let (uac_log, uac_log_path) = log_file();
+    let (rc, out) = call(
+        sw.external,
+        5442,
+        "u1",
+        "uac_info.xml",
+        "1010",
+        &["-trace_logs", "-log_file", &uac_log_path],
+    );
+    let uac_text = std::fs::read_to_string(uac_log.path()).unwrap_or_default();
+    let (urc, uout) = uas.join().unwrap();
+    let uas_text = std::fs::read_to_string(uas_log.path()).unwrap_or_default();
+    assert_eq!(
+        rc,
+        0,
+        "caller side failed:\n{out}\n{uac_text}\n{}",
+        sw.log_tail()
+    );
+    assert_eq!(urc, 0, "callee side failed:\n{uout}\n{uas_text}");
+    assert!(uac_text.contains("info: SIP/2.0 200"), "{uac_text}");
+    assert!(uac_text.contains("old cseq: 500"), "{uac_text}");
+    assert!(uac_text.contains("bye: BYE sip:refreshed@"), "{uac_text}");
+    assert!(
+        uas_text.contains("info: Signal=5 Duration=160 application/dtmf-relay"),
+        "{uas_text}"
+    );
+    sw.assert_no_leaks();
+}
+
+/// A callee SIPp run in a folder where `pcap/g711a.pcap` exists (the
+/// sip-tester package's audio), for scenarios that play it.
+fn callee_with_pcap(
+    dir: &Path,
+    scn: &str,
+    port: u16,
+    extra: &[&str],
+) -> std::thread::JoinHandle<(i32, String)> {
+    let link = dir.join("pcap");
+    if !link.exists() {
+        std::os::unix::fs::symlink("/usr/share/sip-tester", &link).unwrap();
+    }
+    assert!(
+        link.join("g711a.pcap").exists(),
+        "no /usr/share/sip-tester/g711a.pcap: run scripts/install-peers.sh"
+    );
+    let mut args = vec![
+        "-sf".to_string(),
+        s(&scenario(scn)),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-mi".into(),
+        "127.0.0.1".into(),
+        "-mp".into(),
+        (port + 3).to_string(),
+        "-recv_timeout".into(),
+        "20000".into(),
+        "-timeout".into(),
+        "30s".into(),
+        "-nostdin".into(),
+        "-m".into(),
+        "1".into(),
+        "-timeout_error".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let dir = dir.to_path_buf();
+    let h = std::thread::spawn(move || {
+        let out = Command::new("timeout")
+            .arg("40")
+            .arg(sipp_bin())
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    h
+}
+
+/// Counts the RTP packets that reach `sock` until `stop` is set.
+fn count_rtp(
+    sock: UdpSocket,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        let mut buf = [0u8; 2048];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(len) = sock.recv(&mut buf) {
+                // RTP version 2.
+                if len >= 12 && buf[0] >> 6 == 2 {
+                    n += 1;
+                }
+            }
+        }
+        n
+    })
+}
+
+#[test]
+fn early_media_reaches_the_caller_with_the_switch_sdp() {
+    // The callee (1019, registered at 5463) answers 183 with SDP and plays
+    // an announcement; the caller (5462, its RTP on 5465, where this test
+    // listens) must get a 183 whose SDP points at the switch, and the
+    // audio, before any answer: the first call ends in 486 after three
+    // seconds of early media, the second is answered.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let sw = Running::start_in(
+        tempfile::tempdir().unwrap(),
+        5460,
+        23200,
+        &user_1019("sofia/internal/1019"),
+    );
+    register(&sw, "1019", 5463, "u1");
+    let pcap_dir = tempfile::tempdir().unwrap();
+    for (uas_scn, final_code) in [
+        ("uas_early_media_busy.xml", 486),
+        ("uas_early_media.xml", 200),
+    ] {
+        let rtp = UdpSocket::bind("127.0.0.1:5465").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let counter = count_rtp(rtp, stop.clone());
+        let uas = callee_with_pcap(pcap_dir.path(), uas_scn, 5463, &["-d", "3000"]);
+        let (log, log_path) = log_file();
+        let (rc, out) = call(
+            sw.external,
+            5462,
+            "u1",
+            "uac_early_media.xml",
+            "1019",
+            &[
+                "-key",
+                "rtp_port",
+                "5465",
+                "-d",
+                "500",
+                "-trace_logs",
+                "-log_file",
+                &log_path,
+            ],
+        );
+        stop.store(true, Ordering::Relaxed);
+        let packets = counter.join().unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let (urc, uout) = uas.join().unwrap();
+        assert_eq!(
+            rc,
+            0,
+            "caller side failed:\n{out}\n{text}\n{}",
+            sw.log_tail()
+        );
+        assert_eq!(urc, 0, "callee side failed:\n{uout}");
+        assert!(text.contains(&format!("final: {final_code}")), "{text}");
+        // The 183's SDP is the switch's: a port of its RTP range, not the
+        // callee's 5466.
+        let port: u16 = text
+            .split("m=audio ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no early SDP logged:\n{text}"));
+        assert!(
+            (sw.rtp.0..=sw.rtp.1).contains(&port),
+            "the 183's SDP does not point at the switch: port {port}"
+        );
+        assert!(text.contains("c=IN IP4 127.0.0.1"), "{text}");
+        // About 100 packets of 30 ms in the three seconds before the 486.
+        assert!(
+            packets >= 30,
+            "{packets} RTP packets reached the caller during early media ({uas_scn})"
+        );
+    }
+    sw.assert_no_leaks();
+}
+
+#[test]
+fn ignore_early_media_keeps_the_callee_early_media_from_the_caller() {
+    // `ignore_early_media=true`: the caller gets no 183 and no ringing,
+    // only the answer; `ignore_early_media=ring_ready`: ringing (180)
+    // instead of the 183 (FreeSWITCH's originate options).
+    for (mode, ringing) in [("true", false), ("ring_ready", true)] {
+        let sw = Running::start_in(
+            tempfile::tempdir().unwrap(),
+            5480,
+            23400,
+            &user_1019(&format!("{{ignore_early_media={mode}}}sofia/internal/1019")),
+        );
+        register(&sw, "1019", 5483, "u1");
+        let pcap_dir = tempfile::tempdir().unwrap();
+        let uas = callee_with_pcap(
+            pcap_dir.path(),
+            "uas_early_media.xml",
+            5483,
+            &["-d", "1500"],
+        );
+        let (log, log_path) = log_file();
+        let (rc, out) = call(
+            sw.external,
+            5482,
+            "u1",
+            "uac_expect_no_early_media.xml",
+            "1019",
+            &[
+                "-key",
+                "rtp_port",
+                "5485",
+                "-d",
+                "300",
+                "-trace_logs",
+                "-log_file",
+                &log_path,
+            ],
+        );
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let (urc, uout) = uas.join().unwrap();
+        assert_eq!(
+            rc,
+            0,
+            "ignore_early_media={mode}: the caller got early media or no answer:\n{out}\n{}",
+            sw.log_tail()
+        );
+        assert_eq!(urc, 0, "callee side failed:\n{uout}");
+        assert!(text.contains("final: 200"), "{text}");
+        assert_eq!(
+            text.contains("ringing"),
+            ringing,
+            "ignore_early_media={mode}: ringing expected {ringing}:\n{text}"
+        );
+        sw.assert_no_leaks();
+    }
+}
+
+/// Kamailio as a record-routing proxy (tests/sip/kamailio/record-route.cfg),
+/// ended by its PID when dropped.
+struct Kamailio {
+    child: std::process::Child,
+    _run: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Kamailio {
+    fn start(listen: u16, switch_uri: &str, registrar_uri: &str) -> Kamailio {
+        let run = tempfile::tempdir().unwrap();
+        let log = run.path().join("kamailio.log");
+        let bin = if Path::new("/usr/sbin/kamailio").exists() {
+            "/usr/sbin/kamailio"
+        } else {
+            "kamailio"
+        };
+        let child = Command::new(bin)
+            .arg("-f")
+            .arg(repo().join("tests/sip/kamailio/record-route.cfg"))
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+            .arg(run.path())
+            .arg("-l")
+            .arg(format!("udp:127.0.0.1:{listen}"))
+            .arg("-A")
+            .arg(format!("SWITCH_URI=\"{switch_uri}\""))
+            .arg("-A")
+            .arg(format!("REGISTRAR_URI=\"{registrar_uri}\""))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kamailio is not installed: run scripts/install-peers.sh");
+        let k = Kamailio {
+            child,
+            _run: run,
+            log,
+        };
+        // Up once its UDP socket is bound.
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("ss").args(["-Huanl"]).output().unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains(&format!("127.0.0.1:{listen} ")) {
+                break;
+            }
+            assert!(Instant::now() < end, "kamailio did not start:\n{}", k.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        k
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn in_dialog_requests_follow_the_route_set_through_kamailio() {
+    // caller 5476 -> Kamailio 5475 -> switch (external 5471) -> Kamailio ->
+    // callee 1011 at 5477, registered through Kamailio (so the switch
+    // reaches it there). Kamailio record-routes both INVITEs and refuses
+    // in-dialog requests without its Route (404). The caller's INFO is
+    // relayed to the callee; the callee hangs up; the switch's BYE to the
+    // caller goes through Kamailio, to the target the caller's re-INVITE
+    // refreshed.
+    let sw = Running::start(5470, 23600);
+    let kam = Kamailio::start(
+        5475,
+        &format!("sip:127.0.0.1:{}", sw.external),
+        &format!("sip:127.0.0.1:{}", sw.internal),
+    );
+    let (rc, out) = sipp(&[
+        "-sf",
+        &s(&scenario("uac_register.xml")),
+        "127.0.0.1:5475",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        "5477",
+        "-s",
+        "1011",
+        "-key",
+        "domain",
+        "dialtone.local",
+        "-key",
+        "expires",
+        "3600",
+        "-au",
+        "1011",
+        "-ap",
+        "1234",
+        "-recv_timeout",
+        "10000",
+        "-timeout",
+        "20s",
+    ]);
+    assert_eq!(
+        rc,
+        0,
+        "REGISTER through Kamailio failed:\n{out}\n{}",
+        kam.log()
+    );
+    let (uas_log, uas_log_path) = log_file();
+    let uas = callee(
+        "uas_info_bye.xml",
+        5477,
+        "u1",
+        &["-d", "1500", "-trace_logs", "-log_file", &uas_log_path],
+    );
+    let (uac_log, uac_log_path) = log_file();
+    let (rc, out) = call(
+        5475,
+        5476,
+        "u1",
+        "uac_info.xml",
+        "1011",
+        &["-trace_logs", "-log_file", &uac_log_path],
+    );
+    let uac_text = std::fs::read_to_string(uac_log.path()).unwrap_or_default();
+    let (urc, uout) = uas.join().unwrap();
+    let uas_text = std::fs::read_to_string(uas_log.path()).unwrap_or_default();
+    assert_eq!(
+        rc,
+        0,
+        "caller side failed:\n{out}\n{uac_text}\n{}\n{}",
+        sw.log_tail(),
+        kam.log()
+    );
+    assert_eq!(urc, 0, "callee side failed:\n{uout}\n{uas_text}");
+    // The relayed INFO reached Kamailio with its Route, and came on.
+    assert!(
+        uas_text.contains("info: Signal=5 Duration=160 application/dtmf-relay"),
+        "{uas_text}"
+    );
+    assert!(
+        uas_text.contains("info route:") && uas_text.contains("sip:127.0.0.1:5475;lr"),
+        "the relayed INFO did not carry Kamailio's Route:\n{uas_text}"
+    );
+    assert!(
+        uas_text
+            .lines()
+            .any(|l| l.starts_with("info via:") && l.contains("SIP/2.0/UDP 127.0.0.1:5475;")),
+        "the relayed INFO did not come through Kamailio:\n{uas_text}"
+    );
+    // The switch's BYE: through Kamailio (its Route seen there), to the
+    // refreshed target.
+    assert!(uac_text.contains("bye: BYE sip:refreshed@"), "{uac_text}");
+    assert!(
+        uac_text.contains("bye route:") && uac_text.contains("sip:127.0.0.1:5475;lr"),
+        "the switch's BYE did not go through Kamailio:\n{uac_text}"
+    );
+    assert!(uac_text.contains("old cseq: 500"), "{uac_text}");
+    drop(kam);
+    sw.assert_no_leaks();
+}
