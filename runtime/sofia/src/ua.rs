@@ -40,7 +40,7 @@ use dialtone_sip::transaction::{self, Event, TransactionLayer, TxId};
 use crate::gateway::{Gateway, GwTxs};
 use crate::location::Binding;
 use crate::settings::ProfileSettings;
-use crate::transport::{Incoming, Peer, Transport, Transports};
+use crate::transport::{Incoming, Peer, TlsSetup, Transport, Transports};
 use crate::Shared;
 
 /// What the core asks a profile to do.
@@ -208,9 +208,12 @@ impl ProfileCore {
         shared: Arc<Shared>,
     ) -> anyhow::Result<mpsc::UnboundedSender<Cmd>> {
         let (in_tx, in_rx) = mpsc::channel(4096);
-        let transports = Transports::bind(settings.bind, in_tx).await.map_err(|e| {
-            anyhow::anyhow!("profile {}: bind {}: {e}", settings.name, settings.bind)
-        })?;
+        let tls = tls_setup(&settings)?;
+        let transports = Transports::bind(settings.bind, Some(tls), in_tx)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("profile {}: bind {}: {e}", settings.name, settings.bind)
+            })?;
         let (cmds_tx, cmds_rx) = mpsc::unbounded_channel();
         let auth = auth::DigestServer::with_random_key()
             .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -223,12 +226,17 @@ impl ProfileCore {
             .filter(|g| g.profile == settings.name)
         {
             match crate::resolve(&g.proxy, &g.transport).await {
-                Ok((transport, addr)) => gateways.push(Gateway::new(
-                    g.clone(),
-                    Peer { transport, addr },
-                    Instant::now(),
-                    format!("gw-{}-{:x}@dialtone", g.name, rand_u64()),
-                )),
+                Ok((transport, addr)) => {
+                    if let Some(name) = tls_name(transport, &g.proxy) {
+                        transports.set_tls_name(addr, &name);
+                    }
+                    gateways.push(Gateway::new(
+                        g.clone(),
+                        Peer { transport, addr },
+                        Instant::now(),
+                        format!("gw-{}-{:x}@dialtone", g.name, rand_u64()),
+                    ))
+                }
                 Err(cause) => {
                     tracing::error!(gateway = %g.name, proxy = %g.proxy, %cause, "gateway proxy does not resolve")
                 }
@@ -258,7 +266,19 @@ impl ProfileCore {
         mut incoming: mpsc::Receiver<Incoming>,
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
     ) {
-        tracing::info!(profile = %self.settings.name, addr = %self.transports.local_addr(), "SIP profile listening (udp, tcp)");
+        match self.transports.tls_addr() {
+            Some(tls) => tracing::info!(
+                profile = %self.settings.name,
+                addr = %self.transports.local_addr(),
+                %tls,
+                "SIP profile listening (udp, tcp, tls)"
+            ),
+            None => tracing::info!(
+                profile = %self.settings.name,
+                addr = %self.transports.local_addr(),
+                "SIP profile listening (udp, tcp)"
+            ),
+        }
         let mut last_load = (0u64, 0u64);
         loop {
             let deadline = self.next_deadline();
@@ -304,8 +324,8 @@ impl ProfileCore {
     }
 
     fn run_gateways(&mut self, now: Instant) {
-        let local = host_port(self.transports.local_addr());
         for i in 0..self.gateways.len() {
+            let local = self.local_host(self.gateways[i].peer.transport);
             let due = self.gateways[i].due(now, &self.shared.gateway_status, &local);
             for (kind, mut msg) in due {
                 let peer = self.gateways[i].peer;
@@ -326,7 +346,7 @@ impl ProfileCore {
         let Some((i, kind)) = self.gw_txs.remove(&tx) else {
             return;
         };
-        let local = host_port(self.transports.local_addr());
+        let local = self.local_host(self.gateways[i].peer.transport);
         let next = self.gateways[i].on_response(
             kind,
             &msg,
@@ -1087,7 +1107,7 @@ impl ProfileCore {
                 } else {
                     from_user
                 },
-                host_port(self.transports.local_addr()),
+                self.local_host(peer.transport),
                 tag()
             ),
         );
@@ -1188,14 +1208,8 @@ impl ProfileCore {
             r.headers.push("Content-Type", "application/sdp");
             r.body = answer.to_string().into_bytes();
         }
-        r.headers.push(
-            "Contact",
-            format!(
-                "<sip:dialtone@{}{}>",
-                host_port(self.transports.local_addr()),
-                tparam(c.peer.transport)
-            ),
-        );
+        r.headers
+            .push("Contact", contact_of(&self.transports, c.peer.transport));
         let r2 = r.clone();
         let peer = c.peer;
         c.pending_2xx = (!peer.transport.reliable()).then(|| {
@@ -1507,14 +1521,8 @@ impl ProfileCore {
                     return;
                 };
                 let mut r = Message::response_to(&c.invite, code, None, Some(&c.local_tag));
-                r.headers.push(
-                    "Contact",
-                    format!(
-                        "<sip:dialtone@{}{}>",
-                        host_port(self.transports.local_addr()),
-                        tparam(c.peer.transport)
-                    ),
-                );
+                r.headers
+                    .push("Contact", contact_of(&self.transports, c.peer.transport));
                 r.headers.push("Allow", ALLOW);
                 if let Some(b) = body {
                     r.headers.push("Content-Type", "application/sdp");
@@ -1642,7 +1650,7 @@ impl ProfileCore {
             format!(
                 "SIP/2.0/{} {};branch={};rport",
                 c.peer.transport.via_name(),
-                host_port(self.transports.local_addr()),
+                host_port(self.transports.local_addr_for(c.peer.transport)),
                 transaction_branch()
             ),
         );
@@ -1742,7 +1750,10 @@ impl ProfileCore {
         } else {
             req.caller_id_number.clone()
         };
-        let local_host = host_port(self.transports.local_addr());
+        let local_host = self.local_host(target.peer.transport);
+        if let Some(name) = tls_name(target.peer.transport, &target.uri.host.to_string()) {
+            self.transports.set_tls_name(target.peer.addr, &name);
+        }
         let from = format!(
             "\"{}\" <sip:{}@{}>",
             req.caller_id_name.replace(['"', '\\'], ""),
@@ -1828,12 +1839,13 @@ impl ProfileCore {
         })
     }
 
+    /// `ip:port` of the listener that `t` leaves from (bracketed IPv6).
+    fn local_host(&self, t: Transport) -> String {
+        host_port(self.transports.local_addr_for(t))
+    }
+
     fn via_base(&self, t: Transport) -> String {
-        format!(
-            "SIP/2.0/{} {}",
-            t.via_name(),
-            host_port(self.transports.local_addr())
-        )
+        format!("SIP/2.0/{} {}", t.via_name(), self.local_host(t))
     }
 
     fn via(&self, t: Transport) -> String {
@@ -1841,11 +1853,52 @@ impl ProfileCore {
     }
 
     fn contact_header(&self, t: Transport) -> String {
-        format!(
-            "<sip:dialtone@{}{}>",
-            host_port(self.transports.local_addr()),
-            tparam(t)
-        )
+        contact_of(&self.transports, t)
+    }
+}
+
+/// The switch's Contact for requests and responses over `t`.
+fn contact_of(transports: &Transports, t: Transport) -> String {
+    format!(
+        "<sip:dialtone@{}{}>",
+        host_port(transports.local_addr_for(t)),
+        tparam(t)
+    )
+}
+
+/// A profile's TLS: its listener (certificate and key, which the switch
+/// has filled in by now) and the verification of servers it connects to.
+fn tls_setup(settings: &ProfileSettings) -> anyhow::Result<TlsSetup> {
+    let fail = |e: crate::tls::TlsFileError| anyhow::anyhow!("profile {}: {e}", settings.name);
+    let listen = match settings.tls_bind {
+        Some(bind) => {
+            let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
+                anyhow::bail!(
+                    "profile {}: TLS on {bind} needs a certificate and a key",
+                    settings.name
+                );
+            };
+            Some((bind, crate::tls::server_config(cert, key).map_err(fail)?))
+        }
+        None => None,
+    };
+    let client = crate::tls::client_config(settings.tls_ca.as_deref()).map_err(fail)?;
+    Ok(TlsSetup { listen, client })
+}
+
+/// The name a TLS connection to `host[:port]` verifies the certificate
+/// against, when the host is a DNS name (an IP is verified as such).
+fn tls_name(t: Transport, hostport: &str) -> Option<String> {
+    if t != Transport::Tls {
+        return None;
+    }
+    let host = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') && p.parse::<u16>().is_ok() && !h.contains(':') => h,
+        _ => hostport,
+    };
+    match Host::parse(host) {
+        Ok(Host::Name(n)) => Some(n),
+        _ => None,
     }
 }
 
@@ -1865,6 +1918,7 @@ fn tparam(t: Transport) -> &'static str {
     match t {
         Transport::Udp => "",
         Transport::Tcp => ";transport=tcp",
+        Transport::Tls => ";transport=tls",
     }
 }
 

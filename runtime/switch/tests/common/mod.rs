@@ -27,6 +27,9 @@ pub struct Running {
     pub _dir: tempfile::TempDir,
     pub internal: u16,
     pub external: u16,
+    /// TLS ports of the internal and external profiles.
+    pub internal_tls: u16,
+    pub external_tls: u16,
     pub rtp: (u16, u16),
     pub log: mpsc::Receiver<String>,
     pub seen: Vec<String>,
@@ -34,7 +37,8 @@ pub struct Running {
 
 impl Running {
     /// Starts a switch whose profiles listen on `base` (internal) and
-    /// `base + 1` (external), RTP on `rtp_base..rtp_base+200`.
+    /// `base + 1` (external), TLS on `base + 2` and `base + 3`, RTP on
+    /// `rtp_base..rtp_base+200`.
     pub fn start(base: u16, rtp_base: u16) -> Running {
         Running::start_in(tempfile::tempdir().unwrap(), base, rtp_base, "")
     }
@@ -74,6 +78,8 @@ impl Running {
             )
             .replace("127.0.0.1:5060", &format!("127.0.0.1:{base}"))
             .replace("127.0.0.1:5080", &format!("127.0.0.1:{}", base + 1))
+            .replace("127.0.0.1:5061", &format!("127.0.0.1:{}", base + 2))
+            .replace("127.0.0.1:5081", &format!("127.0.0.1:{}", base + 3))
             .replace(
                 "rtp_port_min = 16384",
                 &format!("rtp_port_min = {rtp_base}"),
@@ -131,6 +137,8 @@ impl Running {
             _dir: dir,
             internal: base,
             external: base + 1,
+            internal_tls: base + 2,
+            external_tls: base + 3,
             rtp: (rtp_base, rtp_base + 199),
             log: rx,
             seen: Vec::new(),
