@@ -62,6 +62,19 @@ impl Running {
         tenant_extra: &str,
         main_extra: &str,
     ) -> Running {
+        Running::start_edited(dir, base, rtp_base, tenant_extra, main_extra, &[])
+    }
+
+    /// The same with each `(from, to)` of `edits` replaced in dialtone.toml
+    /// after the port changes (every `from` must be there).
+    pub fn start_edited(
+        dir: tempfile::TempDir,
+        base: u16,
+        rtp_base: u16,
+        tenant_extra: &str,
+        main_extra: &str,
+        edits: &[(&str, &str)],
+    ) -> Running {
         let conf = dir.path().join("conf");
         std::fs::create_dir_all(conf.join("tenants")).unwrap();
         let comps = components();
@@ -88,6 +101,10 @@ impl Running {
                 "rtp_port_max = 32767",
                 &format!("rtp_port_max = {}", rtp_base + 199),
             );
+        let main = edits.iter().fold(main, |m, (from, to)| {
+            assert!(m.contains(from), "no `{from}` in conf/dialtone.toml");
+            m.replace(from, to)
+        });
         let main = if main_extra.is_empty() {
             main
         } else {
