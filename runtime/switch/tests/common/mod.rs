@@ -109,7 +109,7 @@ impl Running {
             main
         } else {
             // Inserted before [media], still inside [sip]'s reach.
-            main.replacen("[media]", &format!("{main_extra}\n[media]"), 1)
+            main.replacen("\n[media]\n", &format!("\n{main_extra}\n[media]\n"), 1)
         };
         std::fs::write(conf.join("dialtone.toml"), main).unwrap();
         let tenant = std::fs::read_to_string(repo().join("conf/tenants/dialtone.local.toml"))
