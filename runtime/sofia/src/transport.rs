@@ -441,3 +441,119 @@ async fn accept_loop(t: Arc<Transports>, listener: TcpListener, tls: Option<TlsA
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dialtone_sip::message::{Method, Uri};
+    use std::path::PathBuf;
+
+    /// A self-signed certificate for 127.0.0.1 and localhost: (cert, key).
+    fn certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+        std::fs::create_dir_all(dir).unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&pair).unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, pair.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn options(n: u32) -> Message {
+        let mut m = Message::request(Method::Options, Uri::parse("sip:127.0.0.1").unwrap());
+        m.headers
+            .push("Via", format!("SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bK{n}"));
+        m.headers.push("From", "<sip:a@127.0.0.1>;tag=1");
+        m.headers.push("To", "<sip:b@127.0.0.1>");
+        m.headers.push("Call-ID", format!("c{n}"));
+        m.headers.push("CSeq", format!("{n} OPTIONS"));
+        m.headers.push("Max-Forwards", "70");
+        m
+    }
+
+    async fn endpoint(
+        listen: Option<Arc<rustls::ServerConfig>>,
+        client: Arc<rustls::ClientConfig>,
+    ) -> (Arc<Transports>, mpsc::Receiver<Incoming>) {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let t = Transports::bind(
+            any,
+            Some(TlsSetup {
+                listen: listen.map(|s| (any, s)),
+                client,
+            }),
+            tx,
+        )
+        .await
+        .unwrap();
+        (t, rx)
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Incoming>, within: Duration) -> Option<(Message, Peer)> {
+        match tokio::time::timeout(within, rx.recv()).await {
+            Ok(Some(Incoming::Message(m, p))) => Some((m, p)),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_requests_verify_the_server_and_answers_reuse_the_connection() {
+        let dir = std::env::temp_dir().join(format!("dialtone-tls-t-{}", std::process::id()));
+        let (cert, key) = certificate(&dir);
+        let server_cfg = crate::tls::server_config(&cert, &key).unwrap();
+        let trusting = crate::tls::client_config(Some(&cert)).unwrap();
+        let (server, mut server_rx) = endpoint(Some(server_cfg), trusting.clone()).await;
+        let tls_addr = server.tls_addr().unwrap();
+        let to_server = Peer {
+            transport: Transport::Tls,
+            addr: tls_addr,
+        };
+
+        // A client that trusts the certificate: the request arrives over
+        // TLS, and the answer goes back down the same connection.
+        let (client, mut client_rx) = endpoint(None, trusting.clone()).await;
+        client.send(to_server, &options(1)).unwrap();
+        let (m, from) = next(&mut server_rx, Duration::from_secs(5))
+            .await
+            .expect("request over TLS");
+        assert_eq!(from.transport, Transport::Tls);
+        assert_eq!(m.call_id(), Some("c1"));
+        let answer = Message::response_to(&m, 200, None, Some("t"));
+        server.send(from, &answer).unwrap();
+        let (r, via) = next(&mut client_rx, Duration::from_secs(5))
+            .await
+            .expect("answer on the client's connection");
+        assert_eq!(r.code(), Some(200));
+        assert_eq!(via, to_server);
+        // A second request reuses the connection.
+        client.send(to_server, &options(2)).unwrap();
+        let (_, from2) = next(&mut server_rx, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(from2, from);
+        assert_eq!((client.connections(), server.connections()), (1, 1));
+
+        // The web PKI roots do not know a self-signed certificate: no
+        // connection, nothing delivered.
+        let (stranger, _rx) = endpoint(None, crate::tls::client_config(None).unwrap()).await;
+        stranger.send(to_server, &options(3)).unwrap();
+        assert!(next(&mut server_rx, Duration::from_millis(700))
+            .await
+            .is_none());
+        assert_eq!(stranger.connections(), 0);
+
+        // The right CA with the wrong name fails too; the right name works.
+        let (named, _rx) = endpoint(None, trusting.clone()).await;
+        named.set_tls_name(tls_addr, "wrong.example");
+        named.send(to_server, &options(4)).unwrap();
+        assert!(next(&mut server_rx, Duration::from_millis(700))
+            .await
+            .is_none());
+        named.set_tls_name(tls_addr, "localhost");
+        named.send(to_server, &options(5)).unwrap();
+        let (m, _) = next(&mut server_rx, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(m.call_id(), Some("c5"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -33,7 +33,7 @@ use dialtone_core::switch::InboundSpec;
 use dialtone_core::HangupCause;
 use dialtone_media::LegHandle;
 use dialtone_sip::auth::{self, Algorithm, Outcome, Secret, VerifyRequest};
-use dialtone_sip::message::{Host, Message, Method, NameAddr, Uri};
+use dialtone_sip::message::{Host, Message, Method, NameAddr, Scheme, Uri};
 use dialtone_sip::sdp::{OriginState, SessionDescription};
 use dialtone_sip::transaction::{self, Event, TransactionLayer, TxId};
 
@@ -1208,8 +1208,10 @@ impl ProfileCore {
             r.headers.push("Content-Type", "application/sdp");
             r.body = answer.to_string().into_bytes();
         }
-        r.headers
-            .push("Contact", contact_of(&self.transports, c.peer.transport));
+        r.headers.push(
+            "Contact",
+            contact_of(&self.transports, c.peer.transport, &c.invite),
+        );
         let r2 = r.clone();
         let peer = c.peer;
         c.pending_2xx = (!peer.transport.reliable()).then(|| {
@@ -1501,8 +1503,10 @@ impl ProfileCore {
             Control::Ring => {
                 if c.state == CallState::Early {
                     let mut r = Message::response_to(&c.invite, 180, None, Some(&c.local_tag));
-                    r.headers
-                        .push("Contact", self.contact_header(c.peer.transport));
+                    r.headers.push(
+                        "Contact",
+                        contact_of(&self.transports, c.peer.transport, &c.invite),
+                    );
                     self.server_headers(&mut r);
                     self.respond(tx, r);
                 }
@@ -1521,8 +1525,10 @@ impl ProfileCore {
                     return;
                 };
                 let mut r = Message::response_to(&c.invite, code, None, Some(&c.local_tag));
-                r.headers
-                    .push("Contact", contact_of(&self.transports, c.peer.transport));
+                r.headers.push(
+                    "Contact",
+                    contact_of(&self.transports, c.peer.transport, &c.invite),
+                );
                 r.headers.push("Allow", ALLOW);
                 if let Some(b) = body {
                     r.headers.push("Content-Type", "application/sdp");
@@ -1770,9 +1776,10 @@ impl ProfileCore {
         invite.headers.push("To", to.clone());
         invite.headers.push("Call-ID", call_id.clone());
         invite.headers.push("CSeq", "1 INVITE");
-        invite
-            .headers
-            .push("Contact", self.contact_header(target.peer.transport));
+        invite.headers.push(
+            "Contact",
+            contact_of(&self.transports, target.peer.transport, &invite),
+        );
         invite.headers.push("Allow", ALLOW);
         invite
             .headers
@@ -1851,19 +1858,18 @@ impl ProfileCore {
     fn via(&self, t: Transport) -> String {
         format!("{};branch={};rport", self.via_base(t), transaction_branch())
     }
-
-    fn contact_header(&self, t: Transport) -> String {
-        contact_of(&self.transports, t)
-    }
 }
 
-/// The switch's Contact for requests and responses over `t`.
-fn contact_of(transports: &Transports, t: Transport) -> String {
-    format!(
-        "<sip:dialtone@{}{}>",
-        host_port(transports.local_addr_for(t)),
-        tparam(t)
-    )
+/// The switch's Contact in the dialog of `invite` (ours or the far end's)
+/// over `t`: a `sips:` URI when the INVITE's Request-URI is one (RFC 3261
+/// 8.1.1.8), else `sip:` with the transport parameter.
+fn contact_of(transports: &Transports, t: Transport, invite: &Message) -> String {
+    let host = host_port(transports.local_addr_for(t));
+    if invite.uri().is_some_and(|u| u.scheme == Scheme::Sips) {
+        format!("<sips:dialtone@{host}>")
+    } else {
+        format!("<sip:dialtone@{host}{}>", tparam(t))
+    }
 }
 
 /// A profile's TLS: its listener (certificate and key, which the switch
