@@ -2,7 +2,8 @@
 # Installs the real SIP peers and tools that Dialtone's end-to-end tests run
 # against (see tests/sip/README.md):
 #
-#   Debian packages: sip-tester (sipp), sipsak, baresip, tshark, sox, kamailio
+#   Debian packages: sip-tester (sipp), sipsak, baresip, tshark, sox, kamailio,
+#                    openssl (the TLS audio test makes its certificates with it)
 #   PyPI:            sipvicious, in a venv at build/venv-sipvicious
 #                    (entry points sipvicious_svwar, sipvicious_svmap, ...)
 #
@@ -41,6 +42,7 @@ DEB_TOOLS=(
     "tshark:tshark"
     "sox:sox"
     "kamailio:kamailio"
+    "openssl:openssl"
 )
 
 missing_debs() {

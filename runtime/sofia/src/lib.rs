@@ -4,7 +4,9 @@
 //!
 //! - [`ua`]: a profile's SIP core, where a SIP call enters the switch and
 //!   where the core's requests for a SIP leg are carried out;
-//! - [`transport`]: UDP and TCP sockets, stream framing, connection reuse;
+//! - [`transport`]: UDP, TCP and TLS sockets (IPv4 or IPv6), stream
+//!   framing, connection reuse;
+//! - [`tls`]: certificates and keys into rustls configurations;
 //! - [`location`]: registrations, persisted in the state directory;
 //! - [`settings`]: what the configuration says.
 //!
@@ -25,6 +27,7 @@
 pub mod gateway;
 pub mod location;
 pub mod settings;
+pub mod tls;
 pub mod transport;
 pub mod ua;
 
@@ -41,7 +44,7 @@ use dialtone_core::routing::BoxFuture;
 use dialtone_core::switch::Switch;
 use dialtone_core::HangupCause;
 use dialtone_media::{LegHandle, MediaEngine};
-use dialtone_sip::message::{Host, Uri};
+use dialtone_sip::message::{Scheme, Uri};
 use dialtone_sip::sdp::SessionDescription;
 
 use crate::location::Location;
@@ -238,12 +241,17 @@ impl Shared {
                 },
             ));
         }
-        let transport = uri.transport().unwrap_or_else(|| "udp".into());
-        let host = match &uri.host {
-            Host::V6(a) => format!("[{a}]"),
-            h => h.to_string(),
-        };
-        let hostport = format!("{host}:{}", uri.port.unwrap_or(5060));
+        // `sips:` means TLS (RFC 3261 26.2.2); so does `;transport=tls`.
+        let transport = uri.transport().unwrap_or_else(|| {
+            if uri.scheme == Scheme::Sips {
+                "tls".into()
+            } else {
+                "udp".into()
+            }
+        });
+        let t = Transport::parse(&transport).ok_or(HangupCause::InvalidUrl)?;
+        // Host's Display brackets IPv6.
+        let hostport = format!("{}:{}", uri.host, uri.port.unwrap_or(t.default_port()));
         let (transport, addr) = resolve(&hostport, &transport).await?;
         Ok((
             profile,
@@ -338,10 +346,15 @@ pub(crate) async fn resolve(
     transport: &str,
 ) -> Result<(Transport, SocketAddr), HangupCause> {
     let transport = Transport::parse(transport).ok_or(HangupCause::InvalidUrl)?;
-    let hostport = if hostport.contains(':') && !hostport.ends_with(']') {
+    // `host`, `host:port`, `[v6]`, `[v6]:port`; no port: the transport's.
+    let has_port = match hostport.rsplit_once(':') {
+        Some((h, p)) => p.parse::<u16>().is_ok() && (h.ends_with(']') || !h.contains(':')),
+        None => false,
+    };
+    let hostport = if has_port {
         hostport.to_string()
     } else {
-        format!("{hostport}:5060")
+        format!("{hostport}:{}", transport.default_port())
     };
     if let Ok(a) = hostport.parse::<SocketAddr>() {
         return Ok((transport, a));

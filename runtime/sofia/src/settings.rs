@@ -9,14 +9,20 @@ use std::time::Duration;
 pub struct ProfileSettings {
     /// `internal`, `external`, ...: the second part of `sofia/PROFILE/...`.
     pub name: String,
-    /// UDP and TCP listen address.
+    /// UDP and TCP listen address (IPv4 or IPv6; one address per profile,
+    /// as in FreeSWITCH: a second family is a second profile).
     pub bind: SocketAddr,
     /// TLS listen address, if TLS is on.
     pub tls_bind: Option<SocketAddr>,
-    /// TLS certificate chain (PEM), required with `tls_bind`.
+    /// TLS certificate chain (PEM). Needed with `tls_bind` by the time the
+    /// profile starts (the switch fills in a generated one when the
+    /// configuration names none).
     pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM), required with `tls_bind`.
+    /// TLS private key (PEM), with `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that servers this profile connects to over
+    /// TLS must chain to; `None`: the bundled web PKI roots.
+    pub tls_ca: Option<PathBuf>,
     /// The dialplan context of calls arriving here.
     pub context: String,
     /// INVITEs need digest authentication.
@@ -31,9 +37,10 @@ impl ProfileSettings {
         ProfileSettings {
             name: "internal".into(),
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5060),
-            tls_bind: None,
+            tls_bind: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5061)),
             tls_cert: None,
             tls_key: None,
+            tls_ca: None,
             context: "default".into(),
             auth_calls: true,
             accept_register: true,
@@ -45,9 +52,10 @@ impl ProfileSettings {
         ProfileSettings {
             name: "external".into(),
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5080),
-            tls_bind: None,
+            tls_bind: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5081)),
             tls_cert: None,
             tls_key: None,
+            tls_ca: None,
             context: "public".into(),
             auth_calls: false,
             accept_register: false,
@@ -64,7 +72,7 @@ pub struct GatewaySettings {
     pub profile: String,
     /// `host[:port]` of the carrier.
     pub proxy: String,
-    /// `udp` or `tcp`.
+    /// `udp`, `tcp` or `tls` (verified with the profile's `tls_ca`).
     pub transport: String,
     /// Digest user name (and the From user when registering).
     pub username: Option<String>,

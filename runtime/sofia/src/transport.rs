@@ -1,16 +1,21 @@
 //! Transports: the thin tokio layer under a profile's SIP core.
 //!
 //! Each profile owns one UDP socket and one TCP listener on its `listen`
-//! address. Every datagram and every framed stream message goes, parsed, to
-//! the profile's core over one channel ([`Incoming`]); the core answers
-//! through [`Transports::send`]. Nothing here knows about transactions.
+//! address (IPv4 or IPv6), and a TLS listener (rustls) on its `tls_listen`
+//! address when TLS is on. Every datagram and every framed stream message
+//! goes, parsed, to the profile's core over one channel ([`Incoming`]); the
+//! core answers through [`Transports::send`]. Nothing here knows about
+//! transactions, and the core knows nothing of TLS but [`Transport::Tls`].
 //!
-//! TCP connections are kept in a table keyed by the far end's address, so
-//! a response or a new request for a client that registered over TCP goes
-//! back over the connection it opened (a phone behind NAT cannot be dialled
-//! back; RFC 5626/5923 style reuse). A request to a TCP peer without a
-//! connection opens one. Stream keep-alive pings (CRLFCRLF) get their CRLF
-//! pong here; a stream that loses framing is closed with a log line.
+//! TCP and TLS connections are kept in one table keyed by transport and the
+//! far end's address, so a response or a new request for a client that
+//! registered over TCP or TLS goes back over the connection it opened (a
+//! phone behind NAT cannot be dialled back; RFC 5626/5923 style reuse). A
+//! request to a stream peer without a connection opens one; a new TLS
+//! connection verifies the server's certificate ([`crate::tls`]) against
+//! the name given with [`Transports::set_tls_name`] or else the address.
+//! Stream keep-alive pings (CRLFCRLF) get their CRLF pong here; a stream
+//! that loses framing is closed with a log line.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,9 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use dialtone_sip::message::{parse_datagram, Frame, Message, ParseError, StreamFramer};
 
@@ -33,6 +40,8 @@ pub enum Transport {
     Udp,
     /// TCP.
     Tcp,
+    /// TLS over TCP.
+    Tls,
 }
 
 impl Transport {
@@ -46,6 +55,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 
@@ -54,7 +64,16 @@ impl Transport {
         match s.to_ascii_lowercase().as_str() {
             "udp" => Some(Transport::Udp),
             "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
             _ => None,
+        }
+    }
+
+    /// The port a URI without one means (RFC 3261 19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
         }
     }
 }
@@ -64,6 +83,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -97,11 +117,24 @@ struct Conn {
     tx: mpsc::Sender<Vec<u8>>,
 }
 
+/// A profile's TLS: the listener's address and certificate (when it
+/// listens for TLS), and how servers it connects to are verified.
+#[derive(Clone)]
+pub struct TlsSetup {
+    /// The TLS listen address and the listener's certificate and key.
+    pub listen: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    /// Verification of servers for outbound connections.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
 /// The sockets of one profile.
 pub struct Transports {
     udp: Arc<UdpSocket>,
     local: SocketAddr,
-    conns: Mutex<HashMap<SocketAddr, Conn>>,
+    tls_local: Option<SocketAddr>,
+    connector: Option<TlsConnector>,
+    tls_names: Mutex<HashMap<SocketAddr, String>>,
+    conns: Mutex<HashMap<(Transport, SocketAddr), Conn>>,
     next_conn: AtomicU64,
     incoming: mpsc::Sender<Incoming>,
     me: std::sync::Weak<Transports>,
@@ -109,52 +142,96 @@ pub struct Transports {
 
 /// Queue depth of one connection's writer.
 const CONN_QUEUE: usize = 256;
-/// Idle TCP connections are closed after this long without traffic.
+/// Idle stream connections are closed after this long without traffic.
 const CONN_IDLE: Duration = Duration::from_secs(600);
+/// Connecting, and a TLS handshake, must finish within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Transports {
-    /// Binds UDP and TCP on `addr` and starts the read loops.
+    /// Binds UDP and TCP on `addr`, TLS where `tls` says, and starts the
+    /// read loops. Without `tls`, requests to TLS targets fail.
     pub async fn bind(
         addr: SocketAddr,
+        tls: Option<TlsSetup>,
         incoming: mpsc::Sender<Incoming>,
     ) -> std::io::Result<Arc<Transports>> {
         let udp = Arc::new(UdpSocket::bind(addr).await?);
         let tcp = TcpListener::bind(addr).await?;
         let local = udp.local_addr()?;
+        let tls_listener = match tls.as_ref().and_then(|t| t.listen.clone()) {
+            Some((bind, server)) => Some((
+                TcpListener::bind(bind).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("TLS listener {bind}: {e}"))
+                })?,
+                server,
+            )),
+            None => None,
+        };
+        let tls_local = match &tls_listener {
+            Some((l, _)) => Some(l.local_addr()?),
+            None => None,
+        };
         let t = Arc::new_cyclic(|me| Transports {
             udp: udp.clone(),
             local,
+            tls_local,
+            connector: tls.as_ref().map(|t| TlsConnector::from(t.client.clone())),
+            tls_names: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             incoming,
             me: me.clone(),
         });
         tokio::spawn(udp_loop(t.clone()));
-        tokio::spawn(accept_loop(t.clone(), tcp));
+        tokio::spawn(accept_loop(t.clone(), tcp, None));
+        if let Some((l, server)) = tls_listener {
+            tokio::spawn(accept_loop(t.clone(), l, Some(TlsAcceptor::from(server))));
+        }
         Ok(t)
     }
 
-    /// The bound address.
+    /// The bound UDP/TCP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    /// Open TCP connections.
+    /// The bound TLS address, if TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_local
+    }
+
+    /// The address written into Via and Contact for `t`: the TLS listener
+    /// for TLS, the UDP/TCP one otherwise.
+    pub fn local_addr_for(&self, t: Transport) -> SocketAddr {
+        match t {
+            Transport::Tls => self.tls_local.unwrap_or(self.local),
+            _ => self.local,
+        }
+    }
+
+    /// Open TCP and TLS connections.
     pub fn connections(&self) -> usize {
         self.conns.lock().len()
     }
 
+    /// The name a new TLS connection to `addr` verifies the server
+    /// certificate against (a gateway's or URI's host name). Without one,
+    /// the certificate must name the IP address.
+    pub fn set_tls_name(&self, addr: SocketAddr, name: &str) {
+        self.tls_names.lock().insert(addr, name.to_string());
+    }
+
     /// Sends a message. Never blocks: UDP uses a non-blocking send, TCP
-    /// queues to the connection (opening one if needed). Errors are logged
-    /// and returned for the transaction layer.
+    /// and TLS queue to the connection (opening one if needed). Errors are
+    /// logged and returned for the transaction layer.
     pub fn send(&self, peer: Peer, msg: &Message) -> Result<(), String> {
         self.send_bytes(peer, msg.to_bytes())
     }
 
     /// Sends raw bytes (keep-alives, pre-serialized messages).
     pub fn send_bytes(&self, peer: Peer, bytes: Vec<u8>) -> Result<(), String> {
-        match peer.transport {
-            Transport::Udp => match self.udp.try_send_to(&bytes, peer.addr) {
+        if peer.transport == Transport::Udp {
+            return match self.udp.try_send_to(&bytes, peer.addr) {
                 Ok(_) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // The kernel buffer is full: hand the datagram to a task.
@@ -165,54 +242,78 @@ impl Transports {
                     Ok(())
                 }
                 Err(e) => Err(format!("udp send to {}: {e}", peer.addr)),
-            },
-            Transport::Tcp => {
-                let tx = self.conns.lock().get(&peer.addr).map(|c| c.tx.clone());
-                match tx {
-                    Some(tx) => tx
-                        .try_send(bytes)
-                        .map_err(|e| format!("tcp send to {}: {e}", peer.addr)),
-                    None => {
-                        let me = self.me.upgrade().ok_or("transports gone")?;
-                        tokio::spawn(async move {
-                            match tokio::time::timeout(
-                                Duration::from_secs(5),
-                                TcpStream::connect(peer.addr),
-                            )
+            };
+        }
+        let tx = self
+            .conns
+            .lock()
+            .get(&(peer.transport, peer.addr))
+            .map(|c| c.tx.clone());
+        if let Some(tx) = tx {
+            return tx
+                .try_send(bytes)
+                .map_err(|e| format!("{} send to {}: {e}", peer.transport, peer.addr));
+        }
+        let me = self.me.upgrade().ok_or("transports gone")?;
+        let connector =
+            if peer.transport == Transport::Tls {
+                Some(self.connector.clone().ok_or_else(|| {
+                    format!("tls to {}: no TLS client on this profile", peer.addr)
+                })?)
+            } else {
+                None
+            };
+        let name = self.tls_names.lock().get(&peer.addr).cloned();
+        tokio::spawn(async move {
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+                let stream = TcpStream::connect(peer.addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = stream.set_nodelay(true);
+                match connector {
+                    None => Ok::<_, String>(me.clone().adopt(stream, peer)),
+                    Some(c) => {
+                        let server = match &name {
+                            Some(n) => ServerName::try_from(n.clone())
+                                .map_err(|e| format!("bad TLS server name {n}: {e}"))?,
+                            None => ServerName::IpAddress(peer.addr.ip().into()),
+                        };
+                        let tls = c
+                            .connect(server, stream)
                             .await
-                            {
-                                Ok(Ok(stream)) => {
-                                    let tx = me.clone().adopt(stream, peer.addr);
-                                    let _ = tx.send(bytes).await;
-                                }
-                                Ok(Err(e)) => {
-                                    tracing::warn!(peer = %peer.addr, error = %e, "tcp connect failed")
-                                }
-                                Err(_) => {
-                                    tracing::warn!(peer = %peer.addr, "tcp connect timed out")
-                                }
-                            }
-                        });
-                        Ok(())
+                            .map_err(|e| format!("TLS handshake: {e}"))?;
+                        Ok(me.clone().adopt(tls, peer))
                     }
                 }
+            })
+            .await;
+            match connected {
+                Ok(Ok(tx)) => {
+                    let _ = tx.send(bytes).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "connect failed")
+                }
+                Err(_) => tracing::warn!(%peer, "connect timed out"),
             }
-        }
+        });
+        Ok(())
     }
 
     /// Registers a connection and starts its reader and writer.
-    fn adopt(self: Arc<Self>, stream: TcpStream, remote: SocketAddr) -> mpsc::Sender<Vec<u8>> {
-        let _ = stream.set_nodelay(true);
+    fn adopt<S>(self: Arc<Self>, stream: S, peer: Peer) -> mpsc::Sender<Vec<u8>>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
-        self.conns
-            .lock()
-            .insert(remote, Conn { id, tx: tx.clone() });
-        let (mut reader, mut writer) = stream.into_split();
+        let key = (peer.transport, peer.addr);
+        self.conns.lock().insert(key, Conn { id, tx: tx.clone() });
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let me = self.clone();
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
-                if writer.write_all(&bytes).await.is_err() {
+                if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                     break;
                 }
             }
@@ -220,10 +321,6 @@ impl Transports {
         });
         let pong = tx.clone();
         tokio::spawn(async move {
-            let peer = Peer {
-                transport: Transport::Tcp,
-                addr: remote,
-            };
             let mut framer = StreamFramer::new();
             let mut buf = vec![0u8; 16 * 1024];
             loop {
@@ -246,23 +343,23 @@ impl Transports {
                             }
                         }
                         Err(e) => {
-                            tracing::warn!(peer = %remote, error = %e.reason, "closing a TCP connection that lost SIP framing");
+                            tracing::warn!(%peer, error = %e.reason, "closing a stream connection that lost SIP framing");
                             let _ = me.incoming.send(Incoming::Bad(e, peer)).await;
-                            me.forget(remote, id);
+                            me.forget(key, id);
                             return;
                         }
                     }
                 }
             }
-            me.forget(remote, id);
+            me.forget(key, id);
         });
         tx
     }
 
-    fn forget(&self, remote: SocketAddr, id: u64) {
+    fn forget(&self, key: (Transport, SocketAddr), id: u64) {
         let mut conns = self.conns.lock();
-        if conns.get(&remote).is_some_and(|c| c.id == id) {
-            conns.remove(&remote);
+        if conns.get(&key).is_some_and(|c| c.id == id) {
+            conns.remove(&key);
         }
     }
 }
@@ -293,16 +390,170 @@ async fn udp_loop(t: Arc<Transports>) {
     }
 }
 
-async fn accept_loop(t: Arc<Transports>, listener: TcpListener) {
+/// Accepts TCP connections, or TLS ones when `tls` is given (each
+/// handshake in its own task, bounded in time).
+async fn accept_loop(t: Arc<Transports>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                t.clone().adopt(stream, remote);
+                let _ = stream.set_nodelay(true);
+                match &tls {
+                    None => {
+                        t.clone().adopt(
+                            stream,
+                            Peer {
+                                transport: Transport::Tcp,
+                                addr: remote,
+                            },
+                        );
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let t = t.clone();
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => {
+                                    t.adopt(
+                                        s,
+                                        Peer {
+                                            transport: Transport::Tls,
+                                            addr: remote,
+                                        },
+                                    );
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::info!(peer = %remote, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => {
+                                    tracing::info!(peer = %remote, "TLS handshake timed out")
+                                }
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "tcp accept failed");
+                tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dialtone_sip::message::{Method, Uri};
+    use std::path::PathBuf;
+
+    /// A self-signed certificate for 127.0.0.1 and localhost: (cert, key).
+    fn certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+        std::fs::create_dir_all(dir).unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&pair).unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, pair.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn options(n: u32) -> Message {
+        let mut m = Message::request(Method::Options, Uri::parse("sip:127.0.0.1").unwrap());
+        m.headers
+            .push("Via", format!("SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bK{n}"));
+        m.headers.push("From", "<sip:a@127.0.0.1>;tag=1");
+        m.headers.push("To", "<sip:b@127.0.0.1>");
+        m.headers.push("Call-ID", format!("c{n}"));
+        m.headers.push("CSeq", format!("{n} OPTIONS"));
+        m.headers.push("Max-Forwards", "70");
+        m
+    }
+
+    async fn endpoint(
+        listen: Option<Arc<rustls::ServerConfig>>,
+        client: Arc<rustls::ClientConfig>,
+    ) -> (Arc<Transports>, mpsc::Receiver<Incoming>) {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let t = Transports::bind(
+            any,
+            Some(TlsSetup {
+                listen: listen.map(|s| (any, s)),
+                client,
+            }),
+            tx,
+        )
+        .await
+        .unwrap();
+        (t, rx)
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Incoming>, within: Duration) -> Option<(Message, Peer)> {
+        match tokio::time::timeout(within, rx.recv()).await {
+            Ok(Some(Incoming::Message(m, p))) => Some((m, p)),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_requests_verify_the_server_and_answers_reuse_the_connection() {
+        let dir = std::env::temp_dir().join(format!("dialtone-tls-t-{}", std::process::id()));
+        let (cert, key) = certificate(&dir);
+        let server_cfg = crate::tls::server_config(&cert, &key).unwrap();
+        let trusting = crate::tls::client_config(Some(&cert)).unwrap();
+        let (server, mut server_rx) = endpoint(Some(server_cfg), trusting.clone()).await;
+        let tls_addr = server.tls_addr().unwrap();
+        let to_server = Peer {
+            transport: Transport::Tls,
+            addr: tls_addr,
+        };
+
+        // A client that trusts the certificate: the request arrives over
+        // TLS, and the answer goes back down the same connection.
+        let (client, mut client_rx) = endpoint(None, trusting.clone()).await;
+        client.send(to_server, &options(1)).unwrap();
+        let (m, from) = next(&mut server_rx, Duration::from_secs(5))
+            .await
+            .expect("request over TLS");
+        assert_eq!(from.transport, Transport::Tls);
+        assert_eq!(m.call_id(), Some("c1"));
+        let answer = Message::response_to(&m, 200, None, Some("t"));
+        server.send(from, &answer).unwrap();
+        let (r, via) = next(&mut client_rx, Duration::from_secs(5))
+            .await
+            .expect("answer on the client's connection");
+        assert_eq!(r.code(), Some(200));
+        assert_eq!(via, to_server);
+        // A second request reuses the connection.
+        client.send(to_server, &options(2)).unwrap();
+        let (_, from2) = next(&mut server_rx, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(from2, from);
+        assert_eq!((client.connections(), server.connections()), (1, 1));
+
+        // The web PKI roots do not know a self-signed certificate: no
+        // connection, nothing delivered.
+        let (stranger, _rx) = endpoint(None, crate::tls::client_config(None).unwrap()).await;
+        stranger.send(to_server, &options(3)).unwrap();
+        assert!(next(&mut server_rx, Duration::from_millis(700))
+            .await
+            .is_none());
+        assert_eq!(stranger.connections(), 0);
+
+        // The right CA with the wrong name fails too; the right name works.
+        let (named, _rx) = endpoint(None, trusting.clone()).await;
+        named.set_tls_name(tls_addr, "wrong.example");
+        named.send(to_server, &options(4)).unwrap();
+        assert!(next(&mut server_rx, Duration::from_millis(700))
+            .await
+            .is_none());
+        named.set_tls_name(tls_addr, "localhost");
+        named.send(to_server, &options(5)).unwrap();
+        let (m, _) = next(&mut server_rx, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(m.call_id(), Some("c5"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -50,14 +50,14 @@ use dialtone_core::switch::InboundSpec;
 use dialtone_core::HangupCause;
 use dialtone_media::LegHandle;
 use dialtone_sip::auth::{self, Algorithm, Outcome, Secret, VerifyRequest};
-use dialtone_sip::message::{Host, Message, Method, NameAddr, Uri};
+use dialtone_sip::message::{Host, Message, Method, NameAddr, Scheme, Uri};
 use dialtone_sip::sdp::{OriginState, SessionDescription};
 use dialtone_sip::transaction::{self, Event, TransactionLayer, TxId};
 
 use crate::gateway::{Gateway, GwTxs};
 use crate::location::Binding;
 use crate::settings::ProfileSettings;
-use crate::transport::{Incoming, Peer, Transport, Transports};
+use crate::transport::{Incoming, Peer, TlsSetup, Transport, Transports};
 use crate::Shared;
 
 /// What the core asks a profile to do.
@@ -240,9 +240,12 @@ impl ProfileCore {
         shared: Arc<Shared>,
     ) -> anyhow::Result<mpsc::UnboundedSender<Cmd>> {
         let (in_tx, in_rx) = mpsc::channel(4096);
-        let transports = Transports::bind(settings.bind, in_tx).await.map_err(|e| {
-            anyhow::anyhow!("profile {}: bind {}: {e}", settings.name, settings.bind)
-        })?;
+        let tls = tls_setup(&settings)?;
+        let transports = Transports::bind(settings.bind, Some(tls), in_tx)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("profile {}: bind {}: {e}", settings.name, settings.bind)
+            })?;
         let (cmds_tx, cmds_rx) = mpsc::unbounded_channel();
         let auth = auth::DigestServer::with_random_key()
             .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -255,12 +258,17 @@ impl ProfileCore {
             .filter(|g| g.profile == settings.name)
         {
             match crate::resolve(&g.proxy, &g.transport).await {
-                Ok((transport, addr)) => gateways.push(Gateway::new(
-                    g.clone(),
-                    Peer { transport, addr },
-                    Instant::now(),
-                    format!("gw-{}-{:x}@dialtone", g.name, rand_u64()),
-                )),
+                Ok((transport, addr)) => {
+                    if let Some(name) = tls_name(transport, &g.proxy) {
+                        transports.set_tls_name(addr, &name);
+                    }
+                    gateways.push(Gateway::new(
+                        g.clone(),
+                        Peer { transport, addr },
+                        Instant::now(),
+                        format!("gw-{}-{:x}@dialtone", g.name, rand_u64()),
+                    ))
+                }
                 Err(cause) => {
                     tracing::error!(gateway = %g.name, proxy = %g.proxy, %cause, "gateway proxy does not resolve")
                 }
@@ -291,7 +299,19 @@ impl ProfileCore {
         mut incoming: mpsc::Receiver<Incoming>,
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
     ) {
-        tracing::info!(profile = %self.settings.name, addr = %self.transports.local_addr(), "SIP profile listening (udp, tcp)");
+        match self.transports.tls_addr() {
+            Some(tls) => tracing::info!(
+                profile = %self.settings.name,
+                addr = %self.transports.local_addr(),
+                %tls,
+                "SIP profile listening (udp, tcp, tls)"
+            ),
+            None => tracing::info!(
+                profile = %self.settings.name,
+                addr = %self.transports.local_addr(),
+                "SIP profile listening (udp, tcp)"
+            ),
+        }
         let mut last_load = (0u64, 0u64);
         loop {
             let deadline = self.next_deadline();
@@ -337,8 +357,8 @@ impl ProfileCore {
     }
 
     fn run_gateways(&mut self, now: Instant) {
-        let local = host_port(self.transports.local_addr());
         for i in 0..self.gateways.len() {
+            let local = self.local_host(self.gateways[i].peer.transport);
             let due = self.gateways[i].due(now, &self.shared.gateway_status, &local);
             for (kind, mut msg) in due {
                 let peer = self.gateways[i].peer;
@@ -359,7 +379,7 @@ impl ProfileCore {
         let Some((i, kind)) = self.gw_txs.remove(&tx) else {
             return;
         };
-        let local = host_port(self.transports.local_addr());
+        let local = self.local_host(self.gateways[i].peer.transport);
         let next = self.gateways[i].on_response(
             kind,
             &msg,
@@ -1127,7 +1147,7 @@ impl ProfileCore {
                 } else {
                     from_user
                 },
-                host_port(self.transports.local_addr()),
+                self.local_host(peer.transport),
                 tag()
             ),
         );
@@ -1246,11 +1266,7 @@ impl ProfileCore {
         }
         r.headers.push(
             "Contact",
-            format!(
-                "<sip:dialtone@{}{}>",
-                host_port(self.transports.local_addr()),
-                tparam(c.peer.transport)
-            ),
+            contact_of(&self.transports, c.peer.transport, &c.invite),
         );
         let r2 = r.clone();
         let peer = c.peer;
@@ -1542,8 +1558,10 @@ impl ProfileCore {
                 if c.state == CallState::Early {
                     let mut r = Message::response_to(&c.invite, 180, None, Some(&c.local_tag));
                     copy_record_route(&c.invite, &mut r);
-                    r.headers
-                        .push("Contact", self.contact_header(c.peer.transport));
+                    r.headers.push(
+                        "Contact",
+                        contact_of(&self.transports, c.peer.transport, &c.invite),
+                    );
                     self.server_headers(&mut r);
                     self.respond(tx, r);
                 }
@@ -1565,11 +1583,7 @@ impl ProfileCore {
                 copy_record_route(&c.invite, &mut r);
                 r.headers.push(
                     "Contact",
-                    format!(
-                        "<sip:dialtone@{}{}>",
-                        host_port(self.transports.local_addr()),
-                        tparam(c.peer.transport)
-                    ),
+                    contact_of(&self.transports, c.peer.transport, &c.invite),
                 );
                 r.headers.push("Allow", ALLOW);
                 if let Some(b) = body {
@@ -1759,7 +1773,10 @@ impl ProfileCore {
         } else {
             req.caller_id_number.clone()
         };
-        let local_host = host_port(self.transports.local_addr());
+        let local_host = self.local_host(target.peer.transport);
+        if let Some(name) = tls_name(target.peer.transport, &target.uri.host.to_string()) {
+            self.transports.set_tls_name(target.peer.addr, &name);
+        }
         let from = format!(
             "\"{}\" <sip:{}@{}>",
             req.caller_id_name.replace(['"', '\\'], ""),
@@ -1776,9 +1793,10 @@ impl ProfileCore {
         invite.headers.push("To", to.clone());
         invite.headers.push("Call-ID", call_id.clone());
         invite.headers.push("CSeq", "1 INVITE");
-        invite
-            .headers
-            .push("Contact", self.contact_header(target.peer.transport));
+        invite.headers.push(
+            "Contact",
+            contact_of(&self.transports, target.peer.transport, &invite),
+        );
         invite.headers.push("Allow", ALLOW);
         invite
             .headers
@@ -1847,24 +1865,65 @@ impl ProfileCore {
         })
     }
 
+    /// `ip:port` of the listener that `t` leaves from (bracketed IPv6).
+    fn local_host(&self, t: Transport) -> String {
+        host_port(self.transports.local_addr_for(t))
+    }
+
     fn via_base(&self, t: Transport) -> String {
-        format!(
-            "SIP/2.0/{} {}",
-            t.via_name(),
-            host_port(self.transports.local_addr())
-        )
+        format!("SIP/2.0/{} {}", t.via_name(), self.local_host(t))
     }
 
     fn via(&self, t: Transport) -> String {
         format!("{};branch={};rport", self.via_base(t), transaction_branch())
     }
+}
 
-    fn contact_header(&self, t: Transport) -> String {
-        format!(
-            "<sip:dialtone@{}{}>",
-            host_port(self.transports.local_addr()),
-            tparam(t)
-        )
+/// The switch's Contact in the dialog of `invite` (ours or the far end's)
+/// over `t`: a `sips:` URI when the INVITE's Request-URI is one (RFC 3261
+/// 8.1.1.8), else `sip:` with the transport parameter.
+fn contact_of(transports: &Transports, t: Transport, invite: &Message) -> String {
+    let host = host_port(transports.local_addr_for(t));
+    if invite.uri().is_some_and(|u| u.scheme == Scheme::Sips) {
+        format!("<sips:dialtone@{host}>")
+    } else {
+        format!("<sip:dialtone@{host}{}>", tparam(t))
+    }
+}
+
+/// A profile's TLS: its listener (certificate and key, which the switch
+/// has filled in by now) and the verification of servers it connects to.
+fn tls_setup(settings: &ProfileSettings) -> anyhow::Result<TlsSetup> {
+    let fail = |e: crate::tls::TlsFileError| anyhow::anyhow!("profile {}: {e}", settings.name);
+    let listen = match settings.tls_bind {
+        Some(bind) => {
+            let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
+                anyhow::bail!(
+                    "profile {}: TLS on {bind} needs a certificate and a key",
+                    settings.name
+                );
+            };
+            Some((bind, crate::tls::server_config(cert, key).map_err(fail)?))
+        }
+        None => None,
+    };
+    let client = crate::tls::client_config(settings.tls_ca.as_deref()).map_err(fail)?;
+    Ok(TlsSetup { listen, client })
+}
+
+/// The name a TLS connection to `host[:port]` verifies the certificate
+/// against, when the host is a DNS name (an IP is verified as such).
+fn tls_name(t: Transport, hostport: &str) -> Option<String> {
+    if t != Transport::Tls {
+        return None;
+    }
+    let host = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') && p.parse::<u16>().is_ok() && !h.contains(':') => h,
+        _ => hostport,
+    };
+    match Host::parse(host) {
+        Ok(Host::Name(n)) => Some(n),
+        _ => None,
     }
 }
 
@@ -1875,10 +1934,10 @@ impl ProfileCore {
     /// target, route set and the next local CSeq, with where to send it
     /// ([`next_hop`]).
     fn dialog_request(&mut self, id: u64, method: Method) -> Option<(Message, Peer)> {
-        let local = host_port(self.transports.local_addr());
         let user_agent = self.shared.sip.user_agent.clone();
         let c = self.calls.get_mut(&id)?;
         let (uri, routes, peer) = next_hop(c);
+        let local = host_port(self.transports.local_addr_for(peer.transport));
         c.local_cseq += 1;
         let mut m = Message::request(method.clone(), uri);
         m.headers.push(
@@ -1909,7 +1968,7 @@ impl ProfileCore {
         if method != Method::Bye {
             m.headers.push(
                 "Contact",
-                format!("<sip:dialtone@{local}{}>", tparam(peer.transport)),
+                contact_of(&self.transports, peer.transport, &c.invite),
             );
         }
         m.headers.push("User-Agent", user_agent);
@@ -2074,6 +2133,7 @@ fn tparam(t: Transport) -> &'static str {
     match t {
         Transport::Udp => "",
         Transport::Tcp => ";transport=tcp",
+        Transport::Tls => ";transport=tls",
     }
 }
 

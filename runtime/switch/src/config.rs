@@ -738,9 +738,11 @@ fn read_sip(root: &Table<'_>, base: &Path) -> Result<SipSettings, ConfigError> {
             let p = pf.table()?;
             p.check_keys(&[
                 "listen",
+                "tls",
                 "tls_listen",
                 "tls_cert",
                 "tls_key",
+                "tls_ca",
                 "context",
                 "auth_calls",
                 "accept_register",
@@ -753,14 +755,39 @@ fn read_sip(root: &Table<'_>, base: &Path) -> Result<SipSettings, ConfigError> {
             if let Some(f) = p.get("listen") {
                 ps.bind = socket_addr(&f)?;
             }
-            if let Some(f) = p.get("tls_listen") {
-                ps.tls_bind = Some(socket_addr(&f)?);
-            }
+            // TLS is on unless `tls = false`, on `tls_listen`, by default
+            // the listen address with the next port (5060 -> 5061; port 0,
+            // any free port, stays 0).
+            let tls_on = match p.get("tls") {
+                Some(f) => boolean(&f)?,
+                None => true,
+            };
+            ps.tls_bind = match (tls_on, p.get("tls_listen")) {
+                (true, Some(f)) => Some(socket_addr(&f)?),
+                (true, None) => match ps.bind.port() {
+                    0 => Some(ps.bind),
+                    p if p < u16::MAX => Some(SocketAddr::new(ps.bind.ip(), p + 1)),
+                    _ => {
+                        let f = p.get("listen").unwrap_or(pf);
+                        return Err(f.err(
+                            "no default TLS port for this listen port: set `tls_listen` \
+                             (or `tls = false`)",
+                        ));
+                    }
+                },
+                (false, Some(f)) => {
+                    return Err(f.key_err("`tls_listen` with `tls = false`: remove one"))
+                }
+                (false, None) => None,
+            };
             if let Some(f) = p.get("tls_cert") {
                 ps.tls_cert = Some(resolve(base, f.path()?));
             }
             if let Some(f) = p.get("tls_key") {
                 ps.tls_key = Some(resolve(base, f.path()?));
+            }
+            if let Some(f) = p.get("tls_ca") {
+                ps.tls_ca = Some(resolve(base, f.path()?));
             }
             if let Some(f) = p.get("context") {
                 ps.context = f.token()?.to_string();
@@ -771,18 +798,41 @@ fn read_sip(root: &Table<'_>, base: &Path) -> Result<SipSettings, ConfigError> {
             if let Some(f) = p.get("accept_register") {
                 ps.accept_register = boolean(&f)?;
             }
-            if ps.tls_bind.is_some() && (ps.tls_cert.is_none() || ps.tls_key.is_none()) {
-                let f = p.get("tls_listen").expect("present");
-                return Err(f.err("TLS needs `tls_cert` and `tls_key` too"));
+            match (p.get("tls_cert"), p.get("tls_key")) {
+                (Some(_), None) => {
+                    return Err(p
+                        .get("tls_cert")
+                        .expect("present")
+                        .key_err("`tls_cert` needs `tls_key` too"))
+                }
+                (None, Some(f)) => return Err(f.key_err("`tls_key` needs `tls_cert` too")),
+                _ => {}
             }
-            if let Some(other) = profiles
-                .iter()
-                .find(|o: &&ProfileSettings| o.bind == ps.bind || Some(o.bind) == ps.tls_bind)
-            {
-                let f = p.get("listen").unwrap_or(pf);
+            if ps.tls_bind == Some(ps.bind) && ps.bind.port() != 0 {
+                let f = p.get("tls_listen").unwrap_or(pf);
                 return Err(f.err(format!(
-                    "address {} is already used by profile `{}`",
-                    ps.bind, other.name
+                    "TLS cannot share {} with the profile's TCP listener",
+                    ps.bind
+                )));
+            }
+            let mine = [Some(ps.bind), ps.tls_bind];
+            if let Some((other, addr)) = profiles.iter().find_map(|o: &ProfileSettings| {
+                [Some(o.bind), o.tls_bind]
+                    .into_iter()
+                    .flatten()
+                    .find(|a| a.port() != 0 && mine.contains(&Some(*a)))
+                    .map(|a| (o, a))
+            }) {
+                let f = if Some(addr) == ps.tls_bind && addr != ps.bind {
+                    p.get("tls_listen")
+                        .or_else(|| p.get("listen"))
+                        .unwrap_or(pf)
+                } else {
+                    p.get("listen").unwrap_or(pf)
+                };
+                return Err(f.err(format!(
+                    "address {addr} is already used by profile `{}`",
+                    other.name
                 )));
             }
             profiles.push(ps);
@@ -831,8 +881,10 @@ fn read_sip(root: &Table<'_>, base: &Path) -> Result<SipSettings, ConfigError> {
             }
             if let Some(f) = g.get("transport") {
                 let t = f.token()?.to_ascii_lowercase();
-                if t != "udp" && t != "tcp" {
-                    return Err(f.err(format!("transport must be `udp` or `tcp`, not `{t}`")));
+                if t != "udp" && t != "tcp" && t != "tls" {
+                    return Err(f.err(format!(
+                        "transport must be `udp`, `tcp` or `tls`, not `{t}`"
+                    )));
                 }
                 gs.transport = t;
             }
@@ -1331,7 +1383,7 @@ fn check_domain(s: &str) -> Result<(), String> {
 }
 
 /// Quotes a key for a dotted path when it is not a bare TOML key.
-fn quote_key(k: &str) -> String {
+pub(crate) fn quote_key(k: &str) -> String {
     if !k.is_empty()
         && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')

@@ -5,8 +5,11 @@
 //! - [`app`]: builds the engine, the tenants, the core and the endpoints from
 //!   a snapshot, and applies new snapshots on reload.
 //! - [`services`]: the data behind the dialplan host imports.
+//! - [`tls`]: the SIP profiles' certificates, checked (and the switch's own
+//!   self-signed one generated) before the switch starts.
 #![deny(missing_docs)]
 
 pub mod app;
 pub mod config;
 pub mod services;
+pub mod tls;

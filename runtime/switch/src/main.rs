@@ -115,6 +115,7 @@ fn init_logs() {
 fn load_config(dir: &std::path::Path) -> Result<config::Config, String> {
     let c = config::load(dir).map_err(|e| e.to_string())?;
     config::validate_safe_defaults(&c).map_err(|e| e.to_string())?;
+    dialtone::tls::check(&c).map_err(|e| e.to_string())?;
     Ok(c)
 }
 
@@ -171,13 +172,17 @@ fn main() -> ExitCode {
         }
         Command::Run => {
             init_logs();
-            let config = match load_config(&cli.conf) {
+            let mut config = match load_config(&cli.conf) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("dialtone: {e}");
                     return ExitCode::from(2);
                 }
             };
+            if let Err(e) = dialtone::tls::prepare(&mut config) {
+                eprintln!("dialtone: {e}");
+                return ExitCode::from(2);
+            }
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -13,8 +13,21 @@
 //! streams, at least 95 % of each phone's packets relayed to the other) and
 //! that the switch's RTP sockets are released after the hang-up.
 //!
-//! Needs baresip, sox, tshark and python3 (`scripts/install-peers.sh`), and
-//! the right to capture on `lo` (root or CAP_NET_RAW).
+//! The same pair runs again over TLS: the test makes a CA and a server
+//! certificate for 127.0.0.1 with the openssl CLI, the switch's internal
+//! profile serves it on its TLS port, and both phones register and call
+//! with `;transport=tls`, given that CA (`sip_cafile`). baresip 1.0 (libre)
+//! does not enforce server verification (it registers with a wrong CA too),
+//! so the test checks the certificate itself: `openssl s_client` must
+//! verify what the switch's TLS port serves against the test's CA for
+//! 127.0.0.1. Checked on top: baresip's registration went over TLS, and
+//! during the call each phone has its one TLS connection to the switch (the
+//! switch reached B over the connection B opened).
+//!
+//! Needs baresip, sox, tshark, openssl and python3
+//! (`scripts/install-peers.sh`), and the right to capture on `lo` (root or
+//! CAP_NET_RAW). The two tests take turns: each relays two phones' audio on
+//! a two-core machine.
 
 mod common;
 
@@ -97,7 +110,7 @@ impl Drop for Work {
 /// Fails loudly when a peer tool is not on PATH.
 fn require_tools() {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let missing: Vec<&str> = ["baresip", "sox", "tshark", "python3", "ss"]
+    let missing: Vec<&str> = ["baresip", "sox", "tshark", "python3", "ss", "openssl"]
         .into_iter()
         .filter(|t| !std::env::split_paths(&path).any(|d| d.join(t).is_file()))
         .collect();
@@ -161,6 +174,7 @@ impl Phone {
         source: &Path,
         account: &str,
         life: u32,
+        extra_config: Option<&str>,
     ) -> Phone {
         let dir = work.join(name);
         run(
@@ -174,6 +188,11 @@ impl Phone {
                 .arg(account),
             "tests/sip/baresip/render.sh",
         );
+        if let Some(extra) = extra_config {
+            let config = dir.join("config");
+            let text = std::fs::read_to_string(&config).unwrap();
+            std::fs::write(&config, format!("{text}{extra}")).unwrap();
+        }
         let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
         let child = Command::new("baresip")
             .arg("-f")
@@ -201,10 +220,11 @@ impl Phone {
         std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
     }
 
-    /// Waits (at most 20 s) until baresip logs the 200 OK to its REGISTER.
-    fn wait_registered(&mut self, aor: &str) {
+    /// Waits (at most 20 s) until baresip logs the 200 OK to its REGISTER
+    /// over `transport` (`UDP`, `TLS`).
+    fn wait_registered(&mut self, aor: &str, transport: &str) {
         let end = Instant::now() + Duration::from_secs(20);
-        let ok = format!("{aor}: {{0/UDP/v4}} 200 OK");
+        let ok = format!("{aor}: {{0/{transport}/v4}} 200 OK");
         loop {
             let log = self.log();
             if log.contains(&ok) {
@@ -218,7 +238,7 @@ impl Phone {
             }
             assert!(
                 Instant::now() < end,
-                "baresip {} did not register as {aor} within 20 s:\n{log}",
+                "baresip {} did not register as {aor} over {transport} within 20 s:\n{log}",
                 self.name
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -403,48 +423,208 @@ fn assert_tone(wav: &Path, hz: u32, who: &str) -> String {
     text
 }
 
+/// One run's ports: the switch's base SIP port and RTP range start, and
+/// each phone's SIP port, RTP range and ctrl_tcp port.
+struct Ports {
+    switch: u16,
+    switch_rtp: u16,
+    a: (u16, (u16, u16), u16),
+    b: (u16, (u16, u16), u16),
+}
+
+/// The audio tests take turns (see the module docs).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, made with
+/// the openssl CLI: (ca.crt, server.crt, server.key).
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca_key, ca) = (dir.join("ca.key"), dir.join("ca.crt"));
+    let (key, csr, cert) = (
+        dir.join("server.key"),
+        dir.join("server.csr"),
+        dir.join("server.crt"),
+    );
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=Dialtone test CA", "-keyout"])
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca),
+        "openssl req (CA)",
+    );
+    run(
+        Command::new("openssl")
+            .args(["req", "-newkey", "rsa:2048", "-nodes"])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+        "openssl req (server)",
+    );
+    run(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-CAcreateserial")
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert),
+        "openssl x509 (sign)",
+    );
+    (ca, cert, key)
+}
+
+/// Established TCP connections that process `pid` holds to `switch_port`.
+fn connections_to(switch_port: u16, pid: u32) -> usize {
+    let out = Command::new("ss")
+        .args(["-Htnp", "state", "established"])
+        .output()
+        .expect("ss (iproute2)");
+    let pid = format!("pid={pid},");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&pid))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .and_then(|peer| peer.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                == Some(switch_port)
+        })
+        .count()
+}
+
 #[test]
 fn two_baresip_phones_call_through_the_switch_with_audio_both_ways() {
+    audio_call(
+        false,
+        Ports {
+            switch: 5500,
+            switch_rtp: 22400,
+            a: (5520, (22700, 22710), 5524),
+            b: (5530, (22720, 22730), 5534),
+        },
+    );
+}
+
+#[test]
+fn the_same_call_over_tls_with_a_certificate_the_test_makes() {
+    audio_call(
+        true,
+        Ports {
+            switch: 5540,
+            switch_rtp: 23000,
+            a: (5560, (23300, 23310), 5564),
+            b: (5570, (23320, 23330), 5574),
+        },
+    );
+}
+
+fn audio_call(tls: bool, ports: Ports) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     require_tools();
     let t0 = Instant::now();
-    let sw = Running::start(5500, 22400);
     let work = Work(Some(tempfile::tempdir().unwrap()));
     let w = work.path();
+    let certs = tls.then(|| make_certificates(w));
+    let sw = match &certs {
+        None => Running::start(ports.switch, ports.switch_rtp),
+        Some((_, cert, key)) => {
+            let cert_line = format!("tls_cert = {:?}", cert.display().to_string());
+            let key_line = format!("tls_key = {:?}", key.display().to_string());
+            Running::start_edited(
+                tempfile::tempdir().unwrap(),
+                ports.switch,
+                ports.switch_rtp,
+                "",
+                "",
+                &[
+                    ("# tls_cert = \"tls/internal.crt\"", &cert_line),
+                    ("# tls_key = \"tls/internal.key\"", &key_line),
+                ],
+            )
+        }
+    };
+    if let Some((ca, _, _)) = &certs {
+        // The switch serves the test's certificate, valid for 127.0.0.1.
+        let out = run(
+            Command::new("openssl")
+                .args(["s_client", "-connect"])
+                .arg(format!("127.0.0.1:{}", sw.internal_tls))
+                .arg("-CAfile")
+                .arg(ca)
+                .args(["-verify_return_error", "-verify_ip", "127.0.0.1"])
+                .stdin(Stdio::null()),
+            "openssl s_client against the switch's TLS port",
+        );
+        assert!(
+            out.contains("Verify return code: 0 (ok)"),
+            "the switch's certificate does not verify against the test CA:\n{out}"
+        );
+    }
     let (tone_a, tone_b) = (w.join("tone440.wav"), w.join("tone1000.wav"));
     sox_tone(&tone_a, 440, 20);
     sox_tone(&tone_b, 1000, 20);
 
-    let outbound = format!("outbound=\"sip:127.0.0.1:{};transport=udp\"", sw.internal);
+    let (transport, proxy_port) = if tls {
+        ("tls", sw.internal_tls)
+    } else {
+        ("udp", sw.internal)
+    };
+    let outbound = format!("outbound=\"sip:127.0.0.1:{proxy_port};transport={transport}\"");
     let acct = |user: &str, extra: &str| {
+        let aor_params = if tls { ";transport=tls" } else { "" };
         format!(
-            "<sip:{user}@dialtone.local>;auth_user={user};auth_pass=1234;{outbound};\
+            "<sip:{user}@dialtone.local{aor_params}>;auth_user={user};auth_pass=1234;{outbound};\
              regint=60;audio_codecs=PCMU{extra}"
         )
     };
+    // The phones trust the test's CA for the switch's certificate.
+    let ca_line = certs
+        .as_ref()
+        .map(|(ca, _, _)| format!("sip_cafile\t\t{}\n", ca.display()));
     // -t 40: every baresip quits by itself at the latest 40 s after start.
     let mut b = Phone::start(
         "b",
         w,
-        5530,
-        (22720, 22730),
-        5534,
+        ports.b.0,
+        ports.b.1,
+        ports.b.2,
         &tone_b,
         &acct("1001", ";answermode=auto"),
         40,
+        ca_line.as_deref(),
     );
     let mut a = Phone::start(
         "a",
         w,
-        5520,
-        (22700, 22710),
-        5524,
+        ports.a.0,
+        ports.a.1,
+        ports.a.2,
         &tone_a,
         &acct("1000", ""),
         40,
+        ca_line.as_deref(),
     );
-    b.wait_registered("1001@dialtone.local");
-    a.wait_registered("1000@dialtone.local");
-    eprintln!("both phones registered after {:?}", t0.elapsed());
+    let via = transport.to_ascii_uppercase();
+    b.wait_registered("1001@dialtone.local", &via);
+    a.wait_registered("1000@dialtone.local", &via);
+    eprintln!("both phones registered over {via} after {:?}", t0.elapsed());
 
     // Capture the legs' RTP on loopback: every packet to or from the
     // switch's range (-a duration bounds it; SIGINT ends it earlier).
@@ -494,6 +674,19 @@ fn two_baresip_phones_call_through_the_switch_with_audio_both_ways() {
         sw.log_tail()
     );
     eprintln!("call established after {:?}", t0.elapsed());
+    if tls {
+        // Each phone talks to the switch over the one TLS connection it
+        // opened to register: B's INVITE came down B's own connection.
+        for (who, p) in [("A", &a), ("B", &b)] {
+            let n = connections_to(sw.internal_tls, p.proc_.child.id());
+            assert_eq!(
+                n,
+                1,
+                "phone {who}: {n} TLS connections to the switch during the call\nswitch:\n{}",
+                sw.log_tail()
+            );
+        }
+    }
     std::thread::sleep(Duration::from_secs(2));
     let during = sw.rtp_sockets();
     std::thread::sleep(Duration::from_secs(3));

@@ -793,3 +793,205 @@ fn listen_entries_are_checked() {
     let (dir, err) = load_err("[switch]\nlisten = []\n", &[]);
     assert_at(&err, &main_file(&dir), 2, 10, "switch.listen");
 }
+
+// ---------------------------------------------------------------------------
+// SIP profiles: TLS and IPv6
+// ---------------------------------------------------------------------------
+
+fn sock(s: &str) -> std::net::SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn tls_is_on_by_default_on_the_next_port_and_can_be_turned_off() {
+    // The shipped file: internal 5060/5061, external 5080/5081, no
+    // certificate named (the switch generates one).
+    let config = load(&repo_conf()).unwrap();
+    let p = |n: &str| config.sip.profiles.iter().find(|p| p.name == n).unwrap();
+    assert_eq!(p("internal").bind, sock("127.0.0.1:5060"));
+    assert_eq!(p("internal").tls_bind, Some(sock("127.0.0.1:5061")));
+    assert_eq!(p("external").tls_bind, Some(sock("127.0.0.1:5081")));
+    assert_eq!(p("internal").tls_cert, None);
+
+    let (dir, config) = load_ok(
+        "[sip.profiles.internal]\nlisten = \"127.0.0.1:7000\"\ntls_cert = \"tls/a.crt\"\n\
+         tls_key = \"tls/a.key\"\ntls_ca = \"/etc/ca.pem\"\n\n\
+         [sip.profiles.internal-ipv6]\nlisten = \"[::1]:7010\"\n\n\
+         [sip.profiles.external]\nlisten = \"127.0.0.1:7020\"\ntls = false\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    let p = |n: &str| config.sip.profiles.iter().find(|p| p.name == n).unwrap();
+    assert_eq!(p("internal").tls_bind, Some(sock("127.0.0.1:7001")));
+    assert_eq!(
+        p("internal").tls_cert,
+        Some(abs(dir.path()).join("tls/a.crt"))
+    );
+    assert_eq!(
+        p("internal").tls_key,
+        Some(abs(dir.path()).join("tls/a.key"))
+    );
+    assert_eq!(p("internal").tls_ca, Some(PathBuf::from("/etc/ca.pem")));
+    assert_eq!(p("internal-ipv6").bind, sock("[::1]:7010"));
+    assert_eq!(p("internal-ipv6").tls_bind, Some(sock("[::1]:7011")));
+    assert_eq!(p("external").tls_bind, None);
+}
+
+#[test]
+fn tls_settings_errors_name_their_field() {
+    let (dir, err) = load_err(
+        "[sip.profiles.internal]\ntls_cert = \"a.crt\"\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    assert_at(
+        &err,
+        &main_file(&dir),
+        2,
+        1,
+        "sip.profiles.internal.tls_cert",
+    );
+    assert!(err.message.contains("needs `tls_key`"), "{err}");
+
+    let (dir, err) = load_err(
+        "[sip.profiles.internal]\ntls = false\ntls_listen = \"127.0.0.1:5061\"\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    assert_at(
+        &err,
+        &main_file(&dir),
+        3,
+        1,
+        "sip.profiles.internal.tls_listen",
+    );
+
+    let (dir, err) = load_err(
+        "[sip.profiles.internal]\ntls_listen = \"::1:5061\"\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    assert_at(
+        &err,
+        &main_file(&dir),
+        2,
+        14,
+        "sip.profiles.internal.tls_listen",
+    );
+    assert!(err.message.contains("[addr]:port"), "{err}");
+
+    // The internal profile's TLS port is the external profile's SIP port.
+    let (dir, err) = load_err(
+        "[sip.profiles.internal]\nlisten = \"127.0.0.1:5060\"\n\n\
+         [sip.profiles.external]\nlisten = \"127.0.0.1:5061\"\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    assert_at(
+        &err,
+        &main_file(&dir),
+        5,
+        10,
+        "sip.profiles.external.listen",
+    );
+    assert!(
+        err.message.contains("already used by profile `internal`"),
+        "{err}"
+    );
+
+    let (dir, err) = load_err(
+        "[sip.profiles.internal]\nlisten = \"127.0.0.1:5060\"\ntls_listen = \"127.0.0.1:5060\"\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    assert_at(
+        &err,
+        &main_file(&dir),
+        3,
+        14,
+        "sip.profiles.internal.tls_listen",
+    );
+
+    let (dir, err) = load_err(
+        "[sip.gateways.g]\nproxy = \"127.0.0.1:5090\"\ntransport = \"sctp\"\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    assert_at(&err, &main_file(&dir), 3, 13, "sip.gateways.g.transport");
+    let (_, config) = load_ok(
+        "[sip.gateways.g]\nproxy = \"127.0.0.1:5091\"\ntransport = \"tls\"\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    assert_eq!(config.sip.gateways[0].transport, "tls");
+}
+
+#[test]
+fn unusable_certificate_files_name_file_and_field() {
+    let (dir, mut config) = load_ok(
+        "[sip.profiles.internal]\ntls_cert = \"missing.crt\"\ntls_key = \"junk.key\"\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    let err = dialtone::tls::check(&config).unwrap_err();
+    assert_at(
+        &err,
+        &main_file(&dir),
+        2,
+        12,
+        "sip.profiles.internal.tls_cert",
+    );
+    assert!(err.message.contains("missing.crt"), "{err}");
+    assert!(err.message.contains("cannot read"), "{err}");
+
+    // A real certificate with a key that is not a key.
+    let cert = abs(dir.path()).join("good.crt");
+    let key = abs(dir.path()).join("good.key");
+    dialtone::tls::generate(&cert, &key, &["localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("junk.key"), "not a key\n").unwrap();
+    config.sip.profiles[0].tls_cert = Some(cert.clone());
+    let err = dialtone::tls::check(&config).unwrap_err();
+    assert_eq!(err.field, "sip.profiles.internal.tls_key", "{err}");
+    assert!(err.message.contains("no private key"), "{err}");
+
+    // With both right, prepare() keeps them (the only profile has its
+    // own: nothing is generated).
+    config.sip.profiles[0].tls_key = Some(key);
+    dialtone::tls::prepare(&mut config).unwrap();
+    assert_eq!(config.sip.profiles[0].tls_cert, Some(cert));
+}
+
+#[test]
+fn profiles_without_a_certificate_get_the_generated_one() {
+    let (dir, mut config) = load_ok(
+        &format!(
+            "[switch]\nstate_dir = {:?}\n",
+            tempfile::tempdir().unwrap().keep().display().to_string()
+        ),
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    let _ = dir;
+    dialtone::tls::prepare(&mut config).unwrap();
+    let (cert, key) = dialtone::tls::generated_paths(&config.switch.state_dir);
+    for p in &config.sip.profiles {
+        assert_eq!(p.tls_cert.as_ref(), Some(&cert), "{}", p.name);
+        assert_eq!(p.tls_key.as_ref(), Some(&key), "{}", p.name);
+    }
+    // Kept across restarts: the same file, not a new one.
+    let first = std::fs::read(&cert).unwrap();
+    dialtone::tls::prepare(&mut config).unwrap();
+    assert_eq!(std::fs::read(&cert).unwrap(), first);
+    std::fs::remove_dir_all(&config.switch.state_dir).unwrap();
+}
+
+#[test]
+fn safe_defaults_cover_tls_and_ipv6_listeners() {
+    for profile in [
+        "listen = \"127.0.0.1:5060\"\ntls_listen = \"0.0.0.0:5061\"",
+        "listen = \"[::]:5060\"\ntls = false",
+        "listen = \"[::1]:5060\"\ntls_listen = \"[2001:db8::1]:5061\"",
+    ] {
+        let (_dir, config) = load_ok(
+            &format!("[sip.profiles.internal]\n{profile}\n"),
+            &[("t.toml", DEFAULT_PASSWORD_TENANT)],
+        );
+        let err = validate_safe_defaults(&config).unwrap_err();
+        assert_eq!(err.field, "users.1001.password", "{profile}: {err}");
+    }
+    let (_dir, config) = load_ok(
+        "[sip.profiles.internal]\nlisten = \"[::1]:5060\"\n",
+        &[("t.toml", DEFAULT_PASSWORD_TENANT)],
+    );
+    validate_safe_defaults(&config).unwrap();
+}

@@ -1190,3 +1190,147 @@ fn in_dialog_requests_follow_the_route_set_through_kamailio() {
     drop(kam);
     sw.assert_no_leaks();
 }
+
+/// SIPp from `[::1]` with `args` (scenario, target, ports...).
+fn sipp6(args: &[String]) -> (i32, String) {
+    let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+    a.extend(["-i", "::1", "-mi", "::1"]);
+    sipp(&a)
+}
+
+#[test]
+fn ipv6_profile_registers_and_calls_over_udp_and_tcp_with_ipv6_media() {
+    // The conf's commented internal-ipv6 profile, switched on: [::1]:5704
+    // (UDP, TCP) and [::1]:5705 (TLS); RTP on ::1.
+    let sw = Running::start_edited(
+        tempfile::tempdir().unwrap(),
+        5700,
+        24400,
+        "",
+        "",
+        &[
+            (
+                "# [sip.profiles.internal-ipv6]\n# listen = \"[::1]:5060\"\n# tls_listen = \"[::1]:5061\"\n# context = \"default\"\n# auth_calls = true\n# accept_register = true",
+                "[sip.profiles.internal-ipv6]\nlisten = \"[::1]:5704\"\ntls_listen = \"[::1]:5705\"\ncontext = \"default\"\nauth_calls = true\naccept_register = true",
+            ),
+            ("rtp_ip = \"127.0.0.1\"", "rtp_ip = \"::1\""),
+        ],
+    );
+    let v6 = "[::1]:5704".to_string();
+    let reg = |user: &str, port: u16, transport: &str| {
+        let (rc, out) = sipp6(&[
+            "-sf".into(),
+            s(&scenario("uac_register.xml")),
+            v6.clone(),
+            "-p".into(),
+            port.to_string(),
+            "-t".into(),
+            transport.into(),
+            "-s".into(),
+            user.into(),
+            "-key".into(),
+            "domain".into(),
+            "dialtone.local".into(),
+            "-key".into(),
+            "expires".into(),
+            "3600".into(),
+            "-au".into(),
+            user.into(),
+            "-ap".into(),
+            "1234".into(),
+            // SIPp writes an IPv6 digest uri without brackets
+            // (`sip:::1:5704`), which is no URI; give it the right one.
+            "-auth_uri".into(),
+            "[::1]:5704".into(),
+            "-recv_timeout".into(),
+            "10000".into(),
+            "-timeout".into(),
+            "20s".into(),
+        ]);
+        assert_eq!(rc, 0, "REGISTER over [::1] {transport} failed:\n{out}");
+        out
+    };
+    // Over TCP: the 200 comes back on the phone's connection.
+    reg("1004", 5709, "t1");
+    // The callee registers over UDP; calls to 1003 reach it at [::1]:5706.
+    reg("1003", 5706, "u1");
+    let work = tempfile::tempdir().unwrap();
+    for (round, (port, transport, mp)) in [(5707u16, "u1", 24700u16), (5708, "t1", 24710)]
+        .into_iter()
+        .enumerate()
+    {
+        let trace = work.path().join(format!("callee{round}.msg"));
+        let uas = callee(
+            "uas_answer.xml",
+            5706,
+            "u1",
+            &[
+                "-i",
+                "::1",
+                "-mi",
+                "::1",
+                "-mp",
+                &(mp + 100).to_string(),
+                "-trace_msg",
+                "-message_file",
+                &s(&trace),
+            ],
+        );
+        let (rc, out) = sipp6(&[
+            "-sf".into(),
+            s(&scenario("uac_auth_call.xml")),
+            v6.clone(),
+            "-p".into(),
+            port.to_string(),
+            "-t".into(),
+            transport.into(),
+            "-mp".into(),
+            mp.to_string(),
+            "-s".into(),
+            "1003".into(),
+            "-key".into(),
+            "caller".into(),
+            "1000".into(),
+            "-key".into(),
+            "domain".into(),
+            "dialtone.local".into(),
+            "-au".into(),
+            "1000".into(),
+            "-ap".into(),
+            "1234".into(),
+            "-auth_uri".into(),
+            "1003@[::1]:5704".into(),
+            "-d".into(),
+            "500".into(),
+            "-recv_timeout".into(),
+            "15000".into(),
+            "-timeout".into(),
+            "30s".into(),
+        ]);
+        assert_eq!(
+            rc,
+            0,
+            "call over [::1] {transport} failed:\n{out}\nswitch:\n{}",
+            sw.log_tail()
+        );
+        let (urc, uout) = uas.join().unwrap();
+        assert_eq!(urc, 0, "IPv6 callee side failed:\n{uout}");
+        // What the callee got: Via, Contact and SDP in IPv6 form.
+        let msgs = std::fs::read_to_string(&trace).unwrap_or_default();
+        let invite = msgs
+            .split("INVITE sip:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no INVITE in the callee's trace:\n{msgs}"));
+        for want in [
+            "Via: SIP/2.0/UDP [::1]:5704;",
+            "<sip:dialtone@[::1]:5704>",
+            "c=IN IP6 ::1",
+        ] {
+            assert!(
+                invite.contains(want),
+                "round {round}: no `{want}` in the INVITE the callee got:\n{invite}"
+            );
+        }
+    }
+    sw.assert_no_leaks();
+}

@@ -27,6 +27,9 @@ pub struct Running {
     pub _dir: tempfile::TempDir,
     pub internal: u16,
     pub external: u16,
+    /// TLS ports of the internal and external profiles.
+    pub internal_tls: u16,
+    pub external_tls: u16,
     pub rtp: (u16, u16),
     pub log: mpsc::Receiver<String>,
     pub seen: Vec<String>,
@@ -34,7 +37,8 @@ pub struct Running {
 
 impl Running {
     /// Starts a switch whose profiles listen on `base` (internal) and
-    /// `base + 1` (external), RTP on `rtp_base..rtp_base+200`.
+    /// `base + 1` (external), TLS on `base + 2` and `base + 3`, RTP on
+    /// `rtp_base..rtp_base+200`.
     pub fn start(base: u16, rtp_base: u16) -> Running {
         Running::start_in(tempfile::tempdir().unwrap(), base, rtp_base, "")
     }
@@ -58,6 +62,19 @@ impl Running {
         tenant_extra: &str,
         main_extra: &str,
     ) -> Running {
+        Running::start_edited(dir, base, rtp_base, tenant_extra, main_extra, &[])
+    }
+
+    /// The same with each `(from, to)` of `edits` replaced in dialtone.toml
+    /// after the port changes (every `from` must be there).
+    pub fn start_edited(
+        dir: tempfile::TempDir,
+        base: u16,
+        rtp_base: u16,
+        tenant_extra: &str,
+        main_extra: &str,
+        edits: &[(&str, &str)],
+    ) -> Running {
         let conf = dir.path().join("conf");
         std::fs::create_dir_all(conf.join("tenants")).unwrap();
         let comps = components();
@@ -74,6 +91,8 @@ impl Running {
             )
             .replace("127.0.0.1:5060", &format!("127.0.0.1:{base}"))
             .replace("127.0.0.1:5080", &format!("127.0.0.1:{}", base + 1))
+            .replace("127.0.0.1:5061", &format!("127.0.0.1:{}", base + 2))
+            .replace("127.0.0.1:5081", &format!("127.0.0.1:{}", base + 3))
             .replace(
                 "rtp_port_min = 16384",
                 &format!("rtp_port_min = {rtp_base}"),
@@ -82,11 +101,15 @@ impl Running {
                 "rtp_port_max = 32767",
                 &format!("rtp_port_max = {}", rtp_base + 199),
             );
+        let main = edits.iter().fold(main, |m, (from, to)| {
+            assert!(m.contains(from), "no `{from}` in conf/dialtone.toml");
+            m.replace(from, to)
+        });
         let main = if main_extra.is_empty() {
             main
         } else {
             // Inserted before [media], still inside [sip]'s reach.
-            main.replacen("[media]", &format!("{main_extra}\n[media]"), 1)
+            main.replacen("\n[media]\n", &format!("\n{main_extra}\n[media]\n"), 1)
         };
         std::fs::write(conf.join("dialtone.toml"), main).unwrap();
         let tenant = std::fs::read_to_string(repo().join("conf/tenants/dialtone.local.toml"))
@@ -131,6 +154,8 @@ impl Running {
             _dir: dir,
             internal: base,
             external: base + 1,
+            internal_tls: base + 2,
+            external_tls: base + 3,
             rtp: (rtp_base, rtp_base + 199),
             log: rx,
             seen: Vec::new(),
