@@ -86,7 +86,7 @@ fn route(channel: &ChannelInfo, variable: &dyn Fn(&str) -> Option<String>) -> Ve
             set("call_timeout", "30"),
             set("hangup_after_bridge", "true"),
             set("dialed_extension", dest),
-            Action::Bridge(Dialstring::from(Leg::user(dest, tenant)).to_string()),
+            Action::Bridge(Dialstring::from(Leg::user(dest, tenant)).render()),
             Action::Hangup(HangupCause::NoAnswer),
         ];
     }
@@ -122,7 +122,7 @@ fn route(channel: &ChannelInfo, variable: &dyn Fn(&str) -> Option<String>) -> Ve
                 set("call_timeout", "20"),
                 Action::Bridge(
                     Dialstring::from(Leg::raw(format!("${{sofia_contact(*/{ext}@{tenant})}}")))
-                        .to_string(),
+                        .render(),
                 ),
                 Action::Hangup(HangupCause::UserNotRegistered),
             ],
@@ -146,7 +146,7 @@ fn route_message(message: &TextMessage) -> MessageDecision {
         .split_once('@')
         .map_or(message.to.as_str(), |(user, _)| user);
     if is_local_extension(user) {
-        MessageDecision::Forward(Dialstring::from(Leg::user(user, &message.tenant)).to_string())
+        MessageDecision::Forward(Dialstring::from(Leg::user(user, &message.tenant)).render())
     } else {
         MessageDecision::Reply(format!("no such user: {user}"))
     }

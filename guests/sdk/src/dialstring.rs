@@ -40,9 +40,32 @@ pub const SPECIAL: [char; 15] = [
     '\\', '\'', ',', '|', '[', ']', '{', '}', '<', '>', '^', '$', '=', ':', '/',
 ];
 
+/// [`SPECIAL`] and ASCII whitespace (as `char::is_whitespace` has it:
+/// tab, line feed, vertical tab, form feed, carriage return, space), by
+/// ASCII code.
+const ASCII_ESCAPED: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < SPECIAL.len() {
+        t[SPECIAL[i] as usize] = true;
+        i += 1;
+    }
+    let mut w = 0x09;
+    while w <= 0x0d {
+        t[w] = true;
+        w += 1;
+    }
+    t[b' ' as usize] = true;
+    t
+};
+
 /// Whether [`escape`] puts a backslash before `c`.
 pub fn needs_escape(c: char) -> bool {
-    SPECIAL.contains(&c) || c.is_whitespace()
+    if c.is_ascii() {
+        ASCII_ESCAPED[c as usize]
+    } else {
+        c.is_whitespace()
+    }
 }
 
 /// Escape caller-supplied text for use inside a dialstring: a backslash
@@ -64,14 +87,19 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// Append `text` to `out`, escaped like [`escape`].
+/// Append `text` to `out`, escaped like [`escape`]: runs of plain text are
+/// copied whole.
 fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
+    out.reserve(text.len());
+    let mut run = 0;
+    for (i, c) in text.char_indices() {
         if needs_escape(c) {
+            out.push_str(&text[run..i]);
             out.push('\\');
+            run = i;
         }
-        out.push(c);
     }
+    out.push_str(&text[run..]);
 }
 
 /// Write one `name=value` pair.
@@ -448,11 +476,19 @@ impl Dialstring {
     }
 }
 
-impl fmt::Display for Dialstring {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Dialstring {
+    /// The dialstring as text: what `to_string()` gives, without going
+    /// through the formatting machinery.
+    pub fn render(&self) -> String {
         let mut out = String::new();
         self.write(&mut out);
-        f.write_str(&out)
+        out
+    }
+}
+
+impl fmt::Display for Dialstring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
     }
 }
 
@@ -465,6 +501,31 @@ impl From<Leg> for Dialstring {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn needs_escape_is_special_or_whitespace_for_every_char() {
+        for c in (0..0x3100u32).filter_map(char::from_u32) {
+            assert_eq!(
+                needs_escape(c),
+                SPECIAL.contains(&c) || c.is_whitespace(),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn render_is_to_string() {
+        let ds = Dialstring::new()
+            .var("a b", "c,d")
+            .leg(Leg::user("10 00", "ex\u{3000}ample.com"))
+            .failover()
+            .leg(Leg::error("USER_BUSY"));
+        assert_eq!(ds.render(), ds.to_string());
+        assert_eq!(
+            ds.render(),
+            "{a\\ b=c\\,d}user/10\\ 00@ex\\\u{3000}ample.com|error/USER_BUSY"
+        );
+    }
 
     /// A test-only parser that lexes like the host (`\x` is a literal `x`,
     /// `'...'` protects delimiters) and returns every leg as

@@ -223,7 +223,9 @@ unsafe impl GlobalAlloc for BumpAllocator {
             a.next = base;
             a.end = end;
         }
-        let Some(start) = a.next.checked_next_multiple_of(layout.align()) else {
+        // Alignments are powers of two: round up with a mask, no division.
+        let mask = layout.align() - 1;
+        let Some(start) = a.next.checked_add(mask).map(|n| n & !mask) else {
             return core::ptr::null_mut();
         };
         let Some(stop) = start.checked_add(layout.size()) else {

@@ -10,6 +10,8 @@
 //! - fuel metering always compiled in, so any tenant can be given a CPU
 //!   budget without a second engine (a tenant without one gets `u64::MAX`);
 //!   it costs about 4 % of the instructions of a route (callgrind);
+//! - `DIALTONE_WASM_PERFMAP=1` in the environment writes `/tmp/perf-PID.map`
+//!   so `perf` names guest functions (for profiling; off by default);
 //! - wasmtime's default 4 GiB memory reservation, so guest loads and stores
 //!   need no bounds checks (a 1 GiB reservation cost 6 % more instructions
 //!   per route).
@@ -183,6 +185,10 @@ impl Engine {
             .cranelift_opt_level(OptLevel::Speed)
             .max_wasm_stack(512 << 10)
             .parallel_compilation(true);
+        if std::env::var_os("DIALTONE_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            // Guest functions by name in `perf report` (/tmp/perf-PID.map).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
 
         let engine = wasmtime::Engine::new(&config)?;
         let mut linker: Linker<State> = Linker::new(&engine);
