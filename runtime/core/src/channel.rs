@@ -12,6 +12,7 @@
 //! from these variables; an expanded value is never parsed as dialstring
 //! syntax (see [`crate::dialstring::expand`]).
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
@@ -139,8 +140,9 @@ pub struct Channel {
     pub destination: String,
     /// Source address.
     pub network_addr: String,
-    /// Variables, in insertion order.
-    pub variables: Vec<(String, String)>,
+    /// Variables, in insertion order. Shared with the snapshots the
+    /// dialplan reads (copied only when set while a snapshot is out).
+    pub variables: Arc<Vec<(String, String)>>,
     /// Names of exported variables (copied to legs this channel creates).
     pub exported: Vec<String>,
     /// State.
@@ -175,7 +177,7 @@ impl Channel {
             caller_id_number: String::new(),
             destination: String::new(),
             network_addr: String::new(),
-            variables: Vec::new(),
+            variables: Arc::default(),
             exported: Vec::new(),
             state: ChannelState::New,
             call_state: CallState::Down,
@@ -216,17 +218,20 @@ impl Channel {
 
     /// Sets a variable (replacing an earlier value).
     pub fn set_var(&mut self, name: &str, value: &str) {
-        if let Some(slot) = self.variables.iter_mut().find(|(k, _)| k == name) {
+        let vars = Arc::make_mut(&mut self.variables);
+        if let Some(slot) = vars.iter_mut().find(|(k, _)| k == name) {
             slot.1.clear();
             slot.1.push_str(value);
         } else {
-            self.variables.push((name.to_string(), value.to_string()));
+            vars.push((name.to_string(), value.to_string()));
         }
     }
 
     /// Removes a variable.
     pub fn unset_var(&mut self, name: &str) {
-        self.variables.retain(|(k, _)| k != name);
+        if self.variables.iter().any(|(k, _)| k == name) {
+            Arc::make_mut(&mut self.variables).retain(|(k, _)| k != name);
+        }
         self.exported.retain(|k| k != name);
     }
 

@@ -46,8 +46,9 @@ pub struct ChannelSnapshot {
     pub destination: String,
     /// Where the channel came from, empty if nowhere.
     pub network_addr: String,
-    /// Channel variables.
-    pub variables: Vec<(String, String)>,
+    /// Channel variables, shared with the channel (cloning a snapshot
+    /// does not copy them).
+    pub variables: std::sync::Arc<Vec<(String, String)>>,
 }
 
 /// Which audio `record` writes.

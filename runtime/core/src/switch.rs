@@ -223,7 +223,7 @@ impl Switch {
         chan.caller_id_name = spec.caller_id_name;
         chan.caller_id_number = spec.caller_id_number;
         chan.network_addr = spec.network_addr;
-        chan.variables = spec.variables;
+        chan.variables = Arc::new(spec.variables);
         chan.depth = spec.depth;
         let uuid = chan.uuid.clone();
         let (tx, rx) = mpsc::channel(8);
@@ -282,7 +282,7 @@ impl Switch {
         chan.destination = dialed.destination;
         chan.caller_id_name = request.caller_id_name.clone();
         chan.caller_id_number = request.caller_id_number.clone();
-        chan.variables = request.vars.clone();
+        chan.variables = Arc::new(request.vars.clone());
         chan.depth = request.depth;
         if let Some(o) = &request.originator {
             chan.set_var("originator", o);
@@ -525,7 +525,7 @@ impl Switch {
             snapshot.destination = data.clone();
             snapshot.caller_id_name = a.caller_id_name.clone();
             snapshot.caller_id_number = a.caller_id_number.clone();
-            snapshot.variables = vars.clone();
+            snapshot.variables = Arc::new(vars.clone());
             let request = OutboundRequest {
                 channel: snapshot.snapshot(),
                 target: data.clone(),
@@ -1143,7 +1143,7 @@ impl Runner {
         ev.push_header("Hangup-Cause", cause.name());
         ev.push_header("variable_duration", duration.to_string());
         ev.push_header("variable_billsec", billsec.to_string());
-        for (k, v) in &self.chan.variables {
+        for (k, v) in self.chan.variables.iter() {
             ev.push_header(format!("variable_{k}"), v.clone());
         }
         self.switch.events.publish(ev);

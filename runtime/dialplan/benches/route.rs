@@ -72,7 +72,7 @@ fn snapshot_with(tenant: &str, dest: &str, vars: usize) -> ChannelSnapshot {
         caller_id_number: "1001".into(),
         destination: dest.into(),
         network_addr: "127.0.0.1".into(),
-        variables,
+        variables: variables.into(),
     }
 }
 

@@ -112,7 +112,7 @@ fn vars_from_wit(vars: Vec<wit::Variable>) -> Vec<(String, String)> {
 /// variables are returned apart, for the `channel-variable` imports.
 pub(crate) fn channel_into_wit(
     c: core::ChannelSnapshot,
-) -> (wit::ChannelInfo, Vec<(String, String)>) {
+) -> (wit::ChannelInfo, std::sync::Arc<Vec<(String, String)>>) {
     (
         wit::ChannelInfo {
             uuid: c.uuid,
@@ -191,7 +191,7 @@ pub(crate) fn action_from_wit(a: wit::Action) -> core::Action {
 
 pub(crate) fn outbound_into_wit(
     r: core::OutboundRequest,
-) -> (wit::OutboundRequest, Vec<(String, String)>) {
+) -> (wit::OutboundRequest, std::sync::Arc<Vec<(String, String)>>) {
     let (channel, vars) = channel_into_wit(r.channel);
     (
         wit::OutboundRequest {

@@ -179,12 +179,20 @@ pub struct State {
     log_dropped: u32,
     wasi: Option<WasiCtx>,
     table: ResourceTable,
-    vars: Vec<(String, String)>,
+    vars: Arc<Vec<(String, String)>>,
+}
+
+/// The variables of a call that has no channel (helpers, outbound and
+/// message routing): one shared empty list.
+pub(crate) fn no_variables() -> Arc<Vec<(String, String)>> {
+    static EMPTY: std::sync::LazyLock<Arc<Vec<(String, String)>>> =
+        std::sync::LazyLock::new(Arc::default);
+    EMPTY.clone()
 }
 
 impl State {
     /// The variables the `channel-variable` imports answer from.
-    pub(crate) fn set_channel_variables(&mut self, vars: Vec<(String, String)>) {
+    pub(crate) fn set_channel_variables(&mut self, vars: Arc<Vec<(String, String)>>) {
         self.vars = vars;
     }
 
@@ -413,7 +421,7 @@ pub(crate) fn instantiate_pre(
         log_dropped: 0,
         wasi: None,
         table: ResourceTable::new(),
-        vars: Vec::new(),
+        vars: no_variables(),
     };
     let mut store = Store::new(&engine.engine, state);
     store.limiter(|s| &mut s.limiter);

@@ -446,7 +446,9 @@ fn call_guest(
                 .router
                 .as_ref()
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
-            store.data_mut().set_channel_variables(Vec::new());
+            store
+                .data_mut()
+                .set_channel_variables(crate::sandbox::no_variables());
             let d = idx.route_message(store, instance, &convert::message_into_wit(msg))?;
             let d = convert::message_from_wit(d);
             match &d {
@@ -462,7 +464,9 @@ fn call_guest(
                 .helpers
                 .as_ref()
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
-            store.data_mut().set_channel_variables(Vec::new());
+            store
+                .data_mut()
+                .set_channel_variables(crate::sandbox::no_variables());
             let out = match idx.call(store, instance, &name, &args) {
                 Some(r) => r?,
                 None => Err(format!("unknown dialstring helper `{name}`")),

@@ -127,10 +127,11 @@ fn rust_javascript_and_python_agree() {
     for (ctx, dest, vars) in cases() {
         for (tenant, file) in GUESTS {
             let mut snap: ChannelSnapshot = snapshot(tenant, ctx, &dest);
-            snap.variables = vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            snap.variables = std::sync::Arc::new(
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
             let got = rt
                 .block_on(dp.route(snap))
                 .unwrap_or_else(|e| panic!("{file} {ctx}/{dest}: {e}"));

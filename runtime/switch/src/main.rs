@@ -251,7 +251,7 @@ fn dialplan_test(
         caller_id_number: from.clone(),
         destination: to.clone(),
         network_addr: String::new(),
-        variables: vars,
+        variables: vars.into(),
     };
     let version = app
         .tenants

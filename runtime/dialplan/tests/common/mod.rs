@@ -165,7 +165,7 @@ pub fn snapshot(tenant: &str, context: &str, dest: &str) -> ChannelSnapshot {
         caller_id_number: "1001".into(),
         destination: dest.into(),
         network_addr: "127.0.0.1".into(),
-        variables: Vec::new(),
+        variables: Default::default(),
     }
 }
 
@@ -214,7 +214,7 @@ pub fn realistic_snapshot(tenant: &str, dest: &str) -> ChannelSnapshot {
         ("current_application", ""),
         ("presence_id", "1001@dialtone.local"),
     ] {
-        s.variables.push((k.to_string(), v.to_string()));
+        std::sync::Arc::make_mut(&mut s.variables).push((k.to_string(), v.to_string()));
     }
     s
 }
