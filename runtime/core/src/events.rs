@@ -602,6 +602,18 @@ impl EventBus {
         }
     }
 
+    /// Like [`EventBus::publish`], but builds the event only when someone
+    /// subscribes: with no subscribers it assigns the next sequence number
+    /// and returns, without the allocations of an event's headers. The
+    /// switch publishes every channel's state changes through this.
+    pub fn publish_with(&self, build: impl FnOnce() -> Event) -> u64 {
+        let inner = &*self.inner;
+        if inner.subscribers.load().is_empty() {
+            return inner.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        }
+        self.publish(build())
+    }
+
     /// Publishes an event and returns the sequence number it was given
     /// (also stored in the delivered [`Event::sequence`]; the first event is
     /// 1). Never blocks on a consumer and never awaits: a subscriber whose

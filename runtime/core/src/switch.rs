@@ -247,7 +247,7 @@ impl Switch {
     }
 
     fn publish(&self, chan: &Channel, name: EventName) {
-        self.events.publish(chan.event(name));
+        self.events.publish_with(|| chan.event(name));
     }
 
     fn set_state(&self, chan: &mut Channel, state: ChannelState) {
@@ -686,9 +686,11 @@ impl Runner {
             self.state(ChannelState::Execute);
             let mut reroute = false;
             for action in actions {
-                let mut ev = self.chan.event(EventName::ChannelExecute);
-                ev.push_header("Application", action.app_name());
-                self.switch.events.publish(ev);
+                self.switch.events.publish_with(|| {
+                    let mut ev = self.chan.event(EventName::ChannelExecute);
+                    ev.push_header("Application", action.app_name());
+                    ev
+                });
                 match self.execute(action).await {
                     Flow::Next => {}
                     Flow::Hangup(c, remote) => {
@@ -863,9 +865,11 @@ impl Runner {
                 self.chan.set_var("bridge_uuid", &handle.uuid);
                 self.chan.set_var("last_bridge_to", &handle.uuid);
                 self.state(ChannelState::ExchangeMedia);
-                let mut ev = self.chan.event(EventName::ChannelBridge);
-                ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
-                self.switch.events.publish(ev);
+                self.switch.events.publish_with(|| {
+                    let mut ev = self.chan.event(EventName::ChannelBridge);
+                    ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
+                    ev
+                });
                 let outcome = loop {
                     tokio::select! {
                         e = events.recv() => match e {
@@ -880,9 +884,11 @@ impl Runner {
                         },
                     }
                 };
-                let mut ev = self.chan.event(EventName::ChannelUnbridge);
-                ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
-                self.switch.events.publish(ev);
+                self.switch.events.publish_with(|| {
+                    let mut ev = self.chan.event(EventName::ChannelUnbridge);
+                    ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
+                    ev
+                });
                 match outcome {
                     Err((c, remote)) => Flow::Hangup(c, remote),
                     Ok(b_cause) => {
@@ -1124,9 +1130,11 @@ impl Runner {
         self.chan
             .set_var("hangup_cause_q850", &cause.code().to_string());
         self.state(ChannelState::Hangup);
-        let mut ev = self.chan.event(EventName::ChannelHangup);
-        ev.push_header("Hangup-Cause", cause.name());
-        self.switch.events.publish(ev);
+        self.switch.events.publish_with(|| {
+            let mut ev = self.chan.event(EventName::ChannelHangup);
+            ev.push_header("Hangup-Cause", cause.name());
+            ev
+        });
         self.state(ChannelState::Reporting);
         let now = SystemTime::now();
         let duration = now
@@ -1139,14 +1147,16 @@ impl Runner {
             .and_then(|a| now.duration_since(a).ok())
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut ev = self.chan.event(EventName::ChannelHangupComplete);
-        ev.push_header("Hangup-Cause", cause.name());
-        ev.push_header("variable_duration", duration.to_string());
-        ev.push_header("variable_billsec", billsec.to_string());
-        for (k, v) in self.chan.variables.iter() {
-            ev.push_header(format!("variable_{k}"), v.clone());
-        }
-        self.switch.events.publish(ev);
+        self.switch.events.publish_with(|| {
+            let mut ev = self.chan.event(EventName::ChannelHangupComplete);
+            ev.push_header("Hangup-Cause", cause.name());
+            ev.push_header("variable_duration", duration.to_string());
+            ev.push_header("variable_billsec", billsec.to_string());
+            for (k, v) in self.chan.variables.iter() {
+                ev.push_header(format!("variable_{k}"), v.clone());
+            }
+            ev
+        });
         self.state(ChannelState::Destroy);
         self.publish(EventName::ChannelDestroy);
         self.switch.channels.lock().remove(&self.chan.uuid);

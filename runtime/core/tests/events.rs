@@ -509,3 +509,26 @@ fn events_are_shared_not_copied() {
     };
     assert!(Arc::ptr_eq(&x, &y));
 }
+
+#[test]
+fn publish_with_builds_only_for_subscribers_and_keeps_the_sequence() {
+    let bus = EventBus::new();
+    let built = std::cell::Cell::new(0);
+    let build = || {
+        built.set(built.get() + 1);
+        Event::new(EventName::ChannelState)
+    };
+    // Nobody listens: a sequence number, no event built.
+    assert_eq!(bus.publish_with(build), 1);
+    assert_eq!(built.get(), 0);
+    let mut sub = bus.subscribe(EventFilter::all(), 8);
+    assert_eq!(bus.publish_with(build), 2);
+    assert_eq!(built.get(), 1);
+    match sub.try_recv() {
+        Ok(Delivery::Event(ev)) => {
+            assert_eq!(ev.sequence, 2);
+            assert_eq!(ev.name, EventName::ChannelState);
+        }
+        other => panic!("expected the event, got {other:?}"),
+    }
+}
