@@ -164,10 +164,15 @@ impl Shared {
     /// Drops a leg's SDP, relay port and links.
     pub fn forget_leg(&self, uuid: &str) {
         self.legs.lock().remove(uuid);
-        self.originator_of.lock().remove(uuid);
+        let originator = self.originator_of.lock().remove(uuid);
         let mut peers = self.peer_of.lock();
         peers.remove(uuid);
-        peers.retain(|_, b| b != uuid);
+        // `peer_of[a] = b` is only ever set for `a = originator_of[b]`.
+        if let Some(a) = originator {
+            if peers.get(&a).is_some_and(|b| b == uuid) {
+                peers.remove(&a);
+            }
+        }
     }
 
     /// Works out where `PROFILE/...` or `gateway/NAME/NUMBER` goes.

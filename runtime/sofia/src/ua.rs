@@ -54,7 +54,7 @@ use dialtone_sip::message::{Host, Message, Method, NameAddr, Scheme, Uri};
 use dialtone_sip::sdp::{OriginState, SessionDescription};
 use dialtone_sip::transaction::{self, Event, TransactionLayer, TxId};
 
-use crate::gateway::{Gateway, GwTxs};
+use crate::gateway::{Gateway, GwRequest, GwTxs};
 use crate::location::Binding;
 use crate::settings::ProfileSettings;
 use crate::transport::{Incoming, Peer, TlsSetup, Transport, Transports};
@@ -360,14 +360,8 @@ impl ProfileCore {
         for i in 0..self.gateways.len() {
             let local = self.local_host(self.gateways[i].peer.transport);
             let due = self.gateways[i].due(now, &self.shared.gateway_status, &local);
-            for (kind, mut msg) in due {
-                let peer = self.gateways[i].peer;
-                msg.headers.push_front("Via", self.via(peer.transport));
-                msg.headers
-                    .push("User-Agent", self.shared.sip.user_agent.clone());
-                if let Some(t) = self.send_request(msg, peer) {
-                    self.gw_txs.insert(t, (i, kind));
-                }
+            for (kind, msg) in due {
+                self.send_gateway_request(i, kind, msg);
             }
         }
     }
@@ -387,14 +381,20 @@ impl ProfileCore {
             &self.shared.gateway_status,
             &local,
         );
-        if let Some(mut m) = next {
-            let peer = self.gateways[i].peer;
-            m.headers.push_front("Via", self.via(peer.transport));
-            m.headers
-                .push("User-Agent", self.shared.sip.user_agent.clone());
-            if let Some(t) = self.send_request(m, peer) {
-                self.gw_txs.insert(t, (i, kind));
-            }
+        if let Some(m) = next {
+            self.send_gateway_request(i, kind, m);
+        }
+    }
+
+    /// Sends gateway `i`'s REGISTER or OPTIONS with our Via and User-Agent,
+    /// remembering which gateway and what for.
+    fn send_gateway_request(&mut self, i: usize, kind: GwRequest, mut msg: Message) {
+        let peer = self.gateways[i].peer;
+        msg.headers.push_front("Via", self.via(peer.transport));
+        msg.headers
+            .push("User-Agent", self.shared.sip.user_agent.clone());
+        if let Some(t) = self.send_request(msg, peer) {
+            self.gw_txs.insert(t, (i, kind));
         }
     }
 
@@ -1935,19 +1935,12 @@ impl ProfileCore {
     /// ([`next_hop`]).
     fn dialog_request(&mut self, id: u64, method: Method) -> Option<(Message, Peer)> {
         let user_agent = self.shared.sip.user_agent.clone();
+        let (uri, routes, peer) = next_hop(self.calls.get(&id)?);
+        let via = self.via(peer.transport);
         let c = self.calls.get_mut(&id)?;
-        let (uri, routes, peer) = next_hop(c);
-        let local = host_port(self.transports.local_addr_for(peer.transport));
         c.local_cseq += 1;
         let mut m = Message::request(method.clone(), uri);
-        m.headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {local};branch={};rport",
-                peer.transport.via_name(),
-                transaction_branch()
-            ),
-        );
+        m.headers.push("Via", via);
         m.headers.push("Max-Forwards", "70");
         for r in routes {
             m.headers.push("Route", r);

@@ -40,14 +40,21 @@ fn sipp(args: &[&str]) -> (i32, String) {
 
 /// Runs SIPp with `extra` instead of the one-call defaults.
 fn sipp_with(args: &[&str], extra: &[&str]) -> (i32, String) {
-    let out = Command::new("timeout")
-        .arg("40")
+    sipp_in(None, args, extra)
+}
+
+/// Runs SIPp (at most 40 s) in `dir` when given.
+fn sipp_in(dir: Option<&Path>, args: &[&str], extra: &[&str]) -> (i32, String) {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("40")
         .arg(sipp_bin())
         .args(args)
         .arg("-nostdin")
-        .args(extra)
-        .output()
-        .unwrap();
+        .args(extra);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -169,6 +176,30 @@ fn call(
     sipp(&r)
 }
 
+/// A call from 1000 (digest-authenticated, password 1234) to `dest`
+/// through the internal profile, with `extra` SIPp arguments.
+fn auth_call(sw: &Running, port: u16, dest: &str, extra: &[&str]) -> (i32, String) {
+    // SIPp's digest uri is host-only by default; RFC 3261 has it equal the
+    // Request-URI, which the switch checks.
+    let auth_uri = format!("{dest}@127.0.0.1:{}", sw.internal);
+    let mut a = vec![
+        "-key",
+        "domain",
+        "dialtone.local",
+        "-au",
+        "1000",
+        "-ap",
+        "1234",
+        "-key",
+        "caller",
+        "1000",
+        "-auth_uri",
+        &auth_uri,
+    ];
+    a.extend_from_slice(extra);
+    call(sw.internal, port, "u1", "uac_auth_call.xml", dest, &a)
+}
+
 #[test]
 fn register_then_call_through_the_dialplan_over_udp_and_tcp() {
     let sw = Running::start(5200, 20000);
@@ -252,29 +283,7 @@ fn internal_profile_demands_digest_and_refuses_unknown_callers_alike() {
     // With credentials the call is routed to the registered callee.
     register(&sw, "1003", 5324, "u1");
     let uas = callee("uas_answer.xml", 5324, "u1", &[]);
-    let (rc, out) = call(
-        sw.internal,
-        5322,
-        "u1",
-        "uac_auth_call.xml",
-        "1003",
-        &[
-            "-key",
-            "domain",
-            "dialtone.local",
-            "-au",
-            "1000",
-            "-ap",
-            "1234",
-            "-key",
-            "caller",
-            "1000",
-            // SIPp's digest uri is host-only by default; RFC 3261 has it
-            // equal the Request-URI, which the switch checks.
-            "-auth_uri",
-            &format!("1003@127.0.0.1:{}", sw.internal),
-        ],
-    );
+    let (rc, out) = auth_call(&sw, 5322, "1003", &[]);
     assert_eq!(rc, 0, "authenticated call failed:\n{out}");
     let (urc, uout) = uas.join().unwrap();
     assert_eq!(urc, 0, "callee side failed:\n{uout}");
@@ -511,29 +520,7 @@ fn failover_from_a_503_leg_to_a_working_leg() {
     let sw = Running::start_in(tempfile::tempdir().unwrap(), 5280, 21600, extra);
     let bad = callee("uas_503.xml", 5383, "u1", &[]);
     let good = callee("uas_answer.xml", 5384, "u1", &[]);
-    let (rc, out) = call(
-        sw.internal,
-        5381,
-        "u1",
-        "uac_auth_call.xml",
-        "1019",
-        &[
-            "-key",
-            "domain",
-            "dialtone.local",
-            "-au",
-            "1000",
-            "-ap",
-            "1234",
-            "-key",
-            "caller",
-            "1000",
-            "-auth_uri",
-            &format!("1019@127.0.0.1:{}", sw.internal),
-            "-d",
-            "500",
-        ],
-    );
+    let (rc, out) = auth_call(&sw, 5381, "1019", &["-d", "500"]);
     assert_eq!(rc, 0, "failover call failed:\n{out}");
     let (brc, bout) = bad.join().unwrap();
     assert_eq!(brc, 0, "the 503 leg was not tried first:\n{bout}");
@@ -630,29 +617,7 @@ fn gateways_register_ping_and_fail_over() {
     sw.wait_for("gateway DOWN");
     // A call to 1019: the backup is DOWN (GATEWAY_DOWN at once), `|` moves
     // on to the carrier, which challenges the INVITE; the switch answers it.
-    let (rc, out) = call(
-        sw.internal,
-        5405,
-        "u1",
-        "uac_auth_call.xml",
-        "1019",
-        &[
-            "-key",
-            "domain",
-            "dialtone.local",
-            "-au",
-            "1000",
-            "-ap",
-            "1234",
-            "-key",
-            "caller",
-            "1000",
-            "-auth_uri",
-            &format!("1019@127.0.0.1:{}", sw.internal),
-            "-d",
-            "500",
-        ],
-    );
+    let (rc, out) = auth_call(&sw, 5405, "1019", &["-d", "500"]);
     assert_eq!(
         rc,
         0,
@@ -842,29 +807,12 @@ fn callee_with_pcap(
         "20000".into(),
         "-timeout".into(),
         "30s".into(),
-        "-nostdin".into(),
-        "-m".into(),
-        "1".into(),
-        "-timeout_error".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let dir = dir.to_path_buf();
     let h = std::thread::spawn(move || {
-        let out = Command::new("timeout")
-            .arg("40")
-            .arg(sipp_bin())
-            .args(&args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        sipp_in(Some(&dir), &a, &["-m", "1", "-timeout_error"])
     });
     std::thread::sleep(Duration::from_millis(500));
     h
@@ -1083,11 +1031,7 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        signal_and_reap(&mut self.child, "-TERM");
     }
 }
 

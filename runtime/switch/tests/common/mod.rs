@@ -262,11 +262,7 @@ impl Running {
 impl Running {
     /// `kill -9`: no chance to save anything. Returns the state directory.
     pub fn kill9(mut self) -> tempfile::TempDir {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        signal_and_reap(&mut self.child, "-KILL");
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self._dir, dir)
     }
@@ -274,10 +270,16 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        signal_and_reap(&mut self.child, "-TERM");
     }
+}
+
+/// Sends `signal` (`-TERM`, `-KILL`) to a process the test started and
+/// waits for it to exit.
+pub fn signal_and_reap(child: &mut Child, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(signal)
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
 }
