@@ -32,8 +32,17 @@ pub enum RemoteEvent {
     Answered,
     /// It hung up (or failed before answer) with this cause.
     Hangup(HangupCause),
-    /// A DTMF digit arrived.
-    Dtmf(char),
+    /// A DTMF digit arrived (SIP INFO today; RFC 4733 from the media
+    /// engine). The channel publishes it as a `DTMF` event.
+    Dtmf {
+        /// `0`-`9`, `*`, `#`, `A`-`D`.
+        digit: char,
+        /// How long it was held, in milliseconds.
+        duration_ms: u32,
+        /// FreeSWITCH's `DTMF-Source`: `ENDPOINT` for signalling (INFO),
+        /// `RTP` for RFC 4733.
+        source: &'static str,
+    },
 }
 
 /// What the core does to the far end of a channel.

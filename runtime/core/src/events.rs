@@ -113,6 +113,8 @@ pub mod header {
     pub const DTMF_DIGIT: &str = "DTMF-Digit";
     /// `DTMF-Duration`: in samples, as FreeSWITCH reports it.
     pub const DTMF_DURATION: &str = "DTMF-Duration";
+    /// `DTMF-Source`: `ENDPOINT` (signalling, e.g. SIP INFO) or `RTP`.
+    pub const DTMF_SOURCE: &str = "DTMF-Source";
     /// `Job-UUID`: a BACKGROUND_JOB's id.
     pub const JOB_UUID: &str = "Job-UUID";
     /// `Job-Command`: the API command a BACKGROUND_JOB ran.

@@ -51,7 +51,7 @@ use crate::directory::{split_user_domain, Directory};
 /// a reload stores a new snapshot, running calls keep the one they read.
 pub type SharedDirectory = Arc<ArcSwap<Directory>>;
 use crate::endpoint::{EndpointRegistry, OutgoingRequest, Remote, RemoteEvent};
-use crate::events::{EventBus, EventName};
+use crate::events::{header, EventBus, EventName};
 use crate::limits::{Admission, ChannelPermit, Overload};
 use crate::originate::{self, LegId, Originate, OriginateOptions, Resolution};
 use crate::registrations::Registrations;
@@ -614,19 +614,40 @@ impl Runner {
         self.switch.publish(&self.chan, name);
     }
 
-    /// Waits for the far side or a command.
+    /// Waits for the far side or a command. DTMF is published as a `DTMF`
+    /// event where it arrives and the wait goes on (cancel-safe: the event
+    /// is published in the same poll that received it).
     async fn interrupt(&mut self) -> Interrupt {
-        tokio::select! {
-            ev = self.remote.events.recv() => match ev {
-                Some(RemoteEvent::Hangup(c)) => Interrupt::RemoteHangup(c),
-                None => Interrupt::RemoteHangup(HangupCause::NormalClearing),
-                Some(other) => Interrupt::Other(other),
-            },
-            cmd = self.cmds.recv() => match cmd {
-                Some(ChannelCommand::Hangup(c)) => Interrupt::Command(c),
-                None => Interrupt::Command(HangupCause::NormalClearing),
-            },
+        loop {
+            return tokio::select! {
+                ev = self.remote.events.recv() => match ev {
+                    Some(RemoteEvent::Hangup(c)) => Interrupt::RemoteHangup(c),
+                    None => Interrupt::RemoteHangup(HangupCause::NormalClearing),
+                    Some(RemoteEvent::Dtmf { digit, duration_ms, source }) => {
+                        self.dtmf(digit, duration_ms, source);
+                        continue;
+                    }
+                    Some(other) => Interrupt::Other(other),
+                },
+                cmd = self.cmds.recv() => match cmd {
+                    Some(ChannelCommand::Hangup(c)) => Interrupt::Command(c),
+                    None => Interrupt::Command(HangupCause::NormalClearing),
+                },
+            };
         }
+    }
+
+    /// A digit from the far side: FreeSWITCH's `DTMF` event (duration in
+    /// samples at 8 kHz, as FreeSWITCH reports it).
+    fn dtmf(&mut self, digit: char, duration_ms: u32, source: &'static str) {
+        tracing::info!(uuid = %self.chan.uuid, %digit, duration_ms, source, "DTMF received");
+        self.switch.events.publish_with(|| {
+            let mut ev = self.chan.event(EventName::Dtmf);
+            ev.push_header(header::DTMF_DIGIT, digit.to_string());
+            ev.push_header(header::DTMF_DURATION, (duration_ms * 8).to_string());
+            ev.push_header(header::DTMF_SOURCE, source);
+            ev
+        });
     }
 
     fn answer(&mut self) {
@@ -1108,7 +1129,7 @@ impl Runner {
                                 self.state(ChannelState::ExchangeMedia);
                             }
                         }
-                        RemoteEvent::Dtmf(_) | RemoteEvent::Hangup(_) => {}
+                        RemoteEvent::Dtmf { .. } | RemoteEvent::Hangup(_) => {}
                     }
                     let _ = link.send((leg, ev));
                 }
@@ -1171,7 +1192,7 @@ fn leg_input(leg: LegId, ev: RemoteEvent) -> Option<originate::Input> {
         RemoteEvent::EarlyMedia => originate::Input::EarlyMedia { leg },
         RemoteEvent::Answered => originate::Input::Answered { leg },
         RemoteEvent::Hangup(cause) => originate::Input::Failed { leg, cause },
-        RemoteEvent::Dtmf(_) => return None,
+        RemoteEvent::Dtmf { .. } => return None,
     })
 }
 

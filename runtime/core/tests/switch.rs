@@ -319,6 +319,55 @@ async fn user_leg_is_bridged_and_torn_down() {
 }
 
 #[tokio::test]
+async fn dtmf_from_the_far_side_is_published() {
+    let b = bench(|c| vec![bridge(&format!("user/{}@a.test", c.destination))]);
+    let mut sub = b.events.subscribe(EventFilter::all(), 1000);
+    let phone = b.call("default", "1000");
+    phone.wait_for(Told::Answer).await;
+    for (digit, duration_ms) in [('5', 160), ('#', 250)] {
+        phone
+            .tx
+            .send(RemoteEvent::Dtmf {
+                digit,
+                duration_ms,
+                source: "ENDPOINT",
+            })
+            .await
+            .unwrap();
+    }
+    // The bridge goes on: DTMF is not a hangup.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(b.switch.channel_count(), 2);
+    phone
+        .tx
+        .send(RemoteEvent::Hangup(HangupCause::NormalClearing))
+        .await
+        .unwrap();
+    b.idle().await;
+    let mut dtmf = Vec::new();
+    while let Ok(d) = sub.try_recv() {
+        if let Delivery::Event(e) = d {
+            if e.name == EventName::Dtmf {
+                dtmf.push((
+                    e.get("Unique-ID").unwrap_or_default().to_string(),
+                    e.get("DTMF-Digit").unwrap_or_default().to_string(),
+                    e.get("DTMF-Duration").unwrap_or_default().to_string(),
+                    e.get("DTMF-Source").unwrap_or_default().to_string(),
+                ));
+            }
+        }
+    }
+    let u = phone.uuid.clone();
+    assert_eq!(
+        dtmf,
+        [
+            (u.clone(), "5".into(), "1280".into(), "ENDPOINT".into()),
+            (u, "#".into(), "2000".into(), "ENDPOINT".into()),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn failure_causes_and_failover() {
     let b = bench(|c| match c.destination.as_str() {
         "busy" => vec![bridge("error/USER_BUSY")],

@@ -9,6 +9,8 @@
 //!   caller's clock.
 //! - [`auth`]: digest authentication (MD5, SHA-256, SHA-512-256 per
 //!   RFC 7616/8760), nonces with expiry and replay protection.
+//! - [`dtmf`]: DTMF digits in INFO bodies (`application/dtmf-relay`,
+//!   `application/dtmf`).
 //! - [`sdp`]: SDP offer/answer handling for a B2BUA that anchors media.
 //!
 //! Nothing here spawns a task or reads the time: the tokio driver in
@@ -18,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod dtmf;
 pub mod message;
 pub mod sdp;
 pub mod transaction;

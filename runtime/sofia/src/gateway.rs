@@ -158,8 +158,17 @@ impl Gateway {
         m.headers.push("To", aor);
         m.headers.push("Call-ID", self.call_id.clone());
         m.headers.push("CSeq", format!("{} REGISTER", self.cseq));
-        m.headers
-            .push("Contact", format!("<sip:{}@{}>", self.user(), local));
+        // Over TCP or TLS the Contact says so, or the carrier would send
+        // its requests (INVITEs to this registration) over UDP.
+        m.headers.push(
+            "Contact",
+            format!(
+                "<sip:{}@{}{}>",
+                self.user(),
+                local,
+                self.peer.transport.uri_param()
+            ),
+        );
         m.headers
             .push("Expires", self.settings.expires.as_secs().to_string());
         if let Some((h, v)) = authorization {
@@ -286,3 +295,57 @@ impl Gateway {
 
 /// Gateway transactions in flight.
 pub type GwTxs = HashMap<TxId, (usize, GwRequest)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Transport;
+
+    fn gateway(transport: Transport) -> Gateway {
+        let settings = GatewaySettings {
+            name: "carrier".into(),
+            profile: "external".into(),
+            proxy: "127.0.0.1:5090".into(),
+            transport: transport.via_name().to_ascii_lowercase(),
+            username: Some("trunk".into()),
+            password: Some("secret".into()),
+            realm: Some("carrier.example".into()),
+            register: true,
+            expires: Duration::from_secs(600),
+            ping: Duration::ZERO,
+            ping_failures: 2,
+        };
+        let peer = Peer {
+            transport,
+            addr: "127.0.0.1:5090".parse().unwrap(),
+        };
+        Gateway::new(settings, peer, Instant::now(), "gw-call".into())
+    }
+
+    #[test]
+    fn register_contact_names_a_reliable_transport() {
+        for (t, local, want) in [
+            (
+                Transport::Udp,
+                "127.0.0.1:5080",
+                "<sip:trunk@127.0.0.1:5080>",
+            ),
+            (
+                Transport::Tcp,
+                "127.0.0.1:5080",
+                "<sip:trunk@127.0.0.1:5080;transport=tcp>",
+            ),
+            (
+                Transport::Tls,
+                "127.0.0.1:5081",
+                "<sip:trunk@127.0.0.1:5081;transport=tls>",
+            ),
+        ] {
+            let mut gw = gateway(t);
+            let m = gw.register(None, local);
+            assert_eq!(m.headers.get("Contact"), Some(want), "{t:?}");
+            assert_eq!(m.headers.get("Expires"), Some("600"));
+            assert_eq!(m.headers.get("To"), Some("<sip:trunk@carrier.example>"));
+        }
+    }
+}

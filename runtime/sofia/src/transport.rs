@@ -59,6 +59,16 @@ impl Transport {
         }
     }
 
+    /// The `;transport=` URI parameter a Contact or Route needs for this
+    /// transport (none for UDP, the default).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+        }
+    }
+
     /// Parses a `transport=` value.
     pub fn parse(s: &str) -> Option<Transport> {
         match s.to_ascii_lowercase().as_str() {

@@ -1224,7 +1224,11 @@ impl ProfileCore {
             }
             Method::Invite | Method::Update => self.on_reinvite(tx, id, msg),
             Method::Ack => {}
-            Method::Info | Method::Message => self.relay_in_dialog(tx, id, msg),
+            Method::Info => {
+                self.info_dtmf(id, &msg);
+                self.relay_in_dialog(tx, id, msg)
+            }
+            Method::Message => self.relay_in_dialog(tx, id, msg),
             Method::Options => {
                 let mut r = Message::response_to(&msg, 200, None, None);
                 r.headers.push("Allow", ALLOW);
@@ -1887,7 +1891,7 @@ fn contact_of(transports: &Transports, t: Transport, invite: &Message) -> String
     if invite.uri().is_some_and(|u| u.scheme == Scheme::Sips) {
         format!("<sips:dialtone@{host}>")
     } else {
-        format!("<sip:dialtone@{host}{}>", tparam(t))
+        format!("<sip:dialtone@{host}{}>", Transport::uri_param(t))
     }
 }
 
@@ -1972,6 +1976,25 @@ impl ProfileCore {
     /// request in that leg's dialog, with its body; the far end's final
     /// response comes back to the sender ([`Self::on_relay_response`]).
     /// Without a bridged SIP leg, the switch answers 200 itself.
+    /// A DTMF digit in an INFO (`application/dtmf-relay`, `application/dtmf`)
+    /// goes to the channel as a DTMF event; the INFO itself is still relayed
+    /// to the bridged leg.
+    fn info_dtmf(&mut self, id: u64, msg: &Message) {
+        let Some(ct) = msg.headers.get("Content-Type") else {
+            return;
+        };
+        let Some(d) = dialtone_sip::dtmf::parse_info(ct, &msg.body) else {
+            return;
+        };
+        if let Some(c) = self.calls.get(&id) {
+            let _ = c.events.try_send(RemoteEvent::Dtmf {
+                digit: d.digit,
+                duration_ms: d.duration_ms,
+                source: "ENDPOINT",
+            });
+        }
+    }
+
     fn relay_in_dialog(&mut self, tx: TxId, id: u64, msg: Message) {
         let other = self
             .calls
@@ -2121,14 +2144,6 @@ fn parse_user_target(target: &str) -> (String, String) {
 
 /// Methods the switch answers.
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, MESSAGE, UPDATE, REGISTER";
-
-fn tparam(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "",
-        Transport::Tcp => ";transport=tcp",
-        Transport::Tls => ";transport=tls",
-    }
-}
 
 fn dialog_key(call_id: &str, local_tag: &str) -> String {
     format!("{call_id}\u{0}{local_tag}")

@@ -773,6 +773,21 @@ fn info_is_relayed_in_dialog_and_old_cseq_options_and_target_refresh_are_honoure
         uas_text.contains("info: Signal=5 Duration=160 application/dtmf-relay"),
         "{uas_text}"
     );
+    // The digit also reached the caller's channel as a DTMF event (logged
+    // with it); the INFO refused for its old CSeq (Signal=6) did not.
+    let log = std::fs::read_to_string(&sw.log_path).unwrap_or_default();
+    let dtmf: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("DTMF received"))
+        .collect();
+    assert_eq!(dtmf.len(), 1, "DTMF log lines: {dtmf:?}\n{}", sw.log_tail());
+    assert!(
+        dtmf[0].contains("digit=5")
+            && dtmf[0].contains("duration_ms=160")
+            && dtmf[0].contains("ENDPOINT"),
+        "{}",
+        dtmf[0]
+    );
     sw.assert_no_leaks();
 }
 
