@@ -75,6 +75,8 @@
 #   BENCH_REGISTERS [10000 / 300]        registrations per REGISTER pass
 #   BENCH_REG_CONCURRENCY [50]           registrations in flight
 #   BENCH_TARGETS ["dialtone kamailio"]
+#   BENCH_STEP_SETTLE_S [0]              after each step, wait this long and
+#                                        report memory again (rss_kb_settled)
 #   BENCH_KEEP=1                         keep the work directory (logs, CSVs)
 #   DIALTONE_BIN [$CARGO_TARGET_DIR/release/dialtone, CARGO_TARGET_DIR
 #                 defaulting to $HOME/.cache/dialtone-target; built with
@@ -111,6 +113,7 @@ else
   RAMP_DEADLINE_S=1200
 fi
 REG_CONC="${BENCH_REG_CONCURRENCY:-50}"
+STEP_SETTLE_S="${BENCH_STEP_SETTLE_S:-0}"
 declare -A SETTLE_S
 if [ "$SMOKE" = 1 ]; then
   WARMUP=0; WARMUP_RATE=250
@@ -386,9 +389,19 @@ cps_step() {
     dialtone) mem="\"rss_kb_after\":$(rss_kb "$DT_PID")" ;;
     kamailio) mem="\"shm_used_after\":$(kam_shm_used)" ;;
   esac
+  # Let the target finish its timers (dead calls, transaction linger);
+  # with BENCH_STEP_SETTLE_S, wait that long and report memory again, once
+  # the step's transactions have ended (tells retained state from growth).
+  if [ "$STEP_SETTLE_S" -gt 0 ] && [ "$warm" = 0 ]; then
+    sleep "$STEP_SETTLE_S"
+    case $t in
+      dialtone) mem="$mem,\"rss_kb_settled\":$(rss_kb "$DT_PID"),\"settled_s\":$STEP_SETTLE_S" ;;
+      kamailio) mem="$mem,\"shm_used_settled\":$(kam_shm_used),\"settled_s\":$STEP_SETTLE_S" ;;
+    esac
+  else
+    sleep 2
+  fi
   emit "{\"bench\":\"sip_cps_step\",\"target\":\"$t\",\"warmup\":$([ "$warm" -gt 0 ] && echo true || echo false),\"rate\":$rate,\"calls\":$calls,\"successful\":$ok,\"failed\":$failed,\"retransmissions\":$retr,\"sipp_rc\":$rc,\"elapsed_s\":$elapsed,\"achieved_cps\":$achieved,\"sustained\":$([ $STEP_OK = 1 ] && echo true || echo false),\"cpu_ms\":$cpu_ms,\"cpu_us_per_call\":$cpu_us,\"machine_busy_pct\":$busy,\"cpu_pids\":$(echo $pids | wc -w),$mem}"
-  # Let the target finish its timers (dead calls, transaction linger).
-  sleep 2
 }
 
 # register_pass TARGET REGISTRAR_PORT CLIENT_PORT KIND(refresh|new)
