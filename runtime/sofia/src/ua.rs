@@ -33,7 +33,9 @@
 //! Info-Package; the far end's final response comes back to the sender,
 //! except 408 and 481 (they speak of the other leg's dialog), which become
 //! 500. Without a bridged SIP leg they get 200 here; OPTIONS gets 200 with
-//! Allow; NOTIFY 200; anything else 501. Outside a dialog, 481.
+//! Allow; NOTIFY 200; anything else 501. Outside a dialog, 481. A DTMF
+//! digit in an INFO (`application/dtmf-relay`, `application/dtmf`) also
+//! goes to the leg's channel, which publishes it as a `DTMF` event.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
