@@ -576,6 +576,22 @@ fn client_key(msg: &Message) -> Option<ClientKey> {
     })
 }
 
+/// Headers a waiting transaction still reads (its keys, a late ACK's
+/// match, a CANCEL's construction).
+const KEPT_WHEN_WAITING: &[&str] = &["Via", "From", "To", "Call-ID", "CSeq", "Route"];
+
+/// Keeps the start line and [`KEPT_WHEN_WAITING`], drops the rest and the
+/// body, and gives the spare capacity back.
+fn slim_message(m: &mut Message) {
+    m.headers.0.retain(|h| {
+        KEPT_WHEN_WAITING
+            .iter()
+            .any(|k| h.name.eq_ignore_ascii_case(k))
+    });
+    m.headers.0.shrink_to_fit();
+    m.body = Vec::new();
+}
+
 fn to_tag(msg: &Message) -> Option<String> {
     msg.to().and_then(|t| t.tag().map(str::to_string))
 }
@@ -669,7 +685,9 @@ impl<P: Clone> TransactionLayer<P> {
     }
 
     /// The request that created a live transaction (for a client one, with
-    /// the branch the layer may have added).
+    /// the branch the layer may have added). Once the transaction only waits
+    /// for its end (after its final response) this is the request's start
+    /// line and identifying headers, without its body.
     pub fn request(&self, tx: TxId) -> Option<&Message> {
         self.txs.get(&tx).map(|t| &t.request)
     }
@@ -847,6 +865,7 @@ impl<P: Clone> TransactionLayer<P> {
                     self.cancel_all_timers(tx);
                     self.set_state(tx, State::Accepted);
                     self.send_last(tx, msg, &mut ev);
+                    self.slim(tx);
                     self.arm(tx, Timer::L, now + self.config.timer_l());
                 }
                 (State::Proceeding, _) => {
@@ -859,7 +878,10 @@ impl<P: Clone> TransactionLayer<P> {
                     }
                     self.arm(tx, Timer::H, now + self.config.timer_h());
                 }
-                (State::Accepted, 200..=299) => self.send_last(tx, msg, &mut ev),
+                (State::Accepted, 200..=299) => {
+                    self.send_last(tx, msg, &mut ev);
+                    self.slim(tx);
+                }
                 (s, _) => return Err(TxError::WrongState(s)),
             },
             Kind::NonInviteServer => match (state, code) {
@@ -986,6 +1008,24 @@ impl<P: Clone> TransactionLayer<P> {
         }
     }
 
+    /// Once a transaction only waits (Completed, Confirmed or Accepted,
+    /// until Timer D, I, J, K, L or M ends it) it never sends its request
+    /// again: keep only the headers that still identify the transaction and
+    /// match a late ACK, and drop the body. Over UDP a transaction waits 32 s
+    /// after its call is over (Timer J, L, M), so this is most of what a busy
+    /// switch holds per call. In Accepted the 2xx is slimmed too: the TU
+    /// sends its retransmissions itself, the layer only reads its To tag.
+    fn slim(&mut self, tx: TxId) {
+        if let Some(t) = self.txs.get_mut(&tx) {
+            slim_message(&mut t.request);
+            if t.state == State::Accepted {
+                if let Some(last) = &mut t.last {
+                    slim_message(last);
+                }
+            }
+        }
+    }
+
     fn set_interval(&mut self, tx: TxId, interval: Duration) {
         if let Some(t) = self.txs.get_mut(&tx) {
             t.interval = interval;
@@ -1004,6 +1044,7 @@ impl<P: Clone> TransactionLayer<P> {
         if d.is_zero() {
             self.terminate_into(tx, ev);
         } else {
+            self.slim(tx);
             self.arm(tx, timer, now + d);
         }
     }
@@ -1257,6 +1298,7 @@ impl<P: Clone> TransactionLayer<P> {
                     self.cancel_all_timers(tx);
                     self.set_state(tx, State::Accepted);
                     ev.push(Event::Response { tx, msg });
+                    self.slim(tx);
                     self.arm(tx, Timer::M, now + self.config.timer_m());
                 }
                 (State::Calling | State::Proceeding, _) => {

@@ -1407,3 +1407,76 @@ fn everything_terminates_and_len_returns_to_zero() {
     assert_eq!(l.len(), 0);
     assert_eq!(terminated, 200);
 }
+
+#[test]
+fn waiting_transactions_keep_only_what_identifies_them() {
+    let base = Instant::now();
+    let mut l = Layer::new(no_trying());
+    let names = |m: &Message| -> Vec<String> { m.headers.iter().map(|h| h.name.clone()).collect() };
+    // Non-INVITE server over UDP: in Completed (Timer J, 32 s) the request
+    // is slimmed, the final response stays whole for retransmissions.
+    let mut info = request("INFO", "z9hG4bKslim1");
+    info.headers.push("Content-Type", "application/dtmf-relay");
+    info.body = b"Signal=5\r\nDuration=160\r\n".to_vec();
+    let tx = start_server(&mut l, info.clone(), UDP, base);
+    assert_eq!(l.request(tx).unwrap().body, info.body);
+    let mut ok = resp(&info, 200);
+    ok.headers.push("Content-Type", "text/plain");
+    ok.body = b"a body the retransmission must carry".to_vec();
+    l.send_response(tx, ok.clone(), at(base, 10)).unwrap();
+    assert_eq!(l.state(tx), Some(State::Completed));
+    let kept = l.request(tx).unwrap();
+    assert!(kept.body.is_empty());
+    assert_eq!(names(kept), ["Via", "To", "From", "Call-ID", "CSeq"]);
+    assert_eq!(kept.start, info.start);
+    let ev = l.on_message(info.clone(), "uac", UDP, at(base, 1_000));
+    assert_eq!(transmitted(&ev), vec![&ok]);
+
+    // INVITE server, RFC 2543 style (no magic cookie), 2xx: Accepted for
+    // Timer L. Request and 2xx are slimmed (Route kept for a CANCEL's sake);
+    // the ACK still matches on the 2xx's To tag and reaches the TU, and a
+    // 2xx retransmission from the TU still goes out whole.
+    let inv = invite("oldstyle-slim");
+    let tx = start_server(&mut l, inv.clone(), UDP, base);
+    let mut ok = resp(&inv, 200);
+    ok.headers.push("Content-Type", "application/sdp");
+    ok.body = b"v=0\r\n".to_vec();
+    l.send_response(tx, ok.clone(), at(base, 20)).unwrap();
+    assert_eq!(l.state(tx), Some(State::Accepted));
+    let kept = l.request(tx).unwrap();
+    assert!(kept.body.is_empty());
+    assert_eq!(
+        names(kept),
+        ["Via", "Route", "Route", "To", "From", "Call-ID", "CSeq"]
+    );
+    let ev = l.send_response(tx, ok.clone(), at(base, 500)).unwrap();
+    assert_eq!(transmitted(&ev), vec![&ok]);
+    assert!(matches!(
+        &l.on_message(ack("oldstyle-slim", "other"), "uac", UDP, at(base, 600))[..],
+        [Event::StrayAck { .. }]
+    ));
+    assert!(matches!(
+        &l.on_message(
+            ack("oldstyle-slim", "8321234356"),
+            "uac",
+            UDP,
+            at(base, 700)
+        )[..],
+        [Event::Ack { .. }]
+    ));
+
+    // INVITE client, non-2xx: the ACK it re-sends in Completed stays whole.
+    let inv = invite("z9hG4bKslim3");
+    let tx = start_client(&mut l, inv.clone(), UDP, base);
+    let busy = resp(&inv, 486);
+    let ev = l.on_message(busy.clone(), "uas", UDP, at(base, 30));
+    let first_ack = transmitted(&ev)[0].clone();
+    assert_eq!(l.state(tx), Some(State::Completed));
+    assert!(l.request(tx).unwrap().body.is_empty());
+    let ev = l.on_message(busy, "uas", UDP, at(base, 600));
+    assert_eq!(transmitted(&ev), vec![&first_ack]);
+    assert_eq!(first_ack.headers.get_all("Route").len(), 2);
+
+    let _ = run_until(&mut l, base, at(base, 100_000));
+    assert!(l.is_empty());
+}
