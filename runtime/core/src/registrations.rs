@@ -3,16 +3,16 @@
 //!
 //! Endpoints write here; the dialplan host reads here to answer the
 //! `registrations` import that contact helpers (`sofia_contact`, ...) use.
-//! Reads are lock-free snapshots per tenant; writes copy the tenant's small
-//! table. Persistence across restarts belongs to the endpoint that owns the
+//! Each tenant's table is indexed by user and by contact, so what a call
+//! asks (a user's registrations, whether a contact is registered) costs the
+//! same with ten registrations or a hundred thousand; readers share a lock
+//! held only for that lookup. Persistence across restarts belongs to the endpoint that owns the
 //! registrations (the SIP endpoint keeps its own database) and reloads them
 //! here at start.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 /// One registration.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -35,12 +35,68 @@ pub struct Registration {
     pub network_addr: String,
 }
 
-type TenantTable = Arc<Vec<Registration>>;
+/// One tenant's registrations, indexed for the two questions asked on every
+/// call: a user's registrations, and whether a contact is registered.
+#[derive(Default)]
+struct TenantTable {
+    /// User -> that user's registrations (a handful each).
+    users: HashMap<String, Vec<Registration>>,
+    /// Endpoint -> contact -> the users holding it (almost always one).
+    contacts: HashMap<String, HashMap<String, Vec<String>>>,
+}
+
+impl TenantTable {
+    fn upsert(&mut self, reg: Registration) {
+        let list = self.users.entry(reg.user.clone()).or_default();
+        let same = |r: &Registration| {
+            r.endpoint == reg.endpoint && r.profile == reg.profile && r.contact == reg.contact
+        };
+        let holders = self
+            .contacts
+            .entry(reg.endpoint.clone())
+            .or_default()
+            .entry(reg.contact.clone())
+            .or_default();
+        if !holders.contains(&reg.user) {
+            holders.push(reg.user.clone());
+        }
+        match list.iter_mut().find(|r| same(r)) {
+            Some(r) => *r = reg,
+            None => list.push(reg),
+        }
+    }
+
+    fn remove(&mut self, endpoint: &str, user: &str, contact: &str) -> bool {
+        let Some(list) = self.users.get_mut(user) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|r| !(r.endpoint == endpoint && r.contact == contact));
+        let removed = list.len() != before;
+        if list.is_empty() {
+            self.users.remove(user);
+        }
+        if removed {
+            if let Some(by_contact) = self.contacts.get_mut(endpoint) {
+                if let Some(holders) = by_contact.get_mut(contact) {
+                    holders.retain(|u| u != user);
+                    if holders.is_empty() {
+                        by_contact.remove(contact);
+                    }
+                }
+                if by_contact.is_empty() {
+                    self.contacts.remove(endpoint);
+                }
+            }
+        }
+        removed
+    }
+}
 
 /// Every tenant's registrations.
 #[derive(Default)]
 pub struct Registrations {
-    tenants: Mutex<HashMap<String, Arc<ArcSwap<Vec<Registration>>>>>,
+    tenants: RwLock<HashMap<String, TenantTable>>,
 }
 
 impl Registrations {
@@ -49,44 +105,26 @@ impl Registrations {
         Self::default()
     }
 
-    fn table(&self, tenant: &str) -> Arc<ArcSwap<Vec<Registration>>> {
-        let mut map = self.tenants.lock();
-        map.entry(tenant.to_string()).or_default().clone()
-    }
-
     /// Adds or refreshes a registration (same endpoint, profile, user and
     /// contact replace the old one).
     pub fn upsert(&self, reg: Registration) {
-        let table = self.table(&reg.domain);
-        table.rcu(|cur| {
-            let mut next: Vec<Registration> = cur
-                .iter()
-                .filter(|r| {
-                    !(r.endpoint == reg.endpoint
-                        && r.profile == reg.profile
-                        && r.user == reg.user
-                        && r.contact == reg.contact)
-                })
-                .cloned()
-                .collect();
-            next.push(reg.clone());
-            next
-        });
+        let mut tenants = self.tenants.write();
+        match tenants.get_mut(&reg.domain) {
+            Some(t) => t.upsert(reg),
+            None => tenants.entry(reg.domain.clone()).or_default().upsert(reg),
+        }
     }
 
     /// Removes a registration; returns whether it existed.
     pub fn remove(&self, domain: &str, endpoint: &str, user: &str, contact: &str) -> bool {
-        let table = self.table(domain);
-        let mut removed = false;
-        table.rcu(|cur| {
-            let next: Vec<Registration> = cur
-                .iter()
-                .filter(|r| !(r.endpoint == endpoint && r.user == user && r.contact == contact))
-                .cloned()
-                .collect();
-            removed = next.len() != cur.len();
-            next
-        });
+        let mut tenants = self.tenants.write();
+        let Some(t) = tenants.get_mut(domain) else {
+            return false;
+        };
+        let removed = t.remove(endpoint, user, contact);
+        if t.users.is_empty() {
+            tenants.remove(domain);
+        }
         removed
     }
 
@@ -100,15 +138,13 @@ impl Registrations {
         user: &str,
         now_unix: u64,
     ) -> Vec<Registration> {
-        let table: TenantTable = match self.tenants.lock().get(tenant) {
-            Some(t) => t.load_full(),
-            None => return Vec::new(),
+        let tenants = self.tenants.read();
+        let Some(list) = tenants.get(tenant).and_then(|t| t.users.get(user)) else {
+            return Vec::new();
         };
-        table
-            .iter()
+        list.iter()
             .filter(|r| {
-                r.user == user
-                    && r.expires > now_unix
+                r.expires > now_unix
                     && (endpoint.is_empty() || r.endpoint == endpoint)
                     && (profile.is_empty() || r.profile == profile)
             })
@@ -126,21 +162,28 @@ impl Registrations {
         contact: &str,
         now_unix: u64,
     ) -> bool {
-        match self.tenants.lock().get(tenant) {
-            Some(t) => t
-                .load()
-                .iter()
-                .any(|r| r.endpoint == endpoint && r.contact == contact && r.expires > now_unix),
-            None => false,
-        }
+        let tenants = self.tenants.read();
+        let Some(t) = tenants.get(tenant) else {
+            return false;
+        };
+        let Some(holders) = t.contacts.get(endpoint).and_then(|c| c.get(contact)) else {
+            return false;
+        };
+        holders.iter().any(|u| {
+            t.users.get(u).is_some_and(|list| {
+                list.iter()
+                    .any(|r| r.endpoint == endpoint && r.contact == contact && r.expires > now_unix)
+            })
+        })
     }
 
     /// Number of unexpired registrations across tenants.
     pub fn count(&self, now_unix: u64) -> usize {
         self.tenants
-            .lock()
+            .read()
             .values()
-            .map(|t| t.load().iter().filter(|r| r.expires > now_unix).count())
+            .flat_map(|t| t.users.values())
+            .map(|list| list.iter().filter(|r| r.expires > now_unix).count())
             .sum()
     }
 }
@@ -184,6 +227,47 @@ mod tests {
         r.upsert(reg("1000", "a.test", "sip:1000@10.0.0.1", 200));
         assert_eq!(r.lookup("a.test", "", "", "1000", 150).len(), 1);
         assert!(r.remove("a.test", "sofia", "1000", "sip:1000@10.0.0.1"));
+        assert!(!r.remove("a.test", "sofia", "1000", "sip:1000@10.0.0.1"));
+        assert!(!r.is_registered_contact("a.test", "sofia", "sip:1000@10.0.0.1", 10));
         assert_eq!(r.count(10), 2);
+    }
+
+    #[test]
+    fn a_contact_shared_by_two_users_stays_registered_until_both_leave() {
+        let r = Registrations::new();
+        r.upsert(reg("1000", "a.test", "sip:shared@10.0.0.9", 100));
+        r.upsert(reg("1001", "a.test", "sip:shared@10.0.0.9", 100));
+        assert!(r.remove("a.test", "sofia", "1000", "sip:shared@10.0.0.9"));
+        assert!(r.is_registered_contact("a.test", "sofia", "sip:shared@10.0.0.9", 10));
+        assert!(!r.is_registered_contact("a.test", "sofia", "sip:shared@10.0.0.9", 100));
+        assert!(r.remove("a.test", "sofia", "1001", "sip:shared@10.0.0.9"));
+        assert!(!r.is_registered_contact("a.test", "sofia", "sip:shared@10.0.0.9", 10));
+        assert_eq!(r.count(0), 0);
+        // Another profile's binding of the same contact is another entry.
+        let mut other = reg("1000", "a.test", "sip:1000@10.0.0.1", 100);
+        r.upsert(other.clone());
+        other.profile = "external".into();
+        r.upsert(other);
+        assert_eq!(r.lookup("a.test", "", "", "1000", 10).len(), 2);
+        assert_eq!(r.lookup("a.test", "", "external", "1000", 10).len(), 1);
+    }
+
+    #[test]
+    fn many_users_refresh_in_place() {
+        let r = Registrations::new();
+        for round in 0..3u64 {
+            for u in 0..5000 {
+                r.upsert(reg(
+                    &u.to_string(),
+                    "a.test",
+                    &format!("sip:{u}@10.0.0.1"),
+                    100 + round,
+                ));
+            }
+        }
+        assert_eq!(r.count(0), 5000);
+        let got = r.lookup("a.test", "sofia", "", "4321", 0);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].expires, 102);
     }
 }

@@ -84,9 +84,54 @@ enum Write {
 /// Told when a change is committed (or failed to be).
 pub type Done = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
 
+/// The bindings in memory, with the indices a REGISTER and a call use (a
+/// user's bindings, the binding of a contact), so neither scans them all.
+#[derive(Default)]
+struct Index {
+    /// Key (`domain \0 user \0 contact`) -> binding.
+    bindings: HashMap<String, Binding>,
+    /// `domain \0 user` -> keys.
+    by_user: HashMap<String, Vec<String>>,
+    /// Contact, ASCII-lowercased -> keys.
+    by_contact: HashMap<String, Vec<String>>,
+}
+
+fn user_key(domain: &str, user: &str) -> String {
+    format!("{domain}\u{0}{user}")
+}
+
+impl Index {
+    fn insert(&mut self, b: Binding) {
+        let key = b.key();
+        let (uk, ck) = (user_key(&b.domain, &b.user), b.contact.to_ascii_lowercase());
+        // The same key is the same domain, user and contact: the indices
+        // already hold it.
+        if self.bindings.insert(key.clone(), b).is_none() {
+            self.by_user.entry(uk).or_default().push(key.clone());
+            self.by_contact.entry(ck).or_default().push(key);
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Binding> {
+        let b = self.bindings.remove(key)?;
+        for (map, k) in [
+            (&mut self.by_user, user_key(&b.domain, &b.user)),
+            (&mut self.by_contact, b.contact.to_ascii_lowercase()),
+        ] {
+            if let Some(keys) = map.get_mut(&k) {
+                keys.retain(|x| x != key);
+                if keys.is_empty() {
+                    map.remove(&k);
+                }
+            }
+        }
+        Some(b)
+    }
+}
+
 /// The location service.
 pub struct Location {
-    bindings: Mutex<HashMap<String, Binding>>,
+    bindings: Mutex<Index>,
     writer: Option<Mutex<std::sync::mpsc::Sender<Write>>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     registrations: Arc<Registrations>,
@@ -174,7 +219,7 @@ impl Location {
             None => None,
         };
         let loc = Location {
-            bindings: Mutex::new(HashMap::new()),
+            bindings: Mutex::new(Index::default()),
             writer: None,
             writer_thread: None,
             registrations,
@@ -188,7 +233,7 @@ impl Location {
                 match serde_json::from_slice::<Binding>(v.value()) {
                     Ok(b) if b.expires > now => {
                         loc.registrations.upsert(b.registration());
-                        loc.bindings.lock().insert(b.key(), b);
+                        loc.bindings.lock().insert(b);
                     }
                     _ => expired.push(k.value().to_string()),
                 }
@@ -243,7 +288,7 @@ impl Location {
         self.queue(Write::Put(b.key(), value, done))
             .map_err(anyhow::Error::msg)?;
         self.registrations.upsert(b.registration());
-        self.bindings.lock().insert(b.key(), b);
+        self.bindings.lock().insert(b);
         Ok(())
     }
 
@@ -263,13 +308,16 @@ impl Location {
         Ok(self.bindings.lock().remove(&key).is_some())
     }
 
-    /// Unexpired bindings of a user.
+    /// Unexpired bindings of a user, newest expiry first.
     pub fn of_user(&self, domain: &str, user: &str, now: u64) -> Vec<Binding> {
-        let mut v: Vec<Binding> = self
-            .bindings
-            .lock()
-            .values()
-            .filter(|b| b.domain == domain && b.user == user && b.expires > now)
+        let idx = self.bindings.lock();
+        let mut v: Vec<Binding> = idx
+            .by_user
+            .get(&user_key(domain, user))
+            .into_iter()
+            .flatten()
+            .filter_map(|k| idx.bindings.get(k))
+            .filter(|b| b.expires > now)
             .cloned()
             .collect();
         v.sort_by_key(|b| std::cmp::Reverse(b.expires));
@@ -279,10 +327,16 @@ impl Location {
     /// The binding whose registered Contact is `contact` (compared as
     /// written, or as the same URI ignoring case of scheme and host).
     pub fn by_contact(&self, contact: &str, now: u64) -> Option<Binding> {
-        let map = self.bindings.lock();
-        map.values()
-            .filter(|b| b.expires > now)
-            .find(|b| b.contact == contact || b.contact.eq_ignore_ascii_case(contact))
+        let idx = self.bindings.lock();
+        let keys = idx.by_contact.get(&contact.to_ascii_lowercase())?;
+        let live = || {
+            keys.iter()
+                .filter_map(|k| idx.bindings.get(k))
+                .filter(|b| b.expires > now)
+        };
+        live()
+            .find(|b| b.contact == contact)
+            .or_else(|| live().next())
             .cloned()
     }
 
@@ -290,6 +344,7 @@ impl Location {
     pub fn count(&self, now: u64) -> usize {
         self.bindings
             .lock()
+            .bindings
             .values()
             .filter(|b| b.expires > now)
             .count()
@@ -300,6 +355,7 @@ impl Location {
         let gone: Vec<Binding> = self
             .bindings
             .lock()
+            .bindings
             .values()
             .filter(|b| b.expires <= now)
             .cloned()
@@ -360,5 +416,46 @@ mod tests {
             .unwrap());
         assert_eq!(loc.count(200), 0);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn user_and_contact_indices_follow_upserts_and_removals() {
+        let regs = Arc::new(Registrations::new());
+        let loc = Location::open(None, regs.clone(), 0).unwrap();
+        for u in 0..2000 {
+            let mut b = binding(&format!("sip:{u}@10.9.9.9:5060"), 1000);
+            b.user = u.to_string();
+            loc.upsert(b, None).unwrap();
+        }
+        // A second contact for 1500, and a refresh of its first one.
+        let mut b = binding("sip:1500@10.9.9.10:5062", 900);
+        b.user = "1500".into();
+        loc.upsert(b, None).unwrap();
+        let mut b = binding("sip:1500@10.9.9.9:5060", 1200);
+        b.user = "1500".into();
+        loc.upsert(b, None).unwrap();
+        assert_eq!(loc.count(0), 2001);
+        let of = loc.of_user("d.test", "1500", 0);
+        assert_eq!(of.len(), 2);
+        assert_eq!(of[0].expires, 1200, "newest expiry first");
+        assert_eq!(loc.of_user("d.test", "1500", 1000).len(), 1);
+        assert!(loc.of_user("e.test", "1500", 0).is_empty());
+        // Contacts match as written or ignoring ASCII case.
+        assert_eq!(
+            loc.by_contact("SIP:1500@10.9.9.10:5062", 0).unwrap().user,
+            "1500"
+        );
+        assert!(loc.by_contact("sip:1500@10.9.9.10:5062", 950).is_none());
+        assert!(loc
+            .remove("d.test", "1500", "sip:1500@10.9.9.10:5062", None)
+            .unwrap());
+        assert!(loc.by_contact("sip:1500@10.9.9.10:5062", 0).is_none());
+        assert_eq!(loc.of_user("d.test", "1500", 0).len(), 1);
+        assert_eq!(regs.lookup("d.test", "sofia", "", "1500", 0).len(), 1);
+        loc.purge(1100);
+        assert_eq!(loc.count(0), 1);
+        assert_eq!(loc.of_user("d.test", "1500", 0).len(), 1);
+        assert!(loc.of_user("d.test", "7", 0).is_empty());
+        assert_eq!(regs.count(0), 1);
     }
 }
