@@ -1012,8 +1012,8 @@ impl<P: Clone> TransactionLayer<P> {
     /// until Timer D, I, J, K, L or M ends it) it never sends its request
     /// again: keep only the headers that still identify the transaction and
     /// match a late ACK, and drop the body. Over UDP a transaction waits 32 s
-    /// after its call is over (Timer J, L, M), so this is most of what a busy
-    /// switch holds per call. In Accepted the 2xx is slimmed too: the TU
+    /// after its call is over (Timer J, L, M), a good part of what a busy switch
+    /// holds per call. In Accepted the 2xx is slimmed too: the TU
     /// sends its retransmissions itself, the layer only reads its To tag.
     fn slim(&mut self, tx: TxId) {
         if let Some(t) = self.txs.get_mut(&tx) {
