@@ -306,6 +306,24 @@ pub trait Dialplan: Send + Sync {
         name: &str,
         args: &str,
     ) -> BoxFuture<'_, Result<String, HelperError>>;
+
+    /// The helper calls of one dialstring, answered in order. The default
+    /// makes them one at a time; the WebAssembly host runs them all on one
+    /// instance.
+    fn call_helpers(
+        &self,
+        tenant: &str,
+        calls: Vec<(String, String)>,
+    ) -> BoxFuture<'_, Vec<Result<String, HelperError>>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(calls.len());
+            for (name, args) in &calls {
+                out.push(self.call_helper(&tenant, name, args).await);
+            }
+            out
+        })
+    }
 }
 
 /// Why a dialstring helper gave no expansion.

@@ -331,14 +331,20 @@ impl Switch {
             return dialstring::expand(template, lookup, &mut |_, _| Ok(String::new()))
                 .map_err(|_| HangupCause::InvalidUrl);
         }
-        let mut answers = Vec::with_capacity(calls.len());
-        for (name, args) in &calls {
-            match self.dialplan.call_helper(tenant, name, args).await {
-                Ok(s) => answers.push(Ok(s)),
-                Err(e) => {
-                    tracing::warn!(tenant, helper = %name, error = %e, "dialstring helper failed");
-                    answers.push(Err(e));
-                }
+        let names: Vec<String> = calls.iter().map(|(n, _)| n.clone()).collect();
+        let answers = self.dialplan.call_helpers(tenant, calls).await;
+        if answers.len() != names.len() {
+            tracing::warn!(
+                tenant,
+                "dialstring helpers gave {} answers to {} calls",
+                answers.len(),
+                names.len()
+            );
+            return Err(HangupCause::InvalidUrl);
+        }
+        for (name, a) in names.iter().zip(&answers) {
+            if let Err(e) = a {
+                tracing::warn!(tenant, helper = %name, error = %e, "dialstring helper failed");
             }
         }
         // A helper that could not run (overload, a trap) fails the leg with

@@ -74,14 +74,15 @@ enum Call {
     Route(ChannelSnapshot),
     Outbound(OutboundRequest),
     Message(TextMessage),
-    Helper(String, String),
+    /// One dialstring's helper calls, in order, on one instance.
+    Helpers(Vec<(String, String)>),
 }
 
 enum Answer {
     Route(Vec<Action>),
     Outbound(OutboundDecision),
     Message(MessageDecision),
-    Helper(Result<String, String>),
+    Helpers(Vec<Result<String, String>>),
 }
 
 impl Tenants {
@@ -322,7 +323,7 @@ impl Tenants {
     fn run(&self, t: &Tenant, call: Call) -> Result<Answer, InvokeError> {
         t.invocations.fetch_add(1, Ordering::Relaxed);
         let loaded = match &call {
-            Call::Helper(..) => t
+            Call::Helpers(..) => t
                 .helpers
                 .load_full()
                 .or_else(|| t.dialplan.load_full().filter(|d| d.helpers.is_some()))
@@ -344,7 +345,7 @@ impl Tenants {
         };
         let warm_ok = settings.warm_reuse > 0 && loaded.role == Role::Dialplan;
         let mut live = None;
-        if warm_ok && !matches!(call, Call::Helper(..)) {
+        if warm_ok && !matches!(call, Call::Helpers(..)) {
             let mut pool = t.warm.lock();
             while let Some(l) = pool.pop() {
                 if l.sequence == loaded.sequence && l.uses < settings.warm_reuse {
@@ -459,7 +460,7 @@ fn call_guest(
             .map_err(CallError::Invalid)?;
             Ok(Answer::Message(d))
         }
-        Call::Helper(name, args) => {
+        Call::Helpers(calls) => {
             let idx = loaded
                 .helpers
                 .as_ref()
@@ -467,14 +468,22 @@ fn call_guest(
             store
                 .data_mut()
                 .set_channel_variables(crate::sandbox::no_variables());
-            let out = match idx.call(store, instance, &name, &args) {
-                Some(r) => r?,
-                None => Err(format!("unknown dialstring helper `{name}`")),
-            };
-            if let Ok(s) = &out {
-                check_len("helper output", s).map_err(CallError::Invalid)?;
+            // Every helper of one dialstring on the same fresh instance,
+            // under the invocation's one deadline: `${sofia_contact(..)},
+            // ${verto_contact(..)}` (the default user dial-string) is one
+            // instance, not two.
+            let mut answers = Vec::with_capacity(calls.len());
+            for (name, args) in &calls {
+                let out = match idx.call(store, instance, name, args) {
+                    Some(r) => r?,
+                    None => Err(format!("unknown dialstring helper `{name}`")),
+                };
+                if let Ok(s) = &out {
+                    check_len("helper output", s).map_err(CallError::Invalid)?;
+                }
+                answers.push(out);
             }
-            Ok(Answer::Helper(out))
+            Ok(Answer::Helpers(answers))
         }
     }
 }
@@ -601,16 +610,36 @@ impl Dialplan for WasmDialplan {
         name: &str,
         args: &str,
     ) -> BoxFuture<'_, Result<String, HelperError>> {
-        let tenant = tenant.to_string();
-        let call = Call::Helper(name.to_string(), args.to_string());
+        let calls = vec![(name.to_string(), args.to_string())];
+        let fut = self.call_helpers(tenant, calls);
         Box::pin(async move {
-            match self.0.submit(&tenant, "", call).await {
-                Ok(Answer::Helper(r)) => r.map_err(HelperError::from),
-                Ok(_) => Err("unexpected answer".to_string().into()),
-                Err(f) => Err(HelperError {
-                    cause: f.cause,
-                    message: f.reason,
-                }),
+            fut.await
+                .pop()
+                .unwrap_or_else(|| Err("no answer".to_string().into()))
+        })
+    }
+
+    fn call_helpers(
+        &self,
+        tenant: &str,
+        calls: Vec<(String, String)>,
+    ) -> BoxFuture<'_, Vec<Result<String, HelperError>>> {
+        let tenant = tenant.to_string();
+        let n = calls.len();
+        Box::pin(async move {
+            match self.0.submit(&tenant, "", Call::Helpers(calls)).await {
+                Ok(Answer::Helpers(r)) if r.len() == n => r
+                    .into_iter()
+                    .map(|a| a.map_err(HelperError::from))
+                    .collect(),
+                Ok(_) => vec![Err("unexpected answer".to_string().into()); n],
+                Err(f) => vec![
+                    Err(HelperError {
+                        cause: f.cause,
+                        message: f.reason,
+                    });
+                    n
+                ],
             }
         })
     }

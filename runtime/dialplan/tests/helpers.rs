@@ -122,6 +122,43 @@ fn group_call_and_unknown_helpers() {
     assert_eq!(v, "error/user_not_registered");
 }
 
+#[test]
+fn one_dialstrings_helpers_share_one_invocation() {
+    let (h, dp, rt) = setup();
+    h.services
+        .register("a.test", "1000", "sip:1000@192.0.2.7:5060");
+    let invocations = || {
+        h.tenants
+            .info()
+            .into_iter()
+            .find(|t| t.name == "a.test")
+            .unwrap()
+            .invocations
+    };
+    let before = invocations();
+    let calls = vec![
+        ("sofia_contact".to_string(), "*/1000@a.test".to_string()),
+        ("verto_contact".to_string(), "1000@a.test".to_string()),
+        ("nope".to_string(), "x".to_string()),
+        ("group_call".to_string(), "sales@a.test".to_string()),
+    ];
+    let out = rt.block_on(dp.call_helpers("a.test", calls));
+    assert_eq!(invocations() - before, 1, "one instance for the dialstring");
+    assert_eq!(out.len(), 4);
+    assert_eq!(
+        out[0].as_deref().unwrap(),
+        r"sofia/internal/sip\:1000@192.0.2.7\:5060"
+    );
+    assert_eq!(out[1].as_deref().unwrap(), "error/user_not_registered");
+    // An unknown helper fails its own expansion, with INVALID_URL.
+    let e = out[2].as_ref().unwrap_err();
+    assert_eq!(e.cause, dialtone_core::HangupCause::InvalidUrl);
+    assert_eq!(
+        out[3].as_deref().unwrap(),
+        "user/1000@a.test,user/1001@a.test"
+    );
+}
+
 /// The default dialplan and the contact helpers run on every call, so they
 /// are built `no_std` (the SDK's component runtime): no WASI imports, one
 /// core instance per instantiation instead of the four a `std` component
