@@ -650,7 +650,10 @@ impl Runner {
         self.switch.events.publish_with(|| {
             let mut ev = self.chan.event(EventName::Dtmf);
             ev.push_header(header::DTMF_DIGIT, digit.to_string());
-            ev.push_header(header::DTMF_DURATION, (duration_ms * 8).to_string());
+            ev.push_header(
+                header::DTMF_DURATION,
+                duration_ms.saturating_mul(8).to_string(),
+            );
             ev.push_header(header::DTMF_SOURCE, source);
             ev
         });
