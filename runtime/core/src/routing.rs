@@ -310,16 +310,15 @@ pub trait Dialplan: Send + Sync {
     /// The helper calls of one dialstring, answered in order. The default
     /// makes them one at a time; the WebAssembly host runs them all on one
     /// instance.
-    fn call_helpers(
-        &self,
-        tenant: &str,
-        calls: Vec<(String, String)>,
-    ) -> BoxFuture<'_, Vec<Result<String, HelperError>>> {
-        let tenant = tenant.to_string();
+    fn call_helpers<'a>(
+        &'a self,
+        tenant: &'a str,
+        calls: &'a [(String, String)],
+    ) -> BoxFuture<'a, Vec<Result<String, HelperError>>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(calls.len());
-            for (name, args) in &calls {
-                out.push(self.call_helper(&tenant, name, args).await);
+            for (name, args) in calls {
+                out.push(self.call_helper(tenant, name, args).await);
             }
             out
         })

@@ -331,18 +331,8 @@ impl Switch {
             return dialstring::expand(template, lookup, &mut |_, _| Ok(String::new()))
                 .map_err(|_| HangupCause::InvalidUrl);
         }
-        let names: Vec<String> = calls.iter().map(|(n, _)| n.clone()).collect();
-        let answers = self.dialplan.call_helpers(tenant, calls).await;
-        if answers.len() != names.len() {
-            tracing::warn!(
-                tenant,
-                "dialstring helpers gave {} answers to {} calls",
-                answers.len(),
-                names.len()
-            );
-            return Err(HangupCause::InvalidUrl);
-        }
-        for (name, a) in names.iter().zip(&answers) {
+        let answers = self.dialplan.call_helpers(tenant, &calls).await;
+        for ((name, _), a) in calls.iter().zip(&answers) {
             if let Err(e) = a {
                 tracing::warn!(tenant, helper = %name, error = %e, "dialstring helper failed");
             }

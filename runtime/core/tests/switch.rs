@@ -110,6 +110,14 @@ struct Phone {
 }
 
 impl Phone {
+    /// The far side hangs up normally.
+    async fn hang_up(&self) {
+        self.tx
+            .send(RemoteEvent::Hangup(HangupCause::NormalClearing))
+            .await
+            .unwrap();
+    }
+
     async fn wait_for(&self, what: Told) {
         for _ in 0..400 {
             if self.told.lock().contains(&what) {
@@ -289,11 +297,7 @@ async fn user_leg_is_bridged_and_torn_down() {
     let phone = b.call("default", "1000");
     phone.wait_for(Told::Answer).await;
     assert_eq!(b.switch.channel_count(), 2);
-    phone
-        .tx
-        .send(RemoteEvent::Hangup(HangupCause::NormalClearing))
-        .await
-        .unwrap();
+    phone.hang_up().await;
     b.idle().await;
     let ev = drain(&mut sub);
     let count = |n: EventName| ev.iter().filter(|(e, _)| *e == n).count();
@@ -338,11 +342,7 @@ async fn dtmf_from_the_far_side_is_published() {
     // The bridge goes on: DTMF is not a hangup.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(b.switch.channel_count(), 2);
-    phone
-        .tx
-        .send(RemoteEvent::Hangup(HangupCause::NormalClearing))
-        .await
-        .unwrap();
+    phone.hang_up().await;
     b.idle().await;
     let mut dtmf = Vec::new();
     while let Ok(d) = sub.try_recv() {
@@ -399,9 +399,7 @@ async fn failure_causes_and_failover() {
     );
     let p = b.call("default", "failover");
     p.wait_for(Told::Answer).await;
-    p.tx.send(RemoteEvent::Hangup(HangupCause::NormalClearing))
-        .await
-        .unwrap();
+    p.hang_up().await;
     assert_eq!(
         b.call("default", "continue").hangup_cause().await,
         HangupCause::NormalUnspecified
@@ -470,9 +468,7 @@ async fn directory_user_resolution() {
     );
     let p = b.call("default", "1006");
     p.wait_for(Told::Answer).await;
-    p.tx.send(RemoteEvent::Hangup(HangupCause::NormalClearing))
-        .await
-        .unwrap();
+    p.hang_up().await;
     b.idle().await;
 }
 
@@ -481,9 +477,7 @@ async fn group_rings_members_at_once() {
     let b = bench(|_| vec![bridge("group/sales@a.test")]);
     let p = b.call("default", "x");
     p.wait_for(Told::Answer).await;
-    p.tx.send(RemoteEvent::Hangup(HangupCause::NormalClearing))
-        .await
-        .unwrap();
+    p.hang_up().await;
     b.idle().await;
     let b = bench(|_| vec![bridge("group/nobody@a.test")]);
     assert_eq!(
@@ -537,9 +531,7 @@ async fn public_context_reaches_only_local_users() {
     // Local users are fine from public.
     let p = b.call("public", "1000");
     p.wait_for(Told::Answer).await;
-    p.tx.send(RemoteEvent::Hangup(HangupCause::NormalClearing))
-        .await
-        .unwrap();
+    p.hang_up().await;
     b.idle().await;
 }
 
@@ -567,9 +559,7 @@ async fn loopback_pairs_reenter_the_dialplan() {
     let p = b.call("default", "2000");
     p.wait_for(Told::Answer).await;
     assert_eq!(b.switch.channel_count(), 3);
-    p.tx.send(RemoteEvent::Hangup(HangupCause::NormalClearing))
-        .await
-        .unwrap();
+    p.hang_up().await;
     b.idle().await;
     // Endless loopback: the recursion limit stops it.
     assert_eq!(
@@ -684,9 +674,7 @@ async fn many_concurrent_calls_leave_nothing_behind() {
         p.wait_for(Told::Answer).await;
     }
     for p in &phones {
-        p.tx.send(RemoteEvent::Hangup(HangupCause::NormalClearing))
-            .await
-            .unwrap();
+        p.hang_up().await;
     }
     b.idle().await;
 }

@@ -610,38 +610,47 @@ impl Dialplan for WasmDialplan {
         name: &str,
         args: &str,
     ) -> BoxFuture<'_, Result<String, HelperError>> {
+        let tenant = tenant.to_string();
         let calls = vec![(name.to_string(), args.to_string())];
-        let fut = self.call_helpers(tenant, calls);
         Box::pin(async move {
-            fut.await
+            self.helpers(&tenant, calls)
+                .await
                 .pop()
                 .unwrap_or_else(|| Err("no answer".to_string().into()))
         })
     }
 
-    fn call_helpers(
+    fn call_helpers<'a>(
+        &'a self,
+        tenant: &'a str,
+        calls: &'a [(String, String)],
+    ) -> BoxFuture<'a, Vec<Result<String, HelperError>>> {
+        Box::pin(self.helpers(tenant, calls.to_vec()))
+    }
+}
+
+impl WasmDialplan {
+    /// One pool job, one fresh instance, every call in order.
+    async fn helpers(
         &self,
         tenant: &str,
         calls: Vec<(String, String)>,
-    ) -> BoxFuture<'_, Vec<Result<String, HelperError>>> {
-        let tenant = tenant.to_string();
+    ) -> Vec<Result<String, HelperError>> {
         let n = calls.len();
-        Box::pin(async move {
-            match self.0.submit(&tenant, "", Call::Helpers(calls)).await {
-                Ok(Answer::Helpers(r)) if r.len() == n => r
-                    .into_iter()
-                    .map(|a| a.map_err(HelperError::from))
-                    .collect(),
-                Ok(_) => vec![Err("unexpected answer".to_string().into()); n],
-                Err(f) => vec![
-                    Err(HelperError {
-                        cause: f.cause,
-                        message: f.reason,
-                    });
-                    n
-                ],
-            }
-        })
+        match self.0.submit(tenant, "", Call::Helpers(calls)).await {
+            Ok(Answer::Helpers(r)) if r.len() == n => r
+                .into_iter()
+                .map(|a| a.map_err(HelperError::from))
+                .collect(),
+            Ok(_) => vec![Err("unexpected answer".to_string().into()); n],
+            Err(f) => vec![
+                Err(HelperError {
+                    cause: f.cause,
+                    message: f.reason,
+                });
+                n
+            ],
+        }
     }
 }
 

@@ -142,7 +142,7 @@ fn one_dialstrings_helpers_share_one_invocation() {
         ("nope".to_string(), "x".to_string()),
         ("group_call".to_string(), "sales@a.test".to_string()),
     ];
-    let out = rt.block_on(dp.call_helpers("a.test", calls));
+    let out = rt.block_on(dp.call_helpers("a.test", &calls));
     assert_eq!(invocations() - before, 1, "one instance for the dialstring");
     assert_eq!(out.len(), 4);
     assert_eq!(

@@ -1893,7 +1893,7 @@ fn contact_of(transports: &Transports, t: Transport, invite: &Message) -> String
     if invite.uri().is_some_and(|u| u.scheme == Scheme::Sips) {
         format!("<sips:dialtone@{host}>")
     } else {
-        format!("<sip:dialtone@{host}{}>", Transport::uri_param(t))
+        format!("<sip:dialtone@{host}{}>", t.uri_param())
     }
 }
 
@@ -1974,10 +1974,6 @@ impl ProfileCore {
         Some((m, peer))
     }
 
-    /// An INFO or MESSAGE in a bridged call goes on to the other leg as a
-    /// request in that leg's dialog, with its body; the far end's final
-    /// response comes back to the sender ([`Self::on_relay_response`]).
-    /// Without a bridged SIP leg, the switch answers 200 itself.
     /// A DTMF digit in an INFO (`application/dtmf-relay`, `application/dtmf`)
     /// goes to the channel as a DTMF event; the INFO itself is still relayed
     /// to the bridged leg.
@@ -1997,6 +1993,10 @@ impl ProfileCore {
         }
     }
 
+    /// An INFO or MESSAGE in a bridged call goes on to the other leg as a
+    /// request in that leg's dialog, with its body; the far end's final
+    /// response comes back to the sender ([`Self::on_relay_response`]).
+    /// Without a bridged SIP leg, the switch answers 200 itself.
     fn relay_in_dialog(&mut self, tx: TxId, id: u64, msg: Message) {
         let other = self
             .calls
