@@ -23,8 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::codec::Codec;
 use crate::error::{LegId, MediaError};
 use crate::ports::{PortAllocator, PortLease};
+use crate::prompt::Prompt;
 use crate::stats::LegStats;
 use crate::sys::{self, EventFd};
 use crate::worker::Worker;
@@ -129,7 +131,70 @@ pub(crate) struct Desired {
     pub(crate) peer: Option<LegId>,
     /// The leg's sockets while no worker holds them.
     pub(crate) transit: Option<LegIo>,
+    /// What the leg does when it is not bridged, and a generation number
+    /// bumped on every change so the worker notices a replaced prompt.
+    pub(crate) app: App,
+    pub(crate) app_gen: u64,
+    pub(crate) format: Format,
+    pub(crate) listener: Option<Listener>,
 }
+
+/// What a leg that is not bridged does with its media.
+#[derive(Clone, Debug, Default)]
+pub enum App {
+    /// Nothing: received packets are counted and dropped.
+    #[default]
+    Idle,
+    /// Every RTP packet received goes back to where it came from.
+    Echo,
+    /// Play a prompt; [`LegEvent::PlayDone`] with this token when it ends.
+    Play(Arc<Prompt>, u64),
+}
+
+/// How a leg's audio is encoded on the wire (from the SDP exchange).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Format {
+    /// The codec of what the engine sends (prompts, tones).
+    pub codec: Codec,
+    /// Its payload type.
+    pub payload_type: u8,
+    /// The payload type of RFC 4733 telephone-events, if negotiated.
+    pub event_payload_type: Option<u8>,
+}
+
+impl Default for Format {
+    /// PCMU (0) with telephone-events on 101, what FreeSWITCH offers.
+    fn default() -> Self {
+        Format {
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            event_payload_type: Some(101),
+        }
+    }
+}
+
+/// Something a media worker reports about a leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegEvent {
+    /// An RFC 4733 digit arrived.
+    Dtmf {
+        /// `0`-`9`, `*`, `#`, `A`-`D`.
+        digit: char,
+        /// Milliseconds.
+        duration_ms: u32,
+    },
+    /// A prompt ended: played out (`completed`) or stopped / replaced.
+    PlayDone {
+        /// The token [`MediaEngine::play`] returned.
+        token: u64,
+        /// Whether it played to its end.
+        completed: bool,
+    },
+}
+
+/// Receives a leg's [`LegEvent`]s, on the media worker's thread: it must
+/// not block (send on a channel with `try_send`).
+pub type Listener = Arc<dyn Fn(LegEvent) + Send + Sync>;
 
 pub(crate) struct Registry {
     pub(crate) legs: HashMap<LegId, Desired>,
@@ -147,6 +212,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     allocator: PortAllocator,
     next_id: AtomicU64,
+    next_token: AtomicU64,
     socket_buffer_bytes: usize,
 }
 
@@ -277,6 +343,7 @@ impl MediaEngine {
             shutdown: AtomicBool::new(false),
             allocator,
             next_id: AtomicU64::new(1),
+            next_token: AtomicU64::new(1),
             socket_buffer_bytes: config.socket_buffer_bytes,
         });
         let mut engine = MediaEngine {
@@ -393,6 +460,10 @@ impl MediaEngine {
                     remote: [None, None],
                     peer: None,
                     transit: Some(io),
+                    app: App::Idle,
+                    app_gen: 0,
+                    format: Format::default(),
+                    listener: None,
                 },
             );
             reg.touch(id, &mut bells);
@@ -511,8 +582,14 @@ impl MediaEngine {
                 reg.load[from] -= 1;
                 reg.load[to] += 1;
             }
-            reg.legs.get_mut(&a.id).expect("checked above").peer = Some(b.id);
-            reg.legs.get_mut(&b.id).expect("checked above").peer = Some(a.id);
+            for (x, y) in [(a.id, b.id), (b.id, a.id)] {
+                let d = reg.legs.get_mut(&x).expect("checked above");
+                d.peer = Some(y);
+                if !matches!(d.app, App::Idle) {
+                    d.app = App::Idle;
+                    d.app_gen += 1;
+                }
+            }
             reg.touch(a.id, &mut bells);
             reg.touch(b.id, &mut bells);
         }
@@ -533,6 +610,57 @@ impl MediaEngine {
                 return Err(MediaError::UnknownLeg(leg.id));
             }
             reg.unlink(leg.id, &mut bells);
+        }
+        bells.ring(&self.shared);
+        Ok(())
+    }
+
+    /// Set how the leg's audio is encoded (from the SDP answer): prompts are
+    /// sent in this codec and payload type, and telephone-events of this
+    /// payload type are reported as digits.
+    pub fn set_format(&self, leg: &LegHandle, format: Format) -> Result<(), MediaError> {
+        self.update(leg, |d| d.format = format)
+    }
+
+    /// Set who hears the leg's [`LegEvent`]s (replacing any earlier one).
+    pub fn set_listener(&self, leg: &LegHandle, listener: Listener) -> Result<(), MediaError> {
+        self.update(leg, |d| d.listener = Some(listener))
+    }
+
+    /// Echo the leg's RTP back to it until another app, a bridge or
+    /// [`stop_app`](Self::stop_app) replaces it. Unbridges the leg first.
+    pub fn echo(&self, leg: &LegHandle) -> Result<(), MediaError> {
+        self.set_app(leg, App::Echo).map(|_| ())
+    }
+
+    /// Play a prompt to the leg (unbridging it first), replacing whatever
+    /// it was doing. Returns the token its [`LegEvent::PlayDone`] carries.
+    pub fn play(&self, leg: &LegHandle, prompt: Arc<Prompt>) -> Result<u64, MediaError> {
+        let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
+        self.set_app(leg, App::Play(prompt, token)).map(|_| token)
+    }
+
+    /// Stop the leg's echo or prompt (a stopped prompt reports
+    /// `completed: false`).
+    pub fn stop_app(&self, leg: &LegHandle) -> Result<(), MediaError> {
+        self.set_app(leg, App::Idle).map(|_| ())
+    }
+
+    fn set_app(&self, leg: &LegHandle, app: App) -> Result<(), MediaError> {
+        self.check(leg)?;
+        let mut bells = Bells::default();
+        {
+            let mut reg = lock(&self.shared.registry);
+            if !reg.legs.contains_key(&leg.id) {
+                return Err(MediaError::UnknownLeg(leg.id));
+            }
+            if !matches!(app, App::Idle) {
+                reg.unlink(leg.id, &mut bells);
+            }
+            let d = reg.legs.get_mut(&leg.id).expect("checked above");
+            d.app = app;
+            d.app_gen += 1;
+            reg.touch(leg.id, &mut bells);
         }
         bells.ring(&self.shared);
         Ok(())

@@ -79,14 +79,20 @@
 
 #![deny(missing_docs)]
 
+pub mod codec;
 mod engine;
 mod error;
 pub mod ports;
+pub mod prompt;
+pub mod rtp;
 mod stats;
 mod sys;
 mod worker;
 
-pub use engine::{LegHandle, MediaConfig, MediaEngine, WorkerHook};
+pub use engine::{
+    App, Format, LegEvent, LegHandle, Listener, MediaConfig, MediaEngine, WorkerHook,
+};
 pub use error::{LegId, MediaError};
 pub use ports::{PortAllocator, PortLease, RtpPorts};
+pub use prompt::{Prompt, PromptError};
 pub use stats::{LegCounters, LegStats, Stream, StreamCounters};

@@ -6,10 +6,21 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::engine::{lock, Bells, LegIo, Registry, Shared};
+use crate::engine::{lock, App, Bells, Format, LegEvent, LegIo, Listener, Registry, Shared};
 use crate::error::LegId;
+use crate::prompt::{Player, FRAME};
+use crate::rtp::{self, DtmfDetector, TelephoneEvent};
 use crate::sys::{self, Epoll, Event};
+
+/// The media clock's period: one frame of every prompt per tick.
+const TICK: Duration = Duration::from_millis(20);
+
+/// Frames a late tick may send at once to catch up; beyond that the
+/// clock skips ahead (the timestamps still advance, so the far end sees a
+/// gap, not a squeeze).
+const MAX_CATCH_UP: u32 = 3;
 
 /// Token of the worker's doorbell in its epoll set. Socket tokens are
 /// `slot << 1 | stream`, which never reach this value.
@@ -35,6 +46,46 @@ struct Slot {
     io: LegIo,
     /// The slot of the bridged leg, when this worker holds it too.
     peer: Option<usize>,
+    app: SlotApp,
+    app_gen: u64,
+    format: Format,
+    listener: Option<Listener>,
+    dtmf: DtmfDetector,
+    /// The stream this leg sends when the engine itself is the source.
+    out: OutStream,
+}
+
+enum SlotApp {
+    Idle,
+    Echo,
+    Play(Box<Player>, u64),
+}
+
+/// Sequence and timestamp of what the engine generates for a leg, kept
+/// across prompts so the far end sees one continuous stream.
+struct OutStream {
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    /// Set the marker bit on the next packet (start of a talkspurt).
+    marker: bool,
+}
+
+impl OutStream {
+    fn new(id: LegId) -> OutStream {
+        // Not cryptographic: distinct per leg and per run.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ std::process::id() as u64;
+        let x = (id.0 ^ t.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        OutStream {
+            ssrc: (x >> 32) as u32,
+            sequence: (x >> 16) as u16,
+            timestamp: x as u32,
+            marker: true,
+        }
+    }
 }
 
 pub(crate) struct Worker {
@@ -46,6 +97,10 @@ pub(crate) struct Worker {
     by_id: HashMap<LegId, usize>,
     /// Swapped with this worker's dirty list in the registry.
     dirty: Vec<LegId>,
+    /// Slots playing a prompt, driven by the media clock.
+    playing: Vec<usize>,
+    /// The media clock's next tick, while anything plays.
+    next_tick: Option<Instant>,
 }
 
 impl Worker {
@@ -61,6 +116,8 @@ impl Worker {
             free: Vec::new(),
             by_id: HashMap::new(),
             dirty: Vec::new(),
+            playing: Vec::new(),
+            next_tick: None,
         })
     }
 
@@ -71,7 +128,15 @@ impl Worker {
         let mut buf = vec![0u8; RECV_MAX + TAILROOM].into_boxed_slice();
         tracing::debug!(worker = self.index, "media worker running");
         loop {
-            let n = match self.epoll.wait(&mut events, -1) {
+            let timeout = match self.next_tick {
+                Some(t) => {
+                    let left = t.saturating_duration_since(Instant::now());
+                    // Round up: waking early would spin.
+                    left.as_micros().div_ceil(1000) as i32
+                }
+                None => -1,
+            };
+            let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(worker = self.index, error = %e, "epoll_wait failed; media worker stops");
@@ -92,6 +157,12 @@ impl Worker {
                 let token = sys::token(ev);
                 if token != WAKE {
                     self.relay((token >> 1) as usize, (token & 1) as usize, &mut buf);
+                }
+            }
+            if let Some(t) = self.next_tick {
+                let now = Instant::now();
+                if now >= t {
+                    self.tick(now, t, &mut buf);
                 }
             }
         }
@@ -128,6 +199,18 @@ impl Worker {
             // from.
             leg.io.latched[stream] = Some(src);
             let peer = leg.peer;
+            if stream == 0 {
+                if let Some(ev_pt) = leg.format.event_payload_type {
+                    Self::detect(leg, ev_pt, &buf[..len]);
+                }
+                if peer.is_none() && matches!(leg.app, SlotApp::Echo) {
+                    match leg.io.sockets[0].send_to(&buf[..len], src) {
+                        Ok(n) => leg.io.stats.sent(0, n),
+                        Err(_) => leg.io.stats.dropped(0),
+                    }
+                    continue;
+                }
+            }
 
             let slots = &self.slots;
             let Some(leg) = slots[slot].as_ref() else {
@@ -149,6 +232,158 @@ impl Worker {
             if !sent {
                 leg.io.stats.dropped(stream);
             }
+        }
+    }
+
+    /// Report RFC 4733 digits in a received RTP packet.
+    #[inline]
+    fn detect(leg: &mut Slot, ev_pt: u8, packet: &[u8]) {
+        let Some(h) = rtp::Header::parse(packet) else {
+            return;
+        };
+        if h.payload_type != ev_pt {
+            return;
+        }
+        let Some(ev) = TelephoneEvent::parse(&packet[h.payload_start..h.payload_end]) else {
+            return;
+        };
+        for d in leg.dtmf.feed(h.timestamp, ev).into_iter().flatten() {
+            if let Some(l) = &leg.listener {
+                l(LegEvent::Dtmf {
+                    digit: d.digit,
+                    duration_ms: d.duration_ms,
+                });
+            }
+        }
+    }
+
+    /// One tick of the media clock: every playing leg sends the frames
+    /// that are due.
+    fn tick(&mut self, now: Instant, due: Instant, buf: &mut [u8]) {
+        let late = now.duration_since(due);
+        let mut frames = 1 + (late.as_micros() / TICK.as_micros()) as u32;
+        let mut skipped = 0;
+        if frames > MAX_CATCH_UP {
+            skipped = frames - MAX_CATCH_UP;
+            frames = MAX_CATCH_UP;
+        }
+        let mut i = 0;
+        while i < self.playing.len() {
+            let slot = self.playing[i];
+            let ended = match self.slots.get_mut(slot).and_then(Option::as_mut) {
+                Some(leg) => {
+                    leg.out.timestamp = leg.out.timestamp.wrapping_add(skipped * FRAME as u32);
+                    let mut ended = false;
+                    for _ in 0..frames {
+                        if !Self::send_frame(leg, buf) {
+                            ended = true;
+                            break;
+                        }
+                    }
+                    ended
+                }
+                None => true,
+            };
+            if ended {
+                self.playing.swap_remove(i);
+                if let Some(Some(leg)) = self.slots.get_mut(slot) {
+                    if let SlotApp::Play(_, token) = std::mem::replace(&mut leg.app, SlotApp::Idle)
+                    {
+                        if let Some(l) = &leg.listener {
+                            l(LegEvent::PlayDone {
+                                token,
+                                completed: true,
+                            });
+                        }
+                    }
+                }
+            } else {
+                i += 1;
+            }
+        }
+        self.next_tick = if self.playing.is_empty() {
+            None
+        } else {
+            Some(due + TICK * (frames + skipped))
+        };
+    }
+
+    /// Render, encode and send one frame of a playing leg; false once the
+    /// prompt has ended.
+    fn send_frame(leg: &mut Slot, buf: &mut [u8]) -> bool {
+        let SlotApp::Play(player, _) = &mut leg.app else {
+            return false;
+        };
+        let mut pcm = [0i16; FRAME];
+        let n = player.render(&mut pcm);
+        if n == 0 {
+            return false;
+        }
+        // A short last frame is padded with silence.
+        pcm[n..].fill(0);
+        let f = leg.format;
+        let out = &mut leg.out;
+        rtp::write_header(
+            buf,
+            f.payload_type,
+            out.marker,
+            out.sequence,
+            out.timestamp,
+            out.ssrc,
+        );
+        let len = rtp::HEADER_LEN + f.codec.encode(&pcm, &mut buf[rtp::HEADER_LEN..]);
+        out.marker = false;
+        out.sequence = out.sequence.wrapping_add(1);
+        out.timestamp = out.timestamp.wrapping_add(FRAME as u32);
+        if let Some(dest) = leg.io.latched[0].or(leg.io.remote[0]) {
+            match leg.io.sockets[0].send_to(&buf[..len], dest) {
+                Ok(n) => leg.io.stats.sent(0, n),
+                Err(_) => leg.io.stats.dropped(0),
+            }
+        }
+        n == FRAME
+    }
+
+    /// Take on the app the registry wants for `slot`.
+    fn apply_app(&mut self, slot: usize, app: &App, generation: u64) {
+        let leg = self.slots[slot].as_mut().expect("live slot");
+        if leg.app_gen == generation {
+            return;
+        }
+        leg.app_gen = generation;
+        let new = match app {
+            App::Idle => SlotApp::Idle,
+            App::Echo => SlotApp::Echo,
+            App::Play(prompt, token) => {
+                SlotApp::Play(Box::new(Player::new(Arc::clone(prompt))), *token)
+            }
+        };
+        let old = std::mem::replace(&mut leg.app, new);
+        if let SlotApp::Play(_, token) = old {
+            if let Some(l) = &leg.listener {
+                l(LegEvent::PlayDone {
+                    token,
+                    completed: false,
+                });
+            }
+        }
+        let plays = matches!(leg.app, SlotApp::Play(..));
+        if plays {
+            leg.out.marker = true;
+        }
+        let listed = self.playing.iter().position(|&s| s == slot);
+        match (plays, listed) {
+            (true, None) => {
+                self.playing.push(slot);
+                if self.next_tick.is_none() {
+                    // The first frame goes out now; the clock runs from here.
+                    self.next_tick = Some(Instant::now());
+                }
+            }
+            (false, Some(i)) => {
+                self.playing.swap_remove(i);
+            }
+            _ => {}
         }
     }
 
@@ -216,6 +451,16 @@ impl Worker {
             leg.io.remote = remote;
             leg.io.latched = [None, None];
         }
+        if leg.format != d.format {
+            leg.format = d.format;
+            leg.dtmf = DtmfDetector::default();
+        }
+        match (&leg.listener, &d.listener) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
+            (None, None) => {}
+            _ => leg.listener = d.listener.clone(),
+        }
+        self.apply_app(slot, &d.app, d.app_gen);
         let want = peer.and_then(|p| self.by_id.get(&p).copied());
         self.link(slot, want);
     }
@@ -284,12 +529,28 @@ impl Worker {
             return Err(e);
         }
         self.by_id.insert(io.id, slot);
-        self.slots[slot] = Some(Slot { io, peer: None });
+        let out = OutStream::new(io.id);
+        self.slots[slot] = Some(Slot {
+            io,
+            peer: None,
+            app: SlotApp::Idle,
+            app_gen: 0,
+            format: Format::default(),
+            listener: None,
+            dtmf: DtmfDetector::default(),
+            out,
+        });
         Ok(slot)
     }
 
     fn remove(&mut self, slot: usize) -> LegIo {
         let leg = self.slots[slot].take().expect("live slot");
+        if let Some(i) = self.playing.iter().position(|&s| s == slot) {
+            self.playing.swap_remove(i);
+        }
+        if self.playing.is_empty() {
+            self.next_tick = None;
+        }
         for s in &leg.io.sockets {
             let _ = self.epoll.delete(s.as_raw_fd());
         }
