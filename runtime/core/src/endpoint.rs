@@ -43,6 +43,28 @@ pub enum RemoteEvent {
         /// `RTP` for RFC 4733.
         source: &'static str,
     },
+    /// A prompt started with [`ChannelMedia::play`] ended.
+    PlaybackDone {
+        /// The token `play` returned.
+        token: u64,
+        /// Played to its end (false: stopped or replaced).
+        completed: bool,
+    },
+}
+
+/// The media of one channel, as the core's applications drive it (echo,
+/// playback, the prompt of `collect`). Endpoints that carry RTP hand one
+/// out through [`RemoteControl::media`]; digits arrive as
+/// [`RemoteEvent::Dtmf`] and prompt ends as [`RemoteEvent::PlaybackDone`]
+/// on the channel's event stream.
+pub trait ChannelMedia: Send + Sync {
+    /// Send the far side's audio back to it until stopped.
+    fn echo(&self) -> bool;
+    /// Play a prompt; the token comes back in [`RemoteEvent::PlaybackDone`].
+    /// `None` if the media is gone.
+    fn play(&self, prompt: Arc<dialtone_media::Prompt>) -> Option<u64>;
+    /// Stop echo or playback.
+    fn stop(&self);
 }
 
 /// What the core does to the far end of a channel.
@@ -55,6 +77,12 @@ pub trait RemoteControl: Send {
     fn ring_ready(&mut self);
     /// End the far side with this cause (BYE, CANCEL or a final response).
     fn hangup(&mut self, cause: HangupCause);
+    /// The channel's media, for endpoints that carry audio; `None` (the
+    /// default) makes echo, playback and collect fail the call with
+    /// SERVICE_NOT_IMPLEMENTED.
+    fn media(&self) -> Option<Arc<dyn ChannelMedia>> {
+        None
+    }
     /// Send a protocol response code (SIP `respond`); endpoints that do not
     /// speak SIP map final codes to a hangup and return false for codes they
     /// cannot express.

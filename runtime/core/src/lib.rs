@@ -10,6 +10,7 @@ pub mod directory;
 pub mod endpoint;
 pub mod events;
 pub mod limits;
+pub mod media_apps;
 pub mod originate;
 pub mod pseudo;
 pub mod registrations;

@@ -34,7 +34,7 @@
 //! registered contacts, `error/`, `null/` and loopback into `public` itself;
 //! a transfer out of `public` is refused. Refusals are CALL_REJECTED.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -50,13 +50,16 @@ use crate::directory::{split_user_domain, Directory};
 /// The directory snapshot shared by the core and the dialplan host imports;
 /// a reload stores a new snapshot, running calls keep the one they read.
 pub type SharedDirectory = Arc<ArcSwap<Directory>>;
-use crate::endpoint::{EndpointRegistry, OutgoingRequest, Remote, RemoteEvent};
+use crate::endpoint::{ChannelMedia, EndpointRegistry, OutgoingRequest, Remote, RemoteEvent};
 use crate::events::{header, EventBus, EventName};
 use crate::limits::{Admission, ChannelPermit, Overload};
+use crate::media_apps::{confine, Collector};
 use crate::originate::{self, LegId, Originate, OriginateOptions, Resolution};
 use crate::registrations::Registrations;
+use crate::routing::CollectSpec;
 use crate::routing::{Action, Dialplan, Direction, OutboundDecision, OutboundRequest};
 use crate::HangupCause;
+use dialtone_media::Prompt;
 
 /// Switch-wide settings of the core.
 #[derive(Clone, Debug)]
@@ -68,6 +71,11 @@ pub struct SwitchSettings {
     /// Originate timeout when neither `originate_timeout` nor `call_timeout`
     /// is set.
     pub default_call_timeout: Duration,
+    /// Sound files: a tenant plays from `<sounds_dir>/<tenant>/` only;
+    /// `None` allows no files (tones and silence still play).
+    pub sounds_dir: Option<std::path::PathBuf>,
+    /// Recordings: `<recordings_dir>/<tenant>/`; `None` refuses `record`.
+    pub recordings_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SwitchSettings {
@@ -76,6 +84,8 @@ impl Default for SwitchSettings {
             max_recursion: 8,
             max_transfers: 16,
             default_call_timeout: Duration::from_secs(60),
+            sounds_dir: None,
+            recordings_dir: None,
         }
     }
 }
@@ -241,6 +251,8 @@ impl Switch {
             cmds: rx,
             permit: Some(permit),
             remote_gone: false,
+            digits: VecDeque::new(),
+            collecting: false,
         };
         tokio::spawn(runner.run_inbound());
         Ok(uuid)
@@ -302,6 +314,8 @@ impl Switch {
             cmds: rx,
             permit: Some(permit),
             remote_gone: false,
+            digits: VecDeque::new(),
+            collecting: false,
         };
         tokio::spawn(runner.run_outbound(leg, link));
         Ok(handle)
@@ -592,7 +606,15 @@ struct Runner {
     cmds: mpsc::Receiver<ChannelCommand>,
     permit: Option<ChannelPermit>,
     remote_gone: bool,
+    /// Digits received and not yet consumed by `collect` (bounded: the
+    /// oldest go first).
+    digits: VecDeque<char>,
+    /// While true, [`Runner::interrupt`] returns on each digit.
+    collecting: bool,
 }
+
+/// Digits a channel keeps for a later `collect` (type-ahead).
+const DIGIT_QUEUE: usize = 64;
 
 /// Why a wait ended.
 enum Interrupt {
@@ -621,7 +643,11 @@ impl Runner {
                     None => Interrupt::RemoteHangup(HangupCause::NormalClearing),
                     Some(RemoteEvent::Dtmf { digit, duration_ms, source }) => {
                         self.dtmf(digit, duration_ms, source);
-                        continue;
+                        if self.collecting {
+                            Interrupt::Other(RemoteEvent::Dtmf { digit, duration_ms, source })
+                        } else {
+                            continue;
+                        }
                     }
                     Some(other) => Interrupt::Other(other),
                 },
@@ -637,6 +663,10 @@ impl Runner {
     /// samples at 8 kHz, as FreeSWITCH reports it).
     fn dtmf(&mut self, digit: char, duration_ms: u32, source: &'static str) {
         tracing::info!(uuid = %self.chan.uuid, %digit, duration_ms, source, "DTMF received");
+        if self.digits.len() == DIGIT_QUEUE {
+            self.digits.pop_front();
+        }
+        self.digits.push_back(digit);
         self.switch.events.publish_with(|| {
             let mut ev = self.chan.event(EventName::Dtmf);
             ev.push_header(header::DTMF_DIGIT, digit.to_string());
@@ -813,8 +843,11 @@ impl Runner {
                 Flow::Reroute
             }
             Action::Bridge { dialstring } => self.bridge(&dialstring).await,
-            Action::Playback { .. } | Action::Echo | Action::Record { .. } | Action::Collect(_) => {
-                tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, "media application requested; this build has no media engine");
+            Action::Echo => self.echo().await,
+            Action::Playback { file } => self.playback(&file).await,
+            Action::Collect(spec) => self.collect(spec).await,
+            Action::Record { .. } => {
+                tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, "record requested; recording is not built yet");
                 Flow::Hangup(HangupCause::ServiceNotImplemented, false)
             }
             Action::Socket { .. } => {
@@ -822,6 +855,174 @@ impl Runner {
                 Flow::Hangup(HangupCause::ServiceNotImplemented, false)
             }
         }
+    }
+
+    /// The channel's media, or the flow that fails an app without it.
+    fn media_for(&mut self, app: &str) -> Result<Arc<dyn ChannelMedia>, Flow> {
+        match self.remote.control.media() {
+            Some(m) => {
+                // Media flows before answer as early media, as FreeSWITCH's
+                // applications do.
+                self.pre_answer();
+                Ok(m)
+            }
+            None => {
+                tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, app, "this channel's endpoint carries no media");
+                Err(Flow::Hangup(HangupCause::ServiceNotImplemented, false))
+            }
+        }
+    }
+
+    /// A prompt by name: `tone_stream://`, `silence_stream://`, or a file
+    /// in the tenant's sound directory (read off the channel's task).
+    fn load_prompt(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<Arc<Prompt>, String>> + Send + 'static {
+        let name = self.expand_value(name);
+        let path = if Prompt::is_stream(&name) {
+            None
+        } else {
+            Some(confine(
+                self.switch.settings.sounds_dir.as_deref(),
+                "sounds",
+                &self.chan.tenant,
+                &name,
+            ))
+        };
+        async move {
+            let loaded = match path {
+                None => Prompt::load(&name),
+                Some(path) => {
+                    let path = path.map_err(|e| e.to_string())?;
+                    tokio::task::spawn_blocking(move || Prompt::wav_file(&path))
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            loaded.map(Arc::new).map_err(|e| e.to_string())
+        }
+    }
+
+    /// `echo`: the caller hears itself until it hangs up.
+    async fn echo(&mut self) -> Flow {
+        let media = match self.media_for("echo") {
+            Ok(m) => m,
+            Err(f) => return f,
+        };
+        media.echo();
+        loop {
+            match self.interrupt().await {
+                Interrupt::RemoteHangup(c) => return Flow::Hangup(c, true),
+                Interrupt::Command(c) => return Flow::Hangup(c, false),
+                Interrupt::Other(_) => {}
+            }
+        }
+    }
+
+    /// `playback`: play to the end, then the next action. A prompt that
+    /// cannot be loaded is logged and skipped (the next action runs), with
+    /// `current_application_response` set, as FreeSWITCH does.
+    async fn playback(&mut self, name: &str) -> Flow {
+        let media = match self.media_for("playback") {
+            Ok(m) => m,
+            Err(f) => return f,
+        };
+        let prompt = match self.load_prompt(name).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, prompt = name, error = %e, "playback refused");
+                self.chan
+                    .set_var("current_application_response", "FILE NOT FOUND");
+                return Flow::Next;
+            }
+        };
+        let Some(token) = media.play(prompt) else {
+            return Flow::Next;
+        };
+        loop {
+            match self.interrupt().await {
+                Interrupt::RemoteHangup(c) => return Flow::Hangup(c, true),
+                Interrupt::Command(c) => {
+                    media.stop();
+                    return Flow::Hangup(c, false);
+                }
+                Interrupt::Other(RemoteEvent::PlaybackDone {
+                    token: t,
+                    completed,
+                }) if t == token => {
+                    self.chan.set_var(
+                        "playback_status",
+                        if completed { "done" } else { "stopped" },
+                    );
+                    return Flow::Next;
+                }
+                Interrupt::Other(_) => {}
+            }
+        }
+    }
+
+    /// `collect`: play the prompt, gather digits (a digit stops the
+    /// prompt), store them in the variable and route again.
+    async fn collect(&mut self, spec: CollectSpec) -> Flow {
+        let media = match self.media_for("collect") {
+            Ok(m) => m,
+            Err(f) => return f,
+        };
+        let mut playing = None;
+        if let Some(name) = spec.prompt.as_deref().filter(|p| !p.is_empty()) {
+            match self.load_prompt(name).await {
+                Ok(p) => playing = media.play(p),
+                Err(e) => {
+                    tracing::warn!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, prompt = name, error = %e, "collect prompt refused; collecting without it");
+                }
+            }
+        }
+        let timeout = Duration::from_millis(spec.timeout_ms.max(1) as u64);
+        let variable = spec.variable.clone();
+        let mut c = Collector::new(spec);
+        let mut deadline = tokio::time::Instant::now() + timeout;
+        self.collecting = true;
+        let flow = loop {
+            while let Some(d) = self.digits.pop_front() {
+                if playing.take().is_some() {
+                    media.stop();
+                }
+                deadline = tokio::time::Instant::now() + timeout;
+                if c.digit(d) {
+                    break;
+                }
+            }
+            if c.end().is_some() {
+                break None;
+            }
+            let sleep = tokio::time::sleep_until(deadline);
+            tokio::select! {
+                _ = sleep, if playing.is_none() => {
+                    c.timeout();
+                    break None;
+                }
+                i = self.interrupt() => match i {
+                    Interrupt::RemoteHangup(cause) => break Some(Flow::Hangup(cause, true)),
+                    Interrupt::Command(cause) => break Some(Flow::Hangup(cause, false)),
+                    Interrupt::Other(RemoteEvent::PlaybackDone { token, .. }) if Some(token) == playing => {
+                        playing = None;
+                        deadline = tokio::time::Instant::now() + timeout;
+                    }
+                    Interrupt::Other(_) => {}
+                },
+            }
+        };
+        self.collecting = false;
+        if playing.is_some() {
+            media.stop();
+        }
+        if let Some(f) = flow {
+            return f;
+        }
+        tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, variable = %variable, digits = c.value(), end = ?c.end(), "digits collected");
+        self.chan.set_var(&variable, c.value());
+        Flow::Reroute
     }
 
     async fn bridge(&mut self, template: &str) -> Flow {
@@ -1129,6 +1330,7 @@ impl Runner {
                             }
                         }
                         RemoteEvent::Dtmf { .. } | RemoteEvent::Hangup(_) => {}
+                        RemoteEvent::PlaybackDone { .. } => continue,
                     }
                     let _ = link.send((leg, ev));
                 }
@@ -1191,7 +1393,7 @@ fn leg_input(leg: LegId, ev: RemoteEvent) -> Option<originate::Input> {
         RemoteEvent::EarlyMedia => originate::Input::EarlyMedia { leg },
         RemoteEvent::Answered => originate::Input::Answered { leg },
         RemoteEvent::Hangup(cause) => originate::Input::Failed { leg, cause },
-        RemoteEvent::Dtmf { .. } => return None,
+        RemoteEvent::Dtmf { .. } | RemoteEvent::PlaybackDone { .. } => return None,
     })
 }
 

@@ -10,14 +10,14 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use dialtone_core::directory::{Directory, TenantDirectory, User};
-use dialtone_core::endpoint::{EndpointRegistry, Remote, RemoteControl, RemoteEvent};
+use dialtone_core::endpoint::{ChannelMedia, EndpointRegistry, Remote, RemoteControl, RemoteEvent};
 use dialtone_core::events::{Delivery, EventBus, EventFilter, EventName, Subscription};
 use dialtone_core::limits::{Admission, LimitConfig};
 use dialtone_core::pseudo::{ErrorEndpoint, LoopbackEndpoint, NullEndpoint};
 use dialtone_core::registrations::Registrations;
 use dialtone_core::routing::{
-    Action, BoxFuture, ChannelSnapshot, Dialplan, Direction, HelperError, MessageDecision,
-    OutboundDecision, OutboundRequest, RouteFailure, TextMessage,
+    Action, BoxFuture, ChannelSnapshot, CollectSpec, Dialplan, Direction, HelperError,
+    MessageDecision, OutboundDecision, OutboundRequest, RouteFailure, TextMessage,
 };
 use dialtone_core::switch::{InboundSpec, Switch, SwitchSettings};
 use dialtone_core::HangupCause;
@@ -84,11 +84,41 @@ enum Told {
     PreAnswer,
     Ring,
     Hangup(HangupCause),
+    Echo,
+    Play(u64),
+    Stop,
 }
 
-struct PhoneControl(Arc<Mutex<Vec<Told>>>);
+struct PhoneControl(Arc<Mutex<Vec<Told>>>, Option<Arc<FakeMedia>>);
+
+/// A phone's media as the core sees it: records what it was told.
+struct FakeMedia {
+    told: Arc<Mutex<Vec<Told>>>,
+    tokens: std::sync::atomic::AtomicU64,
+}
+
+impl ChannelMedia for FakeMedia {
+    fn echo(&self) -> bool {
+        self.told.lock().push(Told::Echo);
+        true
+    }
+    fn play(&self, _prompt: Arc<dialtone_media::Prompt>) -> Option<u64> {
+        let t = self
+            .tokens
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.told.lock().push(Told::Play(t));
+        Some(t)
+    }
+    fn stop(&self) {
+        self.told.lock().push(Told::Stop);
+    }
+}
 
 impl RemoteControl for PhoneControl {
+    fn media(&self) -> Option<Arc<dyn ChannelMedia>> {
+        self.1.clone().map(|m| m as Arc<dyn ChannelMedia>)
+    }
     fn answer(&mut self) {
         self.0.lock().push(Told::Answer);
     }
@@ -209,6 +239,7 @@ fn bench_with(
             max_recursion: 4,
             max_transfers: 3,
             default_call_timeout: Duration::from_secs(2),
+            ..SwitchSettings::default()
         },
         dialplan.clone(),
         endpoints,
@@ -239,8 +270,23 @@ impl Bench {
         self.try_call(context, dest).expect("admitted")
     }
 
+    /// A call from a phone that carries media.
+    fn call_with_media(&self, context: &str, dest: &str) -> Phone {
+        self.try_call_media(context, dest, true).expect("admitted")
+    }
+
     fn try_call(&self, context: &str, dest: &str) -> Result<Phone, HangupCause> {
+        self.try_call_media(context, dest, false)
+    }
+
+    fn try_call_media(&self, context: &str, dest: &str, media: bool) -> Result<Phone, HangupCause> {
         let told = Arc::new(Mutex::new(Vec::new()));
+        let fake = media.then(|| {
+            Arc::new(FakeMedia {
+                told: told.clone(),
+                tokens: Default::default(),
+            })
+        });
         let (tx, rx) = mpsc::channel(8);
         let spec = InboundSpec {
             endpoint: "test".into(),
@@ -262,7 +308,7 @@ impl Bench {
                 spec,
                 Remote {
                     events: rx,
-                    control: Box::new(PhoneControl(told.clone())),
+                    control: Box::new(PhoneControl(told.clone(), fake)),
                 },
             )
             .map_err(|o| o.cause())?;
@@ -615,7 +661,7 @@ async fn originate_timeout_and_transfers() {
 }
 
 #[tokio::test]
-async fn media_and_control_actions_are_not_implemented_yet() {
+async fn media_apps_need_an_endpoint_with_media_and_socket_is_not_built_yet() {
     let b = bench(|c| match c.destination.as_str() {
         "9196" => vec![Action::Answer, Action::Echo],
         "socket" => vec![Action::Socket {
@@ -633,6 +679,163 @@ async fn media_and_control_actions_are_not_implemented_yet() {
         b.call("default", "socket").hangup_cause().await,
         HangupCause::ServiceNotImplemented
     );
+}
+
+fn var<'a>(c: &'a ChannelSnapshot, name: &str) -> Option<&'a str> {
+    c.variables
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(start_paused = true)]
+async fn echo_runs_until_the_caller_hangs_up() {
+    let b = bench(|_| vec![Action::Answer, Action::Echo]);
+    let p = b.call_with_media("default", "9196");
+    p.wait_for(Told::Echo).await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(!p.told.lock().iter().any(|t| matches!(t, Told::Hangup(_))));
+    p.hang_up().await;
+    b.idle().await;
+    assert_eq!(p.told.lock()[..2], [Told::Answer, Told::Echo]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn playback_waits_for_its_prompt_and_skips_what_it_may_not_read() {
+    let b = bench(|c| match c.destination.as_str() {
+        "tone" => vec![
+            Action::Playback {
+                file: "tone_stream://%(100,0,440)".into(),
+            },
+            Action::Hangup {
+                cause: HangupCause::UserBusy,
+            },
+        ],
+        // Outside the tenant's sounds, not configured, not a tone: each is
+        // skipped and the next action runs.
+        _ => vec![
+            Action::Playback {
+                file: "../b.test/secret.wav".into(),
+            },
+            Action::Playback {
+                file: "tone_stream://%(nonsense)".into(),
+            },
+            Action::Hangup {
+                cause: HangupCause::CallRejected,
+            },
+        ],
+    });
+    let p = b.call_with_media("default", "tone");
+    p.wait_for(Told::Play(1)).await;
+    // Media before answer is early media.
+    assert_eq!(p.told.lock()[0], Told::PreAnswer);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(!p.told.lock().iter().any(|t| matches!(t, Told::Hangup(_))));
+    p.tx.send(RemoteEvent::PlaybackDone {
+        token: 1,
+        completed: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(p.hangup_cause().await, HangupCause::UserBusy);
+    let p = b.call_with_media("default", "bad");
+    assert_eq!(p.hangup_cause().await, HangupCause::CallRejected);
+    assert!(!p.told.lock().iter().any(|t| matches!(t, Told::Play(_))));
+    b.idle().await;
+}
+
+/// An IVR: collect two digits into `choice`, then route on them.
+fn ivr(c: &ChannelSnapshot) -> Vec<Action> {
+    match var(c, "choice") {
+        None => vec![
+            Action::Answer,
+            Action::Collect(CollectSpec {
+                prompt: Some("tone_stream://L=-1;%(200,200,1000)".into()),
+                variable: "choice".into(),
+                min_digits: 1,
+                max_digits: 2,
+                timeout_ms: 3000,
+                terminators: "#".into(),
+            }),
+        ],
+        Some("12") => vec![Action::Hangup {
+            cause: HangupCause::UserBusy,
+        }],
+        Some("7") => vec![Action::Hangup {
+            cause: HangupCause::CallRejected,
+        }],
+        Some("") => vec![Action::Hangup {
+            cause: HangupCause::NoAnswer,
+        }],
+        Some(_) => vec![Action::Hangup {
+            cause: HangupCause::UnallocatedNumber,
+        }],
+    }
+}
+
+fn digit(d: char) -> RemoteEvent {
+    RemoteEvent::Dtmf {
+        digit: d,
+        duration_ms: 100,
+        source: "RTP",
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn collect_stops_the_prompt_on_a_digit_and_routes_again_with_the_digits() {
+    let b = bench(ivr);
+    let p = b.call_with_media("default", "5000");
+    p.wait_for(Told::Play(1)).await;
+    p.tx.send(digit('1')).await.unwrap();
+    p.wait_for(Told::Stop).await;
+    // The prompt's end after the stop is not a second timeout start.
+    p.tx.send(RemoteEvent::PlaybackDone {
+        token: 1,
+        completed: false,
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    p.tx.send(digit('2')).await.unwrap();
+    assert_eq!(p.hangup_cause().await, HangupCause::UserBusy);
+
+    // A terminator ends it early; the timeout counts from the prompt's end.
+    let p = b.call_with_media("default", "5000");
+    p.wait_for(Told::Play(1)).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(!p.told.lock().iter().any(|t| matches!(t, Told::Hangup(_))));
+    p.tx.send(RemoteEvent::PlaybackDone {
+        token: 1,
+        completed: true,
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    p.tx.send(digit('7')).await.unwrap();
+    p.tx.send(digit('#')).await.unwrap();
+    assert_eq!(p.hangup_cause().await, HangupCause::CallRejected);
+
+    // Nothing pressed: the variable is empty after the timeout.
+    let p = b.call_with_media("default", "5000");
+    p.wait_for(Told::Play(1)).await;
+    p.tx.send(RemoteEvent::PlaybackDone {
+        token: 1,
+        completed: true,
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2900)).await;
+    assert!(!p.told.lock().iter().any(|t| matches!(t, Told::Hangup(_))));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(p.hangup_cause().await, HangupCause::NoAnswer);
+
+    // The caller hanging up mid-collect ends the call there.
+    let p = b.call_with_media("default", "5000");
+    p.wait_for(Told::Play(1)).await;
+    p.hang_up().await;
+    assert!(!p.told.lock().iter().any(|t| matches!(t, Told::Hangup(_))));
+    b.idle().await;
 }
 
 #[tokio::test]

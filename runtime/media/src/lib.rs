@@ -68,14 +68,30 @@
 //! of source address, SSRC or timing yet, so whoever can reach the port can
 //! steer the leg's media.
 //!
+//! # Applications and the media clock
+//!
+//! A leg that is not bridged can run one [`App`]: [`Echo`](App::Echo)
+//! (each RTP packet goes back to where it came from, untouched) or
+//! [`Play`](App::Play) a [`Prompt`] (tones, silence, WAV), encoded in the
+//! leg's [`Format`] (PCMU, PCMA or L16, from the SDP exchange). Prompts are
+//! paced by one clock per worker: the epoll timeout wakes the worker every
+//! 20 ms while anything plays, and each playing leg sends its frame; a
+//! worker late by more than a few frames skips ahead rather than bursting.
+//! There is no timer per call. A leg keeps one SSRC, sequence and
+//! timestamp line for everything the engine sends it, across prompts.
+//! Bridging a leg ends its app.
+//!
+//! Every leg whose format names a telephone-event payload type has its
+//! received RTP checked for RFC 4733 events (bridged or not): each digit
+//! is reported once to the leg's [`Listener`] as a [`LegEvent::Dtmf`]; a
+//! prompt's end is reported as [`LegEvent::PlayDone`].
+//!
 //! # Not done yet
 //!
-//! This is relay only, for legs that share a codec. The next phase adds, on
-//! these same worker threads: decoding and transcoding, playback of prompts
-//! and tones (driven by one timer per worker, the epoll timeout, not a
-//! timer per call), a jitter buffer, SRTP, RTCP generation and stricter
-//! latching. The relay uses one `recvfrom`/`sendto` per packet; batching
-//! with `recvmmsg`/`sendmmsg` is not done. Linux only (epoll, eventfd).
+//! Transcoding between bridged legs, recording, a jitter buffer, RTP
+//! timeouts, SRTP, RTCP generation and stricter latching. The relay uses
+//! one `recvfrom`/`sendto` per packet; batching with
+//! `recvmmsg`/`sendmmsg` is not done. Linux only (epoll, eventfd).
 
 #![deny(missing_docs)]
 

@@ -329,7 +329,7 @@ pub fn resample(pcm: &[i16], rate: u32) -> Vec<i16> {
     if rate == RATE {
         return pcm.to_vec();
     }
-    if rate % RATE == 0 {
+    if rate.is_multiple_of(RATE) {
         let k = (rate / RATE) as usize;
         return pcm
             .chunks(k)
@@ -420,11 +420,11 @@ impl Player {
                             continue;
                         }
                         let mut v = 0f32;
-                        for k in 0..*nf {
-                            v += self.phases[k].sin();
-                            self.phases[k] += TAU * freqs[k] / RATE as f32;
-                            if self.phases[k] >= TAU {
-                                self.phases[k] -= TAU;
+                        for (ph, f) in self.phases.iter_mut().zip(&freqs[..*nf]) {
+                            v += ph.sin();
+                            *ph += TAU * f / RATE as f32;
+                            if *ph >= TAU {
+                                *ph -= TAU;
                             }
                         }
                         *d = (v * amplitude) as i16;

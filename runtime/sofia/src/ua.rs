@@ -45,12 +45,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use dialtone_core::endpoint::{Dialed, OutgoingRequest, Remote, RemoteControl, RemoteEvent};
+use dialtone_core::endpoint::{
+    ChannelMedia, Dialed, OutgoingRequest, Remote, RemoteControl, RemoteEvent,
+};
 use dialtone_core::registrations::unix_now;
 use dialtone_core::routing::{Direction, MessageDecision, RouteFailure, TextMessage};
 use dialtone_core::switch::InboundSpec;
 use dialtone_core::HangupCause;
-use dialtone_media::LegHandle;
+use dialtone_media::codec::Codec;
+use dialtone_media::{Format, LegEvent, LegHandle, Listener, Prompt};
 use dialtone_sip::auth::{self, Algorithm, Outcome, Secret, VerifyRequest};
 use dialtone_sip::message::{Host, Message, Method, NameAddr, Scheme, Uri};
 use dialtone_sip::sdp::{OriginState, SessionDescription};
@@ -119,9 +122,80 @@ pub struct Target {
 struct SipControl {
     call: u64,
     cmds: mpsc::UnboundedSender<Cmd>,
+    media: Option<Arc<dyn ChannelMedia>>,
+}
+
+/// A SIP leg's RTP, as the core's media applications drive it.
+struct SipMedia {
+    shared: Arc<Shared>,
+    leg: Arc<LegHandle>,
+}
+
+impl ChannelMedia for SipMedia {
+    fn echo(&self) -> bool {
+        self.shared.media().echo(&self.leg).is_ok()
+    }
+    fn play(&self, prompt: Arc<Prompt>) -> Option<u64> {
+        self.shared.media().play(&self.leg, prompt).ok()
+    }
+    fn stop(&self) {
+        let _ = self.shared.media().stop_app(&self.leg);
+    }
+}
+
+/// Media events of a leg onto its channel's event stream. Runs on a media
+/// worker: `try_send` never blocks it; a channel too far behind to take a
+/// digit loses it (and the log says so).
+fn leg_listener(events: mpsc::Sender<RemoteEvent>) -> Listener {
+    Arc::new(move |ev| {
+        let ev = match ev {
+            LegEvent::Dtmf { digit, duration_ms } => RemoteEvent::Dtmf {
+                digit,
+                duration_ms,
+                source: "RTP",
+            },
+            LegEvent::PlayDone { token, completed } => {
+                RemoteEvent::PlaybackDone { token, completed }
+            }
+        };
+        if let Err(mpsc::error::TrySendError::Full(ev)) = events.try_send(ev) {
+            tracing::warn!(?ev, "channel event queue full; media event dropped");
+        }
+    })
+}
+
+/// How a leg's audio is encoded, from an SDP: the first codec the engine
+/// can produce (for an offer the switch answers, the one its answer picks:
+/// `PCMU`/`PCMA` in offer order) and the telephone-event payload type.
+fn media_format(sdp: &SessionDescription, answered_here: bool) -> Format {
+    let codecs = sdp.codecs(0);
+    let mut f = Format {
+        event_payload_type: None,
+        ..Format::default()
+    };
+    let usable = |name: &str| {
+        let c = Codec::from_name(name)?;
+        (!answered_here || c != Codec::L16).then_some(c)
+    };
+    if let Some((codec, pt)) = codecs
+        .iter()
+        .filter(|c| c.clock_rate == 8000 && c.channels <= 1)
+        .find_map(|c| usable(&c.encoding).map(|k| (k, c.payload_type)))
+    {
+        f.codec = codec;
+        f.payload_type = pt;
+    }
+    f.event_payload_type = codecs
+        .iter()
+        .find(|c| c.encoding.eq_ignore_ascii_case("telephone-event") && c.clock_rate == 8000)
+        .map(|c| c.payload_type);
+    f
 }
 
 impl RemoteControl for SipControl {
+    fn media(&self) -> Option<Arc<dyn ChannelMedia>> {
+        self.media.clone()
+    }
     fn answer(&mut self) {
         let _ = self.cmds.send(Cmd::Control(self.call, Control::Answer));
     }
@@ -922,6 +996,11 @@ impl ProfileCore {
         let destination = msg.uri().and_then(|u| u.user.clone()).unwrap_or_default();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (ev_tx, ev_rx) = mpsc::channel(16);
+        let engine = self.shared.media();
+        let _ = engine.set_listener(&media, leg_listener(ev_tx.clone()));
+        if let Some(offer) = &offer {
+            let _ = engine.set_format(&media, media_format(offer, true));
+        }
         let mut variables = vec![
             (
                 "sip_call_id".to_string(),
@@ -978,6 +1057,10 @@ impl ProfileCore {
         let control = Box::new(SipControl {
             call: id,
             cmds: self.cmds_tx.clone(),
+            media: Some(Arc::new(SipMedia {
+                shared: Arc::clone(&self.shared),
+                leg: Arc::clone(&media),
+            })),
         });
         let uuid = match switch.inbound(
             spec,
@@ -1365,6 +1448,10 @@ impl ProfileCore {
         if let Some(sdp) = &sdp {
             if let (Some(addr), Some(media)) = (sdp.media_address(0), &c.media) {
                 let _ = self.shared.media().set_remote(media, addr);
+                let _ = self
+                    .shared
+                    .media()
+                    .set_format(media, media_format(sdp, false));
             }
             if let Some(leg) = self.shared.legs.lock().get_mut(&c.uuid) {
                 leg.remote = Some(sdp.clone());
@@ -1810,6 +1897,10 @@ impl ProfileCore {
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = offer.into_bytes();
         let (ev_tx, ev_rx) = mpsc::channel(16);
+        let _ = self
+            .shared
+            .media()
+            .set_listener(&media, leg_listener(ev_tx.clone()));
         let call = Call {
             id,
             uuid: req.uuid.clone(),
@@ -1828,7 +1919,7 @@ impl ProfileCore {
             local_cseq: 1,
             remote_cseq: None,
             events: ev_tx,
-            media: Some(media),
+            media: Some(Arc::clone(&media)),
             origin,
             pending_2xx: None,
             credentials: target.credentials.clone(),
@@ -1859,6 +1950,10 @@ impl ProfileCore {
         let control = Box::new(SipControl {
             call: id,
             cmds: self.cmds_tx.clone(),
+            media: Some(Arc::new(SipMedia {
+                shared: Arc::clone(&self.shared),
+                leg: Arc::clone(&media),
+            })),
         });
         Ok(Dialed {
             remote: Remote {

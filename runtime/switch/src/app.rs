@@ -125,6 +125,8 @@ impl App {
             SwitchSettings {
                 max_recursion: config.limits.max_recursion_depth,
                 max_transfers: config.limits.max_transfers,
+                sounds_dir: Some(config.switch.sounds_dir.clone()),
+                recordings_dir: Some(config.switch.recordings_dir.clone()),
                 ..SwitchSettings::default()
             },
             Arc::new(WasmDialplan(tenants.clone())),

@@ -172,6 +172,12 @@ pub struct SwitchSection {
     pub state_dir: PathBuf,
     /// Compiled component cache (resolved; not created by [`load`]).
     pub cache_dir: PathBuf,
+    /// Sound files: a tenant plays files from `sounds_dir/<tenant>/` only
+    /// (resolved).
+    pub sounds_dir: PathBuf,
+    /// Recordings: a tenant records into `recordings_dir/<tenant>/` only
+    /// (resolved; created when first needed).
+    pub recordings_dir: PathBuf,
     /// Addresses endpoints may bind (`127.0.0.1`, `[::1]:5060`,
     /// `localhost`...).
     pub listen: Vec<String>,
@@ -184,6 +190,8 @@ impl Default for SwitchSection {
             tenants_dir: "tenants".into(),
             state_dir: "../var".into(),
             cache_dir: "../var/cache/components".into(),
+            sounds_dir: "sounds".into(),
+            recordings_dir: "../var/recordings".into(),
             listen: vec!["127.0.0.1".into()],
         }
     }
@@ -639,6 +647,8 @@ fn read_switch(root: &Table<'_>, base: &Path) -> Result<SwitchSection, ConfigErr
     s.tenants_dir = base.join(&s.tenants_dir);
     s.state_dir = base.join(&s.state_dir);
     s.cache_dir = base.join(&s.cache_dir);
+    s.sounds_dir = base.join(&s.sounds_dir);
+    s.recordings_dir = base.join(&s.recordings_dir);
     let Some(t) = root.get("switch") else {
         return Ok(s);
     };
@@ -648,6 +658,8 @@ fn read_switch(root: &Table<'_>, base: &Path) -> Result<SwitchSection, ConfigErr
         "tenants_dir",
         "state_dir",
         "cache_dir",
+        "sounds_dir",
+        "recordings_dir",
         "listen",
     ])?;
     if let Some(f) = t.get("default_domain") {
@@ -661,6 +673,12 @@ fn read_switch(root: &Table<'_>, base: &Path) -> Result<SwitchSection, ConfigErr
     }
     if let Some(f) = t.get("cache_dir") {
         s.cache_dir = resolve(base, f.path()?);
+    }
+    if let Some(f) = t.get("sounds_dir") {
+        s.sounds_dir = resolve(base, f.path()?);
+    }
+    if let Some(f) = t.get("recordings_dir") {
+        s.recordings_dir = resolve(base, f.path()?);
     }
     if let Some(f) = t.get("listen") {
         let items = f.str_array()?;

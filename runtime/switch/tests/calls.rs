@@ -154,7 +154,8 @@ async fn default_dialplan_routes_real_calls() {
         ),
         "{cause}"
     );
-    // Unknown numbers, public context, media applications.
+    // Unknown numbers, public context, and media applications on a test
+    // endpoint that carries no media (SIP calls to them are in sip.rs).
     assert_eq!(
         call(&app, "default", "4711").await,
         HangupCause::UnallocatedNumber
@@ -167,7 +168,7 @@ async fn default_dialplan_routes_real_calls() {
         call(&app, "default", "9196").await,
         HangupCause::ServiceNotImplemented
     );
-    // The IVR asks for digits, which need the media engine.
+    // The IVR asks for digits, which need media.
     assert_eq!(
         call(&app, "default", "5000").await,
         HangupCause::ServiceNotImplemented
