@@ -60,6 +60,14 @@ function route(channel) {
     return [answer(), { tag: 'echo' }];
   }
 
+  if (dest === '9178') {
+    return [
+      answer(),
+      { tag: 'record', val: { path: '9178-${uuid}.wav', limitMs: 60000, legs: 'both' } },
+      { tag: 'echo' },
+    ];
+  }
+
   if (dest === '9664') {
     return [answer(), { tag: 'playback', val: TONES }];
   }

@@ -73,6 +73,19 @@ def route(channel: types.ChannelInfo) -> List[types.Action]:
     if dest == "9196":
         return [types.Action_Answer(), types.Action_Echo()]
 
+    if dest == "9178":
+        return [
+            types.Action_Answer(),
+            types.Action_Record(
+                types.RecordSpec(
+                    path="9178-${uuid}.wav",
+                    limit_ms=60000,
+                    legs=types.RecordLegs.BOTH,
+                )
+            ),
+            types.Action_Echo(),
+        ]
+
     if dest == "9664":
         return [types.Action_Answer(), types.Action_Playback(TONES)]
 

@@ -13,6 +13,7 @@
 //! | anything, `ctx == "public"` | hangup `unallocated-number` |
 //! | `9196` | answer; echo |
 //! | `9664` | answer; playback a C-major arpeggio `tone_stream://` |
+//! | `9178` | answer; record both sides to `9178-${uuid}.wav` (60 s at most); echo |
 //! | `*9` + `1000`..`1019` | set `call_timeout=20`; bridge `${sofia_contact(*/<ext>@<tenant>)}`; hangup `user-not-registered` |
 //! | `5000`, `ivr_choice` unset | answer; collect 1 digit into `ivr_choice` (5 s, `#`) |
 //! | `5000`, `ivr_choice` = `1` / `2` / other | transfer to `9196` / `9664` / hangup `unallocated-number` |
@@ -46,7 +47,7 @@ mod bindings {
 
 use bindings::dialtone::switch::types::{
     Action, ChannelInfo, CollectSpec, HangupCause, MessageDecision, OutboundDecision,
-    OutboundRequest, TextMessage, TransferTarget, Variable,
+    OutboundRequest, RecordLegs, RecordSpec, TextMessage, TransferTarget, Variable,
 };
 use bindings::exports::dialtone::switch::router::Guest;
 use dialtone_sdk::{Dialstring, Leg};
@@ -54,6 +55,9 @@ use dialtone_sdk::{Dialstring, Leg};
 /// The arpeggio `9664` plays.
 const TONE_9664: &str =
     "tone_stream://v=-12;L=1000;%(400,0,523.25);%(400,0,659.25);%(400,0,783.99);%(400,0,1046.5)";
+
+/// Where `9178` records (in the tenant's recordings directory).
+const RECORD_9178: &str = "9178-${uuid}.wav";
 
 /// The prompt of the `5000` IVR.
 const IVR_PROMPT: &str = "tone_stream://%(200,0,1000)";
@@ -95,6 +99,15 @@ fn route(channel: &ChannelInfo, variable: &dyn Fn(&str) -> Option<String>) -> Ve
     }
     match dest {
         "9196" => vec![Action::Answer, Action::Echo],
+        "9178" => vec![
+            Action::Answer,
+            Action::Record(RecordSpec {
+                path: RECORD_9178.to_owned(),
+                limit_ms: Some(60_000),
+                legs: RecordLegs::Both,
+            }),
+            Action::Echo,
+        ],
         "9664" => vec![Action::Answer, Action::Playback(TONE_9664.to_owned())],
         "5000" => match variable(IVR_VARIABLE).as_deref() {
             Some("1") => vec![transfer("9196")],
@@ -220,6 +233,12 @@ mod tests {
                 Action::Answer => "answer".into(),
                 Action::Echo => "echo".into(),
                 Action::Playback(p) => format!("playback {p}"),
+                Action::Record(r) => format!(
+                    "record {} {:?} {}",
+                    r.path,
+                    r.limit_ms,
+                    format!("{:?}", r.legs).trim_start_matches("RecordLegs::")
+                ),
                 Action::Transfer(t) => format!("transfer {} {:?}", t.extension, t.context),
                 Action::Collect(c) => format!(
                     "collect {:?} {} {}-{} {} {}",
@@ -261,7 +280,7 @@ mod tests {
 
     #[test]
     fn public_gets_nothing_else() {
-        for dest in ["9196", "9664", "*91000", "5000", "x"] {
+        for dest in ["9196", "9178", "9664", "*91000", "5000", "x"] {
             assert_eq!(r(dest, "public"), ["hangup UnallocatedNumber"]);
         }
     }
@@ -269,6 +288,14 @@ mod tests {
     #[test]
     fn echo_and_tone() {
         assert_eq!(r("9196", "default"), ["answer", "echo"]);
+        assert_eq!(
+            r("9178", "default"),
+            [
+                "answer",
+                "record 9178-${uuid}.wav Some(60000) Both",
+                "echo"
+            ]
+        );
         assert_eq!(
             r("9664", "default"),
             ["answer".to_string(), format!("playback {TONE_9664}")]

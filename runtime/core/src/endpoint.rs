@@ -65,6 +65,15 @@ pub trait ChannelMedia: Send + Sync {
     fn play(&self, prompt: Arc<dialtone_media::Prompt>) -> Option<u64>;
     /// Stop echo or playback.
     fn stop(&self);
+    /// Record the channel to a WAV file until hangup or `limit` (in the
+    /// background: the next action runs at once). `legs` picks the
+    /// caller's audio, what the caller hears, or both as stereo.
+    fn record(
+        &self,
+        path: &std::path::Path,
+        legs: crate::routing::RecordLegs,
+        limit: Option<std::time::Duration>,
+    ) -> Result<(), String>;
 }
 
 /// What the core does to the far end of a channel.

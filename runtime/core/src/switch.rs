@@ -56,8 +56,8 @@ use crate::limits::{Admission, ChannelPermit, Overload};
 use crate::media_apps::{confine, Collector};
 use crate::originate::{self, LegId, Originate, OriginateOptions, Resolution};
 use crate::registrations::Registrations;
-use crate::routing::CollectSpec;
 use crate::routing::{Action, Dialplan, Direction, OutboundDecision, OutboundRequest};
+use crate::routing::{CollectSpec, RecordLegs};
 use crate::HangupCause;
 use dialtone_media::Prompt;
 
@@ -846,10 +846,11 @@ impl Runner {
             Action::Echo => self.echo().await,
             Action::Playback { file } => self.playback(&file).await,
             Action::Collect(spec) => self.collect(spec).await,
-            Action::Record { .. } => {
-                tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, "record requested; recording is not built yet");
-                Flow::Hangup(HangupCause::ServiceNotImplemented, false)
-            }
+            Action::Record {
+                path,
+                limit_ms,
+                legs,
+            } => self.record(&path, limit_ms, legs),
             Action::Socket { .. } => {
                 tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, "socket application requested; this build has no control plane");
                 Flow::Hangup(HangupCause::ServiceNotImplemented, false)
@@ -902,6 +903,46 @@ impl Runner {
             };
             loaded.map(Arc::new).map_err(|e| e.to_string())
         }
+    }
+
+    /// `record`: starts recording to a file in the tenant's recordings
+    /// directory and goes on at once (FreeSWITCH's `record_session`). A
+    /// name that leaves the directory, or a file that cannot be created, is
+    /// logged and skipped, with `current_application_response` set.
+    fn record(&mut self, name: &str, limit_ms: Option<u32>, legs: RecordLegs) -> Flow {
+        let media = match self.media_for("record") {
+            Ok(m) => m,
+            Err(f) => return f,
+        };
+        let name = self.expand_value(name);
+        let path = match confine(
+            self.switch.settings.recordings_dir.as_deref(),
+            "recordings",
+            &self.chan.tenant,
+            &name,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, file = %name, error = %e, "record refused");
+                self.chan
+                    .set_var("current_application_response", "INVALID PATH");
+                return Flow::Next;
+            }
+        };
+        let limit = limit_ms.map(|ms| Duration::from_millis(ms as u64));
+        match media.record(&path, legs, limit) {
+            Ok(()) => {
+                tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, file = %path.display(), ?legs, "recording");
+                self.chan
+                    .set_var("record_file", &path.display().to_string());
+            }
+            Err(e) => {
+                tracing::warn!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, file = %path.display(), error = %e, "record failed");
+                self.chan
+                    .set_var("current_application_response", "CANNOT CREATE FILE");
+            }
+        }
+        Flow::Next
     }
 
     /// `echo`: the caller hears itself until it hangs up.

@@ -87,6 +87,7 @@ enum Told {
     Echo,
     Play(u64),
     Stop,
+    Record(String),
 }
 
 struct PhoneControl(Arc<Mutex<Vec<Told>>>, Option<Arc<FakeMedia>>);
@@ -112,6 +113,17 @@ impl ChannelMedia for FakeMedia {
     }
     fn stop(&self) {
         self.told.lock().push(Told::Stop);
+    }
+    fn record(
+        &self,
+        path: &std::path::Path,
+        _legs: dialtone_core::routing::RecordLegs,
+        _limit: Option<Duration>,
+    ) -> Result<(), String> {
+        self.told
+            .lock()
+            .push(Told::Record(path.display().to_string()));
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use dialtone_core::routing::{
-    Action, ChannelSnapshot, CollectSpec, Dialplan, MessageDecision, TextMessage,
+    Action, ChannelSnapshot, CollectSpec, Dialplan, MessageDecision, RecordLegs, TextMessage,
 };
 use dialtone_core::routing::{OutboundDecision, OutboundRequest};
 use dialtone_core::HangupCause;
@@ -52,6 +52,15 @@ fn expected(tenant: &str, context: &str, dest: &str, vars: &[(&str, &str)]) -> V
     }
     match dest {
         "9196" => vec![Action::Answer, Action::Echo],
+        "9178" => vec![
+            Action::Answer,
+            Action::Record {
+                path: "9178-${uuid}.wav".into(),
+                limit_ms: Some(60_000),
+                legs: RecordLegs::Both,
+            },
+            Action::Echo,
+        ],
         "9664" => vec![
             Action::Answer,
             Action::Playback {
@@ -90,8 +99,9 @@ fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     for ctx in ["default", "public"] {
         for d in [
-            "1000", "1009", "1010", "1019", "1020", "999", "10000", "0100", "9196", "9664", "5000",
-            "*91000", "*91019", "*91020", "*9", "", "abc", "1000 ", "10a0", "+1000", "9196#",
+            "1000", "1009", "1010", "1019", "1020", "999", "10000", "0100", "9196", "9178", "9664",
+            "5000", "*91000", "*91019", "*91020", "*9", "", "abc", "1000 ", "10a0", "+1000",
+            "9196#",
         ] {
             v.push((ctx, d.to_string(), vec![]));
         }

@@ -200,6 +200,20 @@ fn main() {
     run(&pair, total.min(2000), true, Instant::now() + TIME_LIMIT);
     scenario(&pair, "one_way", total, false);
     scenario(&pair, "both_ways", total, true);
+    // The same packets (payload type 0) between a PCMU leg and a PCMA
+    // leg: each one converted in place (one table lookup a byte) and
+    // renumbered.
+    use dialtone_media::codec::Codec;
+    use dialtone_media::Format;
+    let f = |codec, payload_type| Format {
+        codec,
+        payload_type,
+        event_payload_type: Some(101),
+    };
+    engine.set_format(&pair.a, f(Codec::Pcmu, 0)).unwrap();
+    engine.set_format(&pair.b, f(Codec::Pcma, 0)).unwrap();
+    run(&pair, total.min(2000), true, Instant::now() + TIME_LIMIT);
+    scenario(&pair, "both_ways_transcoded_pcmu_pcma", total, true);
     baseline(total);
     let _: SocketAddr = pair.a.rtp_addr();
     drop(pair);

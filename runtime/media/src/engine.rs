@@ -137,6 +137,10 @@ pub(crate) struct Desired {
     pub(crate) app_gen: u64,
     pub(crate) format: Format,
     pub(crate) listener: Option<Listener>,
+    /// Report [`LegEvent::MediaTimeout`] after this long without a packet.
+    pub(crate) rtp_timeout: Option<std::time::Duration>,
+    /// The leg's recording, if any.
+    pub(crate) recording: Option<Arc<crate::record::Recording>>,
 }
 
 /// What a leg that is not bridged does with its media.
@@ -183,6 +187,9 @@ pub enum LegEvent {
         /// Milliseconds.
         duration_ms: u32,
     },
+    /// Nothing was received on the leg (RTP or RTCP) for its RTP timeout
+    /// (reported once; set the timeout again to re-arm it).
+    MediaTimeout,
     /// A prompt ended: played out (`completed`) or stopped / replaced.
     PlayDone {
         /// The token [`MediaEngine::play`] returned.
@@ -464,6 +471,8 @@ impl MediaEngine {
                     app_gen: 0,
                     format: Format::default(),
                     listener: None,
+                    rtp_timeout: None,
+                    recording: None,
                 },
             );
             reg.touch(id, &mut bells);
@@ -625,6 +634,38 @@ impl MediaEngine {
     /// Set who hears the leg's [`LegEvent`]s (replacing any earlier one).
     pub fn set_listener(&self, leg: &LegHandle, listener: Listener) -> Result<(), MediaError> {
         self.update(leg, |d| d.listener = Some(listener))
+    }
+
+    /// Report [`LegEvent::MediaTimeout`] once nothing has been received on
+    /// the leg for `timeout` (counted from this call); `None` disarms it
+    /// (a call on hold sends nothing, legitimately).
+    pub fn set_rtp_timeout(
+        &self,
+        leg: &LegHandle,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), MediaError> {
+        self.update(leg, |d| d.rtp_timeout = timeout)
+    }
+
+    /// Record the leg to a WAV file (created now, with its directory)
+    /// until `limit`, [`stop_recording`](Self::stop_recording) or the
+    /// leg's release, whatever it does meanwhile (bridged, playing,
+    /// echoing). Replaces an earlier recording of the leg.
+    pub fn record(
+        &self,
+        leg: &LegHandle,
+        path: &std::path::Path,
+        channels: crate::record::Channels,
+        limit: Option<std::time::Duration>,
+    ) -> Result<(), MediaError> {
+        self.check(leg)?;
+        let rec = crate::record::Recording::start(path, channels, limit)?;
+        self.update(leg, |d| d.recording = Some(rec))
+    }
+
+    /// End the leg's recording (the file is completed).
+    pub fn stop_recording(&self, leg: &LegHandle) -> Result<(), MediaError> {
+        self.update(leg, |d| d.recording = None)
     }
 
     /// Echo the leg's RTP back to it until another app, a bridge or

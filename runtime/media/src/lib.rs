@@ -100,6 +100,7 @@ mod engine;
 mod error;
 pub mod ports;
 pub mod prompt;
+pub mod record;
 pub mod rtp;
 mod stats;
 mod sys;
@@ -111,4 +112,5 @@ pub use engine::{
 pub use error::{LegId, MediaError};
 pub use ports::{PortAllocator, PortLease, RtpPorts};
 pub use prompt::{Prompt, PromptError};
+pub use record::{Channels, Recording};
 pub use stats::{LegCounters, LegStats, Stream, StreamCounters};

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::engine::{lock, App, Bells, Format, LegEvent, LegIo, Listener, Registry, Shared};
 use crate::error::LegId;
 use crate::prompt::{Player, FRAME};
+use crate::record::{Recording, Side};
 use crate::rtp::{self, DtmfDetector, TelephoneEvent};
 use crate::sys::{self, Epoll, Event};
 
@@ -34,6 +35,75 @@ pub(crate) const RECV_MAX: usize = 65536;
 /// (and MKI) that the next phase appends in place.
 pub(crate) const TAILROOM: usize = 64;
 
+/// Converts one RTP packet in place from the codec and payload types of
+/// the leg it came from to those of the leg it goes to: G.711 μ-law and
+/// A-law one table lookup a byte, L16 widened or narrowed in place (the
+/// buffer has room), telephone-events renumbered. Packets of other payload
+/// types pass unchanged. Returns the new length.
+fn transcode(buf: &mut [u8], len: usize, from: Format, to: Format) -> usize {
+    use crate::codec::{self, Codec};
+    let Some(h) = rtp::Header::parse(&buf[..len]) else {
+        return len;
+    };
+    if h.payload_type == from.payload_type {
+        let (ps, pe) = (h.payload_start, h.payload_end);
+        let new_end = match (from.codec, to.codec) {
+            (a, b) if a == b => pe,
+            (Codec::Pcmu, Codec::Pcma) => {
+                codec::ulaw_to_alaw(&mut buf[ps..pe]);
+                pe
+            }
+            (Codec::Pcma, Codec::Pcmu) => {
+                codec::alaw_to_ulaw(&mut buf[ps..pe]);
+                pe
+            }
+            (g711, Codec::L16) => {
+                let n = pe - ps;
+                if ps + 2 * n > buf.len() {
+                    return len;
+                }
+                // Backwards, so each byte is read before it is overwritten.
+                for i in (0..n).rev() {
+                    let code = buf[ps + i];
+                    let s = if g711 == Codec::Pcmu {
+                        codec::ulaw_decode(code)
+                    } else {
+                        codec::alaw_decode(code)
+                    };
+                    buf[ps + 2 * i..ps + 2 * i + 2].copy_from_slice(&s.to_be_bytes());
+                }
+                ps + 2 * n
+            }
+            (Codec::L16, g711) => {
+                let n = (pe - ps) / 2;
+                for i in 0..n {
+                    let s = i16::from_be_bytes([buf[ps + 2 * i], buf[ps + 2 * i + 1]]);
+                    buf[ps + i] = if g711 == Codec::Pcmu {
+                        codec::ulaw_encode(s)
+                    } else {
+                        codec::alaw_encode(s)
+                    };
+                }
+                ps + n
+            }
+            _ => pe,
+        };
+        buf[1] = (buf[1] & 0x80) | (to.payload_type & 0x7F);
+        if new_end == pe {
+            return len;
+        }
+        // Padding does not survive a size change: drop it.
+        buf[0] &= !0x20;
+        return new_end;
+    }
+    if Some(h.payload_type) == from.event_payload_type {
+        if let Some(pt) = to.event_payload_type {
+            buf[1] = (buf[1] & 0x80) | (pt & 0x7F);
+        }
+    }
+    len
+}
+
 /// Readiness reports taken per `epoll_wait`.
 const EVENTS: usize = 256;
 
@@ -53,6 +123,33 @@ struct Slot {
     dtmf: DtmfDetector,
     /// The stream this leg sends when the engine itself is the source.
     out: OutStream,
+    /// When the last packet (RTP or RTCP) arrived, to the worker's clock
+    /// of the wake-up that read it.
+    last_rx: Instant,
+    rtp_timeout: Option<Duration>,
+    /// The timeout was reported.
+    timed_out: bool,
+    recording: Option<Arc<Recording>>,
+}
+
+/// Decodes an RTP packet of the leg's codec and gives it to the leg's
+/// recording as `side`; packets of other payload types are not audio.
+#[inline]
+fn tap(rec: &Recording, side: Side, now: Instant, format: Format, packet: &[u8]) {
+    if !rec.wants(side) {
+        return;
+    }
+    let Some(h) = rtp::Header::parse(packet) else {
+        return;
+    };
+    if h.payload_type != format.payload_type {
+        return;
+    }
+    let mut pcm = [0i16; 1024];
+    let n = format
+        .codec
+        .decode(&packet[h.payload_start..h.payload_end], &mut pcm);
+    rec.push(side, now, &pcm[..n]);
 }
 
 enum SlotApp {
@@ -101,7 +198,16 @@ pub(crate) struct Worker {
     playing: Vec<usize>,
     /// The media clock's next tick, while anything plays.
     next_tick: Option<Instant>,
+    /// Legs with an RTP timeout armed, and when to look at them next.
+    watched: usize,
+    next_check: Option<Instant>,
+    /// The time of the current wake-up (one clock read per wake-up, not
+    /// per packet).
+    now: Instant,
 }
+
+/// How often the RTP timeouts are looked at.
+const TIMEOUT_CHECK: Duration = Duration::from_secs(1);
 
 impl Worker {
     /// Runs on the engine's thread, so setup errors reach the caller.
@@ -118,6 +224,9 @@ impl Worker {
             dirty: Vec::new(),
             playing: Vec::new(),
             next_tick: None,
+            watched: 0,
+            next_check: None,
+            now: Instant::now(),
         })
     }
 
@@ -128,7 +237,11 @@ impl Worker {
         let mut buf = vec![0u8; RECV_MAX + TAILROOM].into_boxed_slice();
         tracing::debug!(worker = self.index, "media worker running");
         loop {
-            let timeout = match self.next_tick {
+            let wake = match (self.next_tick, self.next_check) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = match wake {
                 Some(t) => {
                     let left = t.saturating_duration_since(Instant::now());
                     // Round up: waking early would spin.
@@ -143,6 +256,7 @@ impl Worker {
                     break;
                 }
             };
+            self.now = Instant::now();
             let ready = &events[..n];
             // Control first: an API call made before a packet was sent takes
             // effect before that packet is relayed.
@@ -165,6 +279,9 @@ impl Worker {
                     self.tick(now, t, &mut buf);
                 }
             }
+            if self.next_check.is_some_and(|t| self.now >= t) {
+                self.check_timeouts();
+            }
         }
         for slot in self.slots.iter().flatten() {
             slot.io.stats.set_relaying(false);
@@ -182,6 +299,7 @@ impl Worker {
     /// counters.
     #[inline]
     fn relay(&mut self, slot: usize, stream: usize, buf: &mut [u8]) {
+        let now = self.now;
         for _ in 0..RECV_BUDGET {
             let Some(Some(leg)) = self.slots.get_mut(slot) else {
                 return;
@@ -195,6 +313,7 @@ impl Worker {
                 Err(_) => return,
             };
             leg.io.stats.received(stream, len);
+            leg.last_rx = now;
             // Symmetric RTP: the phone is wherever its latest packet came
             // from.
             leg.io.latched[stream] = Some(src);
@@ -203,28 +322,45 @@ impl Worker {
                 if let Some(ev_pt) = leg.format.event_payload_type {
                     Self::detect(leg, ev_pt, &buf[..len]);
                 }
+                if let Some(rec) = &leg.recording {
+                    tap(rec, Side::Received, now, leg.format, &buf[..len]);
+                }
                 if peer.is_none() && matches!(leg.app, SlotApp::Echo) {
                     match leg.io.sockets[0].send_to(&buf[..len], src) {
                         Ok(n) => leg.io.stats.sent(0, n),
                         Err(_) => leg.io.stats.dropped(0),
                     }
+                    if let Some(rec) = &leg.recording {
+                        tap(rec, Side::Sent, now, leg.format, &buf[..len]);
+                    }
                     continue;
                 }
             }
 
+            let in_format = leg.format;
             let slots = &self.slots;
             let Some(leg) = slots[slot].as_ref() else {
                 return;
             };
             let sent = match peer.and_then(|p| slots[p].as_ref()) {
                 Some(out) => match out.io.latched[stream].or(out.io.remote[stream]) {
-                    Some(dest) => match out.io.sockets[stream].send_to(&buf[..len], dest) {
-                        Ok(n) => {
-                            out.io.stats.sent(stream, n);
-                            true
+                    Some(dest) => {
+                        let len = if stream == 0 && in_format != out.format {
+                            transcode(buf, len, in_format, out.format)
+                        } else {
+                            len
+                        };
+                        if let (0, Some(rec)) = (stream, &out.recording) {
+                            tap(rec, Side::Sent, now, out.format, &buf[..len]);
                         }
-                        Err(_) => false,
-                    },
+                        match out.io.sockets[stream].send_to(&buf[..len], dest) {
+                            Ok(n) => {
+                                out.io.stats.sent(stream, n);
+                                true
+                            }
+                            Err(_) => false,
+                        }
+                    }
                     None => false,
                 },
                 None => false,
@@ -233,6 +369,23 @@ impl Worker {
                 leg.io.stats.dropped(stream);
             }
         }
+    }
+
+    /// Report each armed leg that has heard nothing for its timeout.
+    fn check_timeouts(&mut self) {
+        let now = self.now;
+        for leg in self.slots.iter_mut().flatten() {
+            if let Some(t) = leg.rtp_timeout {
+                if !leg.timed_out && now.duration_since(leg.last_rx) >= t {
+                    leg.timed_out = true;
+                    tracing::info!(leg = %leg.io.id, timeout_s = t.as_secs(), "no RTP: media timeout");
+                    if let Some(l) = &leg.listener {
+                        l(LegEvent::MediaTimeout);
+                    }
+                }
+            }
+        }
+        self.next_check = (self.watched > 0).then(|| now + TIMEOUT_CHECK);
     }
 
     /// Report RFC 4733 digits in a received RTP packet.
@@ -275,7 +428,7 @@ impl Worker {
                     leg.out.timestamp = leg.out.timestamp.wrapping_add(skipped * FRAME as u32);
                     let mut ended = false;
                     for _ in 0..frames {
-                        if !Self::send_frame(leg, buf) {
+                        if !Self::send_frame(leg, buf, now) {
                             ended = true;
                             break;
                         }
@@ -310,7 +463,7 @@ impl Worker {
 
     /// Render, encode and send one frame of a playing leg; false once the
     /// prompt has ended.
-    fn send_frame(leg: &mut Slot, buf: &mut [u8]) -> bool {
+    fn send_frame(leg: &mut Slot, buf: &mut [u8], now: Instant) -> bool {
         let SlotApp::Play(player, _) = &mut leg.app else {
             return false;
         };
@@ -321,6 +474,9 @@ impl Worker {
         }
         // A short last frame is padded with silence.
         pcm[n..].fill(0);
+        if let Some(rec) = &leg.recording {
+            rec.push(Side::Sent, now, &pcm);
+        }
         let f = leg.format;
         let out = &mut leg.out;
         rtp::write_header(
@@ -460,6 +616,26 @@ impl Worker {
             (None, None) => {}
             _ => leg.listener = d.listener.clone(),
         }
+        match (&leg.recording, &d.recording) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
+            (None, None) => {}
+            _ => leg.recording = d.recording.clone(),
+        }
+        let mut watch_change = 0isize;
+        if leg.rtp_timeout != d.rtp_timeout {
+            watch_change = d.rtp_timeout.is_some() as isize - leg.rtp_timeout.is_some() as isize;
+            leg.rtp_timeout = d.rtp_timeout;
+            leg.timed_out = false;
+            leg.last_rx = Instant::now();
+        }
+        if watch_change != 0 {
+            self.watched = self.watched.saturating_add_signed(watch_change);
+            if self.watched == 0 {
+                self.next_check = None;
+            } else if self.next_check.is_none() {
+                self.next_check = Some(Instant::now() + TIMEOUT_CHECK);
+            }
+        }
         self.apply_app(slot, &d.app, d.app_gen);
         let want = peer.and_then(|p| self.by_id.get(&p).copied());
         self.link(slot, want);
@@ -539,6 +715,10 @@ impl Worker {
             listener: None,
             dtmf: DtmfDetector::default(),
             out,
+            last_rx: Instant::now(),
+            rtp_timeout: None,
+            timed_out: false,
+            recording: None,
         });
         Ok(slot)
     }
@@ -550,6 +730,12 @@ impl Worker {
         }
         if self.playing.is_empty() {
             self.next_tick = None;
+        }
+        if leg.rtp_timeout.is_some() {
+            self.watched -= 1;
+            if self.watched == 0 {
+                self.next_check = None;
+            }
         }
         for s in &leg.io.sockets {
             let _ = self.epoll.delete(s.as_raw_fd());

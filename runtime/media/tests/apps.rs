@@ -246,3 +246,341 @@ fn a_bridge_takes_over_from_a_prompt() {
     pb.send(b.rtp_addr(), &p);
     assert_eq!(pa.recv().0, p, "the bridge relays, the prompt is gone");
 }
+
+fn format(codec: Codec, payload_type: u8, event: u8) -> Format {
+    Format {
+        codec,
+        payload_type,
+        event_payload_type: Some(event),
+    }
+}
+
+#[test]
+fn bridged_legs_with_different_codecs_are_transcoded_both_ways() {
+    use dialtone_media::codec::{alaw_encode, ulaw_encode};
+    let engine = engine(24200, 24219);
+    let a = engine.allocate().unwrap();
+    let b = engine.allocate().unwrap();
+    let (pa, pb) = (Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    engine.set_format(&a, format(Codec::Pcmu, 0, 101)).unwrap();
+    engine.set_format(&b, format(Codec::Pcma, 8, 96)).unwrap();
+    engine.bridge(&a, &b).unwrap();
+    common::wait_bridged(&a, &b);
+    let samples: Vec<i16> = (0..160)
+        .map(|i| ((i * 397) % 20000 - 10000) as i16)
+        .collect();
+    // A sends μ-law: B receives A-law of the same samples, same header.
+    let mut p = vec![0u8; 12 + 160];
+    write_header(&mut p, 0, true, 77, 1234, 0xAAAA);
+    for (o, &s) in p[12..].iter_mut().zip(&samples) {
+        *o = ulaw_encode(s);
+    }
+    pa.send(a.rtp_addr(), &p);
+    let (q, _) = pb.recv();
+    let h = Header::parse(&q).unwrap();
+    assert_eq!(
+        (h.payload_type, h.marker, h.sequence, h.timestamp, h.ssrc),
+        (8, true, 77, 1234, 0xAAAA)
+    );
+    for (i, (&got, &s)) in q[12..].iter().zip(&samples).enumerate() {
+        assert_eq!(got, alaw_encode(ulaw_decode(ulaw_encode(s))), "sample {i}");
+    }
+    // B sends A-law: A receives μ-law.
+    let mut p = vec![0u8; 12 + 160];
+    write_header(&mut p, 8, false, 5, 99, 0xBBBB);
+    for (o, &s) in p[12..].iter_mut().zip(&samples) {
+        *o = alaw_encode(s);
+    }
+    pb.send(b.rtp_addr(), &p);
+    let (q, _) = pa.recv();
+    assert_eq!(Header::parse(&q).unwrap().payload_type, 0);
+    let decoded: Vec<i16> = q[12..].iter().map(|&c| ulaw_decode(c)).collect();
+    for (&d, &s) in decoded.iter().zip(&samples) {
+        assert!(
+            (d as i32 - s as i32).abs() <= (s as i32).abs() / 8 + 40,
+            "{d} vs {s}"
+        );
+    }
+    // Telephone-events are renumbered 101 -> 96, payload untouched.
+    let e = event_packet(1, 500, 5, true, 800);
+    pa.send(a.rtp_addr(), &e);
+    let (q, _) = pb.recv();
+    assert_eq!(Header::parse(&q).unwrap().payload_type, 96);
+    assert_eq!(q[12..], e[12..]);
+    // L16 on one side: widened to 2 bytes a sample, and back.
+    engine.set_format(&b, format(Codec::L16, 97, 96)).unwrap();
+    wait_until("L16 applied", || {
+        pa.send(a.rtp_addr(), &p_ulaw(&samples));
+        let (q, _) = pb.recv();
+        Header::parse(&q).unwrap().payload_type == 97
+    });
+    pa.send(a.rtp_addr(), &p_ulaw(&samples));
+    let (q, _) = pb.recv();
+    assert_eq!(q.len(), 12 + 320);
+    for (i, &s) in samples.iter().enumerate() {
+        let got = i16::from_be_bytes([q[12 + 2 * i], q[13 + 2 * i]]);
+        assert_eq!(got, ulaw_decode(ulaw_encode(s)));
+    }
+    let mut l16 = vec![0u8; 12 + 320];
+    write_header(&mut l16, 97, false, 9, 9, 9);
+    for (i, &s) in samples.iter().enumerate() {
+        l16[12 + 2 * i..14 + 2 * i].copy_from_slice(&s.to_be_bytes());
+    }
+    pb.send(b.rtp_addr(), &l16);
+    let (q, _) = pa.recv();
+    assert_eq!(q.len(), 12 + 160);
+    assert_eq!(Header::parse(&q).unwrap().payload_type, 0);
+    for (&got, &s) in q[12..].iter().zip(&samples) {
+        assert_eq!(got, ulaw_encode(s));
+    }
+}
+
+fn p_ulaw(samples: &[i16]) -> Vec<u8> {
+    use dialtone_media::codec::ulaw_encode;
+    let mut p = vec![0u8; 12 + samples.len()];
+    write_header(&mut p, 0, false, 1, 1, 1);
+    for (o, &s) in p[12..].iter_mut().zip(samples) {
+        *o = ulaw_encode(s);
+    }
+    p
+}
+
+#[test]
+fn a_silent_leg_reports_a_media_timeout_once_and_traffic_keeps_it_alive() {
+    let engine = engine(24220, 24239);
+    let quiet = engine.allocate().unwrap();
+    let talking = engine.allocate().unwrap();
+    let (seen_q, lq) = recorder();
+    let (seen_t, lt) = recorder();
+    engine.set_listener(&quiet, lq).unwrap();
+    engine.set_listener(&talking, lt).unwrap();
+    let phone = Phone::new(LO);
+    let t = Some(Duration::from_millis(1500));
+    engine.set_rtp_timeout(&quiet, t).unwrap();
+    engine.set_rtp_timeout(&talking, t).unwrap();
+    let started = std::time::Instant::now();
+    for seq in 0..175u16 {
+        phone.send(talking.rtp_addr(), &rtp(1, seq, 172));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ~3.5 s: the quiet leg timed out once (checked each second), the one
+    // that kept sending did not.
+    assert_eq!(*seen_q.lock().unwrap(), [LegEvent::MediaTimeout]);
+    assert!(seen_t.lock().unwrap().is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    // Disarmed (hold): silence is fine.
+    engine.set_rtp_timeout(&talking, None).unwrap();
+    std::thread::sleep(Duration::from_millis(2700));
+    assert!(seen_t.lock().unwrap().is_empty());
+    assert_eq!(seen_q.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_stereo_recording_keeps_the_phone_left_and_what_it_hears_right() {
+    use dialtone_media::codec::ulaw_encode;
+    use dialtone_media::Channels;
+    let engine = engine(24240, 24259);
+    let leg = engine.allocate().unwrap();
+    let phone = Phone::new(LO);
+    engine.set_remote(&leg, phone.addr()).unwrap();
+    let dir = tempfile_dir("rec");
+    let path = dir.join("sub/call.wav");
+    engine
+        .record(
+            &leg,
+            &path,
+            Channels::Both,
+            Some(Duration::from_millis(1200)),
+        )
+        .unwrap();
+    engine
+        .play(
+            &leg,
+            Arc::new(Prompt::load("tone_stream://%(1500,0,1000)").unwrap()),
+        )
+        .unwrap();
+    // The phone talks: 440 Hz, 20 ms packets, for 1.5 s.
+    for seq in 0..75u16 {
+        let pcm: Vec<i16> = (0..160)
+            .map(|i| {
+                let t = (seq as f32 * 160.0 + i as f32) / 8000.0;
+                ((t * 440.0 * std::f32::consts::TAU).sin() * 8000.0) as i16
+            })
+            .collect();
+        let mut p = vec![0u8; 12 + 160];
+        write_header(&mut p, 0, seq == 0, seq, seq as u32 * 160, 0x4242);
+        for (o, &s) in p[12..].iter_mut().zip(&pcm) {
+            *o = ulaw_encode(s);
+        }
+        phone.send(leg.rtp_addr(), &p);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(leg);
+    // The writer completes the file once the leg is gone.
+    let mut bytes = Vec::new();
+    wait_until("recording written", || {
+        bytes = std::fs::read(&path).unwrap_or_default();
+        bytes.len() > 44 && u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]) > 0
+    });
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(u16::from_le_bytes([bytes[22], bytes[23]]), 2, "stereo");
+    assert_eq!(
+        u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]),
+        8000
+    );
+    let data = &bytes[44..];
+    let frames = data.len() / 4;
+    // The limit: 1.2 s.
+    assert_eq!(frames, 9600, "{frames} frames");
+    let side = |k: usize| -> Vec<i16> {
+        data.chunks_exact(4)
+            .map(|f| i16::from_le_bytes([f[2 * k], f[2 * k + 1]]))
+            .collect()
+    };
+    let (left, right) = (side(0), side(1));
+    let f = frequency(&left[800..8800]);
+    assert!((f - 440.0).abs() < 440.0 * 0.02, "left (the phone): {f} Hz");
+    let f = frequency(&right[800..8800]);
+    assert!((f - 1000.0).abs() < 20.0, "right (what it hears): {f} Hz");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tempfile_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "dialtone-media-{tag}-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A deterministic impairment: 5 % lost, 5 % duplicated, 5 % swapped with
+/// the next one (reordered), from a fixed seed.
+struct Shim(u64);
+
+impl Shim {
+    fn roll(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % 100) as u32
+    }
+
+    /// The order in which `packets` reach the far side.
+    fn impair(&mut self, packets: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut held: Option<Vec<u8>> = None;
+        for p in packets {
+            match self.roll() {
+                0..=4 => continue,
+                5..=9 => {
+                    out.push(p.clone());
+                    out.push(p);
+                }
+                10..=14 if held.is_none() => {
+                    held = Some(p);
+                    continue;
+                }
+                _ => out.push(p),
+            }
+            if let Some(h) = held.take() {
+                out.push(h);
+            }
+        }
+        out.extend(held);
+        out
+    }
+}
+
+#[test]
+fn loss_reordering_and_duplicates_do_not_break_the_transcoded_audio() {
+    use dialtone_media::codec::{alaw_decode, ulaw_encode};
+    use dialtone_media::Channels;
+    let engine = engine(24260, 24279);
+    let a = engine.allocate().unwrap();
+    let b = engine.allocate().unwrap();
+    let (pa, pb) = (Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    engine.set_format(&a, format(Codec::Pcmu, 0, 101)).unwrap();
+    engine.set_format(&b, format(Codec::Pcma, 8, 101)).unwrap();
+    let dir = tempfile_dir("shim");
+    engine
+        .record(&a, &dir.join("a.wav"), Channels::Both, None)
+        .unwrap();
+    engine.bridge(&a, &b).unwrap();
+    common::wait_bridged(&a, &b);
+    // 2 s of 440 Hz from A, and some malformed datagrams in between.
+    let packets: Vec<Vec<u8>> = (0..100u16)
+        .map(|seq| {
+            let mut p = vec![0u8; 12 + 160];
+            write_header(&mut p, 0, seq == 0, seq, seq as u32 * 160, 0x5151);
+            for i in 0..160 {
+                let t = (seq as f32 * 160.0 + i as f32) / 8000.0;
+                p[12 + i] =
+                    ulaw_encode(((t * 440.0 * std::f32::consts::TAU).sin() * 8000.0) as i16);
+            }
+            p
+        })
+        .collect();
+    let sent = Shim(7).impair(packets);
+    for (i, p) in sent.iter().enumerate() {
+        pa.send(a.rtp_addr(), p);
+        if i % 25 == 0 {
+            for junk in [
+                &[0x80u8][..],
+                &[0xFF; 7],
+                &[0x80, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xFF],
+            ] {
+                pa.send(a.rtp_addr(), junk);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut got = Vec::new();
+    while let Some((p, _)) = pb.try_recv(Duration::from_millis(300)) {
+        got.push(p);
+    }
+    let rtp_got: Vec<(u16, Vec<u8>)> = got
+        .iter()
+        .filter_map(|p| {
+            let h = Header::parse(p)?;
+            (h.payload_type == 8 && h.payload_end - h.payload_start == 160)
+                .then(|| (h.sequence, p[12..172].to_vec()))
+        })
+        .collect();
+    // Everything the shim let through was relayed, transcoded (the junk
+    // too, untouched: the relay does not judge).
+    assert_eq!(rtp_got.len(), sent.len(), "relayed every impaired packet");
+    let mut by_seq = rtp_got.clone();
+    by_seq.sort_by_key(|(s, _)| *s);
+    by_seq.dedup_by_key(|(s, _)| *s);
+    assert!(by_seq.len() >= 85, "{} distinct packets", by_seq.len());
+    let pcm: Vec<i16> = by_seq
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|&c| alaw_decode(c)))
+        .collect();
+    let f = frequency(&pcm);
+    assert!(
+        (f - 440.0).abs() < 440.0 * 0.06,
+        "{f} Hz after loss and reordering"
+    );
+    // The engine still relays and the recording completes.
+    let p = rtp(9, 500, 172);
+    pb.send(b.rtp_addr(), &p);
+    let (back, _) = pa.recv();
+    assert_eq!(back.len(), p.len());
+    drop((a, b));
+    wait_until("recording completed", || {
+        std::fs::read(dir.join("a.wav"))
+            .is_ok_and(|b| b.len() > 44 && u32::from_le_bytes([b[40], b[41], b[42], b[43]]) > 0)
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1249,6 +1249,62 @@ impl SessionDescription {
         answer
     }
 
+    /// Adds the codecs the switch can transcode to (`PCMU`, `PCMA`) and
+    /// `telephone-event/8000` to the first audio m-line of an offer, after
+    /// what is already there, when they are missing: the far end may then
+    /// pick a codec the original offerer did not offer, and the switch
+    /// converts. Static payload types (0, 8) are used when free; the
+    /// telephone-event takes 101 or the first free dynamic type.
+    pub fn add_transcodable_codecs(&mut self) {
+        let Some(m) = self
+            .media
+            .iter_mut()
+            .find(|m| m.media == "audio" && m.is_enabled() && !m.is_secure())
+        else {
+            return;
+        };
+        if !m.proto.starts_with("RTP/") {
+            return;
+        }
+        let codecs = m.codecs();
+        let has = |name: &str| {
+            codecs
+                .iter()
+                .any(|c| c.encoding.eq_ignore_ascii_case(name) && c.clock_rate == 8000)
+        };
+        let taken = |m: &MediaDescription, pt: u8| m.formats.iter().any(|f| f == &pt.to_string());
+        let add = |m: &mut MediaDescription, pt: u8, name: &str, fmtp: Option<&str>| {
+            m.formats.push(pt.to_string());
+            m.attributes.push(Attribute::Rtpmap(Rtpmap {
+                payload_type: pt,
+                encoding: name.to_string(),
+                clock_rate: 8000,
+                channels: None,
+            }));
+            if let Some(p) = fmtp {
+                m.attributes.push(Attribute::Fmtp(Fmtp {
+                    format: pt.to_string(),
+                    parameters: p.to_string(),
+                }));
+            }
+        };
+        for (pt, name) in [(0u8, "PCMU"), (8, "PCMA")] {
+            if !has(name) && !taken(m, pt) {
+                add(m, pt, name, None);
+            }
+        }
+        if !has("telephone-event") {
+            if let Some(pt) = std::iter::once(101u8)
+                .chain(96..=127)
+                .find(|&pt| !taken(m, pt))
+            {
+                add(m, pt, "telephone-event", Some("0-16"));
+            }
+        }
+        // Attributes after the rtpmaps (ptime, direction) stay valid where
+        // they are: SDP does not order a= lines of one m-line.
+    }
+
     fn answer_media(
         &self,
         index: usize,
@@ -1439,6 +1495,34 @@ a=label:1\r\n\
 a=ssrc:1372948531 cname:4f2a6c\r\n\
 a=rtcp-rsize\r\n\
 a=ptime:20\r\n";
+
+    #[test]
+    fn transcodable_codecs_are_added_once_after_the_offered_ones() {
+        let mut sdp = SessionDescription::parse(SIPP).unwrap();
+        sdp.add_transcodable_codecs();
+        let names: Vec<(u8, String)> = sdp
+            .codecs(0)
+            .into_iter()
+            .map(|c| (c.payload_type, c.encoding))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (0, "PCMU".to_string()),
+                (8, "PCMA".to_string()),
+                (101, "telephone-event".to_string())
+            ]
+        );
+        let again = sdp.to_string();
+        let mut twice = SessionDescription::parse(&again).unwrap();
+        twice.add_transcodable_codecs();
+        assert_eq!(twice.to_string(), again, "idempotent");
+        // baresip offers both and an event already: nothing changes.
+        let mut b = SessionDescription::parse(BARESIP).unwrap();
+        let before = b.to_string();
+        b.add_transcodable_codecs();
+        assert_eq!(b.to_string(), before);
+    }
 
     const WEBRTC: &str = "v=0\r\n\
 o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\

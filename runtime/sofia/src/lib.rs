@@ -75,6 +75,8 @@ pub struct Shared {
     media: OnceLock<MediaEngine>,
     /// The address written into SDP.
     pub media_ip: IpAddr,
+    /// MEDIA_TIMEOUT after this long without RTP on an answered call.
+    pub rtp_timeout: Option<std::time::Duration>,
     /// Every SIP leg's SDP and relay, by channel UUID.
     pub legs: Mutex<HashMap<String, LegSdp>>,
     /// B-leg UUID -> its originator's UUID.
@@ -281,7 +283,7 @@ impl Sofia {
         sip: SipSettings,
         default_domain: String,
         retry_after: u32,
-        media_ip: IpAddr,
+        media: &settings::MediaSettings,
     ) -> Arc<Sofia> {
         Arc::new(Sofia {
             shared: Arc::new(Shared {
@@ -290,7 +292,9 @@ impl Sofia {
                 retry_after,
                 location: OnceLock::new(),
                 media: OnceLock::new(),
-                media_ip,
+                media_ip: media.ip,
+                rtp_timeout: (media.rtp_timeout_s > 0)
+                    .then(|| std::time::Duration::from_secs(media.rtp_timeout_s as u64)),
                 legs: Mutex::new(HashMap::new()),
                 originator_of: Mutex::new(HashMap::new()),
                 peer_of: Mutex::new(HashMap::new()),

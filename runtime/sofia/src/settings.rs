@@ -101,6 +101,10 @@ pub struct MediaSettings {
     pub port_max: u16,
     /// Media worker threads; 0 = one per CPU.
     pub workers: usize,
+    /// Hang up an answered call that has received no RTP or RTCP for this
+    /// many seconds (MEDIA_TIMEOUT); 0 = never. Not counted while the phone
+    /// has the call on hold.
+    pub rtp_timeout_s: u32,
 }
 
 impl Default for MediaSettings {
@@ -110,6 +114,7 @@ impl Default for MediaSettings {
             port_min: 16384,
             port_max: 32767,
             workers: 0,
+            rtp_timeout_s: 300,
         }
     }
 }

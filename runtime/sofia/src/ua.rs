@@ -84,6 +84,8 @@ pub enum Cmd {
     /// MESSAGE) into call `call`'s dialog; its final response goes back as
     /// [`Cmd::Respond`] for transaction `TxId` on the given sender.
     Relay(u64, Box<Message>, mpsc::UnboundedSender<Cmd>, TxId),
+    /// Call `call`'s media stopped arriving: hang up with MEDIA_TIMEOUT.
+    MediaTimeout(u64),
     /// Dial a new outbound leg.
     Dial(
         Box<OutgoingRequest>,
@@ -141,14 +143,40 @@ impl ChannelMedia for SipMedia {
     fn stop(&self) {
         let _ = self.shared.media().stop_app(&self.leg);
     }
+    fn record(
+        &self,
+        path: &std::path::Path,
+        legs: dialtone_core::routing::RecordLegs,
+        limit: Option<Duration>,
+    ) -> Result<(), String> {
+        use dialtone_core::routing::RecordLegs;
+        use dialtone_media::Channels;
+        let channels = match legs {
+            RecordLegs::Caller => Channels::Received,
+            RecordLegs::Callee => Channels::Sent,
+            RecordLegs::Both => Channels::Both,
+        };
+        self.shared
+            .media()
+            .record(&self.leg, path, channels, limit)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Media events of a leg onto its channel's event stream. Runs on a media
 /// worker: `try_send` never blocks it; a channel too far behind to take a
 /// digit loses it (and the log says so).
-fn leg_listener(events: mpsc::Sender<RemoteEvent>) -> Listener {
+fn leg_listener(
+    events: mpsc::Sender<RemoteEvent>,
+    cmds: mpsc::UnboundedSender<Cmd>,
+    call: u64,
+) -> Listener {
     Arc::new(move |ev| {
         let ev = match ev {
+            LegEvent::MediaTimeout => {
+                let _ = cmds.send(Cmd::MediaTimeout(call));
+                return;
+            }
             LegEvent::Dtmf { digit, duration_ms } => RemoteEvent::Dtmf {
                 digit,
                 duration_ms,
@@ -161,6 +189,23 @@ fn leg_listener(events: mpsc::Sender<RemoteEvent>) -> Listener {
         if let Err(mpsc::error::TrySendError::Full(ev)) = events.try_send(ev) {
             tracing::warn!(?ev, "channel event queue full; media event dropped");
         }
+    })
+}
+
+/// Whether the codec the far end answered with (`answer`'s first on its
+/// first m-line) is one `offer` contains.
+fn offers_answered_codec(offer: &SessionDescription, answer: &SessionDescription) -> bool {
+    // The first codec that carries audio: an answer may list
+    // telephone-event (or comfort noise) first.
+    let Some(chosen) = answer.codecs(0).into_iter().find(|c| {
+        !["telephone-event", "CN", "red", "ulpfec"]
+            .iter()
+            .any(|n| c.encoding.eq_ignore_ascii_case(n))
+    }) else {
+        return true;
+    };
+    offer.codecs(0).iter().any(|c| {
+        c.encoding.eq_ignore_ascii_case(&chosen.encoding) && c.clock_rate == chosen.clock_rate
     })
 }
 
@@ -997,7 +1042,10 @@ impl ProfileCore {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (ev_tx, ev_rx) = mpsc::channel(16);
         let engine = self.shared.media();
-        let _ = engine.set_listener(&media, leg_listener(ev_tx.clone()));
+        let _ = engine.set_listener(
+            &media,
+            leg_listener(ev_tx.clone(), self.cmds_tx.clone(), id),
+        );
         if let Some(offer) = &offer {
             let _ = engine.set_format(&media, media_format(offer, true));
         }
@@ -1350,6 +1398,13 @@ impl ProfileCore {
                 &[Some(media.rtp_addr().port())],
                 &mut c.origin,
             );
+            let _ = self
+                .shared
+                .media()
+                .set_format(media, media_format(&answer, false));
+            // Hold stops the phone's RTP: no timeout until it resumes.
+            let timeout = self.shared.rtp_timeout.filter(|_| !offer.is_hold());
+            let _ = self.shared.media().set_rtp_timeout(media, timeout);
             r.headers.push("Content-Type", "application/sdp");
             r.body = answer.to_string().into_bytes();
         }
@@ -1484,6 +1539,7 @@ impl ProfileCore {
                     if let Some(c) = self.calls.get(&id) {
                         let _ = c.events.try_send(RemoteEvent::Answered);
                     }
+                    self.arm_rtp_timeout(id, true);
                 }
             }
             401 | 407 if c.credentials.is_some() && c.auth_tries < 2 => {
@@ -1601,6 +1657,7 @@ impl ProfileCore {
         match cmd {
             Cmd::Control(id, ctl) => self.on_control(id, ctl),
             Cmd::Forget(id) => self.forget(id),
+            Cmd::MediaTimeout(id) => self.on_media_timeout(id),
             Cmd::Respond(tx, r) => self.respond(tx, *r),
             Cmd::MessageDecided(tx, req, from, decision) => {
                 self.on_message_decided(tx, *req, from, decision)
@@ -1694,7 +1751,12 @@ impl ProfileCore {
                         ));
                     }
                 }
+                let answered = code == 200;
+                let on_hold = self.shared.remote_sdp(&c.uuid).is_some_and(|o| o.is_hold());
                 self.respond(tx, r);
+                if answered {
+                    self.arm_rtp_timeout(id, !on_hold);
+                }
             }
             Control::Hangup(cause) => {
                 if c.state == CallState::Early {
@@ -1767,21 +1829,55 @@ impl ProfileCore {
         let own = legs.get(&c.uuid).and_then(|l| l.remote.clone());
         drop(legs);
         let ip = self.shared.media_ip;
-        match (peer_sdp, own) {
-            (Some(peer), _) => Some(
+        let sdp = match (peer_sdp, own) {
+            // The far end picked a codec this phone offered (or this phone
+            // made no offer): its answer passes through, no transcoding.
+            (Some(peer), own) if own.as_ref().is_none_or(|o| offers_answered_codec(o, &peer)) => {
                 peer.rewrite_for_relay(ip, &[port], &mut c.origin)
-                    .to_string(),
-            ),
-            (None, Some(offer)) => Some(
-                offer
-                    .answer_with_codecs(&["PCMU", "PCMA"], ip, &[port], &mut c.origin)
-                    .to_string(),
-            ),
-            (None, None) => port.map(|p| fresh_offer(ip, p, &mut c.origin)),
+            }
+            // It picked one this phone did not offer (the switch added it):
+            // this phone gets its own codec and the relay transcodes.
+            (_, Some(offer)) => {
+                offer.answer_with_codecs(&["PCMU", "PCMA"], ip, &[port], &mut c.origin)
+            }
+            // (With an answer from the far end, the first arm took it.)
+            (_, None) => return port.map(|p| fresh_offer(ip, p, &mut c.origin)),
+        };
+        if let Some(media) = &c.media {
+            let _ = self
+                .shared
+                .media()
+                .set_format(media, media_format(&sdp, false));
         }
+        Some(sdp.to_string())
     }
 
-    fn end_call_with_bye(&mut self, id: u64, _cause: HangupCause) {
+    /// Arms (or, on hold, disarms) the call's RTP timeout.
+    fn arm_rtp_timeout(&self, id: u64, armed: bool) {
+        let Some(media) = self.calls.get(&id).and_then(|c| c.media.as_ref()) else {
+            return;
+        };
+        let t = self.shared.rtp_timeout.filter(|_| armed);
+        let _ = self.shared.media().set_rtp_timeout(media, t);
+    }
+
+    /// No RTP for the configured time on an answered call: BYE with
+    /// MEDIA_TIMEOUT, and the channel learns that cause.
+    fn on_media_timeout(&mut self, id: u64) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if c.state != CallState::Answered {
+            return;
+        }
+        tracing::info!(uuid = %c.uuid, "no RTP from the phone: hanging up with MEDIA_TIMEOUT");
+        let _ = c
+            .events
+            .try_send(RemoteEvent::Hangup(HangupCause::MediaTimeout));
+        self.end_call_with_bye(id, HangupCause::MediaTimeout);
+    }
+
+    fn end_call_with_bye(&mut self, id: u64, cause: HangupCause) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1796,6 +1892,11 @@ impl ProfileCore {
         let Some((bye, peer)) = self.dialog_request(id, Method::Bye) else {
             return self.forget(id);
         };
+        let mut bye = bye;
+        bye.headers.push(
+            "Reason",
+            format!("Q.850;cause={};text=\"{}\"", cause.code(), cause.name()),
+        );
         match self.send_request(bye, peer) {
             Some(t) => {
                 self.by_tx.insert(t, id);
@@ -1854,9 +1955,13 @@ impl ProfileCore {
             .as_deref()
             .and_then(|o| self.shared.remote_sdp(o))
         {
-            Some(orig) => orig
-                .rewrite_for_relay(ip, &[Some(port)], &mut origin)
-                .to_string(),
+            Some(orig) => {
+                // The far end may also pick a codec the caller did not
+                // offer: the relay transcodes G.711 and L16.
+                let mut offer = orig.rewrite_for_relay(ip, &[Some(port)], &mut origin);
+                offer.add_transcodable_codecs();
+                offer.to_string()
+            }
             None => fresh_offer(ip, port, &mut origin),
         };
         let call_id = format!("{}@dialtone", uuid_like());
@@ -1897,10 +2002,10 @@ impl ProfileCore {
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = offer.into_bytes();
         let (ev_tx, ev_rx) = mpsc::channel(16);
-        let _ = self
-            .shared
-            .media()
-            .set_listener(&media, leg_listener(ev_tx.clone()));
+        let _ = self.shared.media().set_listener(
+            &media,
+            leg_listener(ev_tx.clone(), self.cmds_tx.clone(), id),
+        );
         let call = Call {
             id,
             uuid: req.uuid.clone(),

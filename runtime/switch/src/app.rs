@@ -118,7 +118,7 @@ impl App {
             config.sip.clone(),
             config.switch.default_domain.clone(),
             config.limits.retry_after_s,
-            config.media.ip,
+            &config.media,
         );
         endpoints.register(sofia.clone());
         let switch = Switch::new(

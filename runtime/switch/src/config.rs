@@ -942,7 +942,13 @@ fn read_media(root: &Table<'_>) -> Result<MediaSettings, ConfigError> {
         return Ok(m);
     };
     let t = t.table()?;
-    t.check_keys(&["rtp_ip", "rtp_port_min", "rtp_port_max", "workers"])?;
+    t.check_keys(&[
+        "rtp_ip",
+        "rtp_port_min",
+        "rtp_port_max",
+        "workers",
+        "rtp_timeout_s",
+    ])?;
     if let Some(f) = t.get("rtp_ip") {
         let s = f.nonempty_str()?;
         m.ip = s
@@ -960,6 +966,9 @@ fn read_media(root: &Table<'_>) -> Result<MediaSettings, ConfigError> {
     }
     if let Some(f) = t.get("workers") {
         m.workers = f.int_u32(0, 256)? as usize;
+    }
+    if let Some(f) = t.get("rtp_timeout_s") {
+        m.rtp_timeout_s = f.int_u32(0, 86_400)?;
     }
     Ok(m)
 }

@@ -24,6 +24,15 @@
 //! during the call each phone has its one TLS connection to the switch (the
 //! switch reached B over the connection B opened).
 //!
+//! A call to `9178` (answer, record both sides, echo) leaves a stereo WAV
+//! in the switch's recordings directory with the caller's tone on the left
+//! and its echo on the right.
+//!
+//! A third run has B speak only PCMA while A speaks only PCMU: the switch
+//! offers B the codecs it can convert to, answers A in A's own codec, and
+//! the relay transcodes each packet; each phone must still hear the other's
+//! tone within 2 %, and tshark must see PCMU on A's side and PCMA on B's.
+//!
 //! Needs baresip, sox, tshark, openssl and python3
 //! (`scripts/install-peers.sh`), and the right to capture on `lo` (root or
 //! CAP_NET_RAW). The two tests take turns: each relays two phones' audio on
@@ -377,6 +386,8 @@ struct Stream {
     src_port: u16,
     dst_port: u16,
     ssrc: String,
+    /// tshark's payload name (`g711U`, `g711A`, ...).
+    payload: String,
     packets: u64,
     lost: String,
 }
@@ -396,6 +407,7 @@ fn parse_streams(out: &str) -> Vec<Stream> {
                 src_port: f[3].parse().ok()?,
                 dst_port: f[5].parse().ok()?,
                 ssrc: f[6].to_string(),
+                payload: f[7].to_string(),
                 packets: f[pct - 2].parse().ok()?,
                 lost: f[pct - 1].to_string(),
             })
@@ -426,6 +438,8 @@ fn assert_tone(wav: &Path, hz: u32, who: &str) -> String {
 /// One run's ports: the switch's base SIP port and RTP range start, and
 /// each phone's SIP port, RTP range and ctrl_tcp port.
 struct Ports {
+    /// B's only codec (A's is PCMU): `PCMA` makes the switch transcode.
+    b_codec: &'static str,
     switch: u16,
     switch_rtp: u16,
     a: (u16, (u16, u16), u16),
@@ -514,6 +528,7 @@ fn two_baresip_phones_call_through_the_switch_with_audio_both_ways() {
     audio_call(
         false,
         Ports {
+            b_codec: "PCMU",
             switch: 5500,
             switch_rtp: 22400,
             a: (5520, (22700, 22710), 5524),
@@ -527,10 +542,25 @@ fn the_same_call_over_tls_with_a_certificate_the_test_makes() {
     audio_call(
         true,
         Ports {
+            b_codec: "PCMU",
             switch: 5540,
             switch_rtp: 23000,
             a: (5560, (23300, 23310), 5564),
             b: (5570, (23320, 23330), 5574),
+        },
+    );
+}
+
+#[test]
+fn a_pcmu_phone_and_a_pcma_phone_hear_each_other_through_transcoding() {
+    audio_call(
+        false,
+        Ports {
+            b_codec: "PCMA",
+            switch: 5580,
+            switch_rtp: 26000,
+            a: (5590, (26300, 26310), 5594),
+            b: (5596, (26320, 26330), 5599),
         },
     );
 }
@@ -587,11 +617,11 @@ fn audio_call(tls: bool, ports: Ports) {
         ("udp", sw.internal)
     };
     let outbound = format!("outbound=\"sip:127.0.0.1:{proxy_port};transport={transport}\"");
-    let acct = |user: &str, extra: &str| {
+    let acct = |user: &str, codec: &str, extra: &str| {
         let aor_params = if tls { ";transport=tls" } else { "" };
         format!(
             "<sip:{user}@dialtone.local{aor_params}>;auth_user={user};auth_pass=1234;{outbound};\
-             regint=60;audio_codecs=PCMU{extra}"
+             regint=60;audio_codecs={codec}{extra}"
         )
     };
     // The phones trust the test's CA for the switch's certificate.
@@ -606,7 +636,7 @@ fn audio_call(tls: bool, ports: Ports) {
         ports.b.1,
         ports.b.2,
         &tone_b,
-        &acct("1001", ";answermode=auto"),
+        &acct("1001", ports.b_codec, ";answermode=auto"),
         40,
         ca_line.as_deref(),
     );
@@ -617,7 +647,7 @@ fn audio_call(tls: bool, ports: Ports) {
         ports.a.1,
         ports.a.2,
         &tone_a,
-        &acct("1000", ""),
+        &acct("1000", "PCMU", ""),
         40,
         ca_line.as_deref(),
     );
@@ -715,20 +745,16 @@ fn audio_call(tls: bool, ports: Ports) {
         "tshark did not stop on SIGINT"
     );
 
-    // Audio: each phone decoded the other one's tone.
-    let heard_b = assert_tone(&b.decoded(), 440, "B (1001)");
-    let heard_a = assert_tone(&a.decoded(), 1000, "A (1000)");
-    eprintln!("B decoded {heard_b} Hz, A decoded {heard_a} Hz");
-
     // RTP: A→switch, switch→B, B→switch, switch→A, each relayed in full.
     let out = run(
-        Command::new("tshark").arg("-r").arg(&pcap).args([
-            "-o",
-            "rtp.heuristic_rtp:TRUE",
-            "-q",
-            "-z",
-            "rtp,streams",
-        ]),
+        // Decoded as RTP by port too: heuristics alone lose to dissectors
+        // that own a port (tshark reads UDP 26000 as Quake).
+        Command::new("tshark")
+            .arg("-r")
+            .arg(&pcap)
+            .arg("-d")
+            .arg(format!("udp.port=={}-{},rtp", sw.rtp.0, sw.rtp.1))
+            .args(["-o", "rtp.heuristic_rtp:TRUE", "-q", "-z", "rtp,streams"]),
         "tshark -z rtp,streams",
     );
     let streams = parse_streams(&out);
@@ -753,6 +779,21 @@ fn audio_call(tls: bool, ports: Ports) {
         in_sw(s.src_port) && in_range(s.dst_port, a.rtp)
     });
     assert_eq!(streams.len(), 4, "want 4 RTP streams:\n{out}");
+    // Each phone sends and receives its own codec; with B on PCMA the
+    // switch converts both ways.
+    let b_payload = if ports.b_codec == "PCMA" {
+        "g711A"
+    } else {
+        "g711U"
+    };
+    for (st, want) in [
+        (a_sw, "g711U"),
+        (sw_a, "g711U"),
+        (b_sw, b_payload),
+        (sw_b, b_payload),
+    ] {
+        assert_eq!(st.payload, want, "{st:?}\n{out}");
+    }
     for (from, to, what) in [(a_sw, sw_b, "A→B"), (b_sw, sw_a, "B→A")] {
         // 50 packets/s: about 5 s of talk, give or take setup.
         assert!(from.packets >= 150, "{what}: only {from:?} sent\n{out}");
@@ -763,6 +804,11 @@ fn audio_call(tls: bool, ports: Ports) {
             to.packets
         );
     }
+    // Audio: each phone decoded the other one's tone.
+    let heard_b = assert_tone(&b.decoded(), 440, "B (1001)");
+    let heard_a = assert_tone(&a.decoded(), 1000, "A (1000)");
+    eprintln!("B decoded {heard_b} Hz, A decoded {heard_a} Hz");
+
     eprintln!(
         "RTP {} sockets during the call; A→sw {} ({}), sw→B {} ({}), B→sw {} ({}), sw→A {} ({})",
         during,
@@ -785,4 +831,98 @@ fn audio_call(tls: bool, ports: Ports) {
     drop(a);
     drop(b);
     eprintln!("done after {:?}", t0.elapsed());
+}
+
+/// `9178` in the default dialplan: answer, record both sides, echo. A
+/// baresip phone sends a 440 Hz tone for a few seconds; the switch's WAV
+/// must hold it on the left (the caller) and its echo on the right (what
+/// the caller hears), as stereo 8 kHz.
+#[test]
+fn a_call_to_9178_is_recorded_in_stereo_on_the_switch() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    require_tools();
+    let work = Work(Some(tempfile::tempdir().unwrap()));
+    let w = work.path();
+    let sw = Running::start(5610, 26400);
+    let tone = w.join("tone440.wav");
+    sox_tone(&tone, 440, 20);
+    let outbound = format!("outbound=\"sip:127.0.0.1:{};transport=udp\"", sw.internal);
+    let account = format!(
+        "<sip:1000@dialtone.local>;auth_user=1000;auth_pass=1234;{outbound};regint=60;audio_codecs=PCMU"
+    );
+    let mut a = Phone::start(
+        "a",
+        w,
+        5620,
+        (26700, 26710),
+        5624,
+        &tone,
+        &account,
+        30,
+        None,
+    );
+    a.wait_registered("1000@dialtone.local", "UDP");
+    let mut ctrl = Ctrl::connect("a", a.ctrl_port);
+    let r = ctrl.command("dial", "sip:9178@dialtone.local");
+    assert_eq!(r["ok"], true, "dial refused: {r}");
+    assert!(
+        ctrl.wait_event("CALL_ESTABLISHED", Duration::from_secs(15))
+            .is_some(),
+        "call to 9178 not established\n{}\nswitch:\n{}",
+        a.log(),
+        sw.log_tail()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let r = ctrl.command("hangup", "");
+    assert_eq!(r["ok"], true, "hangup refused: {r}");
+    ctrl.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    let _ = ctrl.command("quit", "");
+    if !a.proc_.wait_exit(Duration::from_secs(10)) {
+        a.proc_.stop("TERM", Duration::from_secs(5));
+    }
+
+    // The recording: var/recordings/<tenant>/9178-<uuid>.wav in the
+    // switch's directory, completed when the call's media was released.
+    let dir = sw._dir.path().join("var/recordings/dialtone.local");
+    let mut wav = None;
+    let end = Instant::now() + Duration::from_secs(10);
+    while wav.is_none() && Instant::now() < end {
+        wav = std::fs::read_dir(&dir).ok().and_then(|mut d| {
+            d.find_map(|e| {
+                let p = e.ok()?.path();
+                let name = p.file_name()?.to_str()?.to_string();
+                let done = std::fs::read(&p).ok().is_some_and(|b| {
+                    b.len() > 44 && u32::from_le_bytes([b[40], b[41], b[42], b[43]]) > 0
+                });
+                (name.starts_with("9178-") && name.ends_with(".wav") && done).then_some(p)
+            })
+        });
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wav = wav.unwrap_or_else(|| {
+        panic!(
+            "no completed recording in {}\nswitch:\n{}",
+            dir.display(),
+            sw.log_tail()
+        )
+    });
+    let bytes = std::fs::read(&wav).unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[22], bytes[23]]), 2, "stereo");
+    let seconds = (bytes.len() - 44) as f64 / 4.0 / 8000.0;
+    assert!(
+        (3.5..=7.0).contains(&seconds),
+        "{seconds} s recorded of a ~5 s call"
+    );
+    let right = w.join("right.wav");
+    run(
+        Command::new("sox")
+            .arg(&wav)
+            .arg(&right)
+            .args(["remix", "2"]),
+        "sox remix",
+    );
+    let left = assert_tone(&wav, 440, "the recording's left channel (the caller)");
+    let heard = assert_tone(&right, 440, "the recording's right channel (the echo)");
+    eprintln!("recorded {seconds:.2} s: left {left} Hz, right {heard} Hz");
+    sw.assert_no_leaks();
 }

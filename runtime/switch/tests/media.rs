@@ -41,6 +41,7 @@ fn tool(name: &str) {
 struct Capture {
     child: Child,
     file: PathBuf,
+    rtp: (u16, u16),
 }
 
 impl Capture {
@@ -57,7 +58,7 @@ impl Capture {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("tshark");
-        let mut c = Capture { child, file };
+        let mut c = Capture { child, file, rtp };
         let end = Instant::now() + Duration::from_secs(15);
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -86,6 +87,8 @@ impl Capture {
         let out = Command::new("tshark")
             .arg("-r")
             .arg(&self.file)
+            .arg("-d")
+            .arg(format!("udp.port=={}-{},rtp", self.rtp.0, self.rtp.1))
             .args([
                 "-o",
                 "rtp.heuristic_rtp:TRUE",
@@ -328,5 +331,81 @@ fn the_ivr_routes_by_the_digit_the_caller_presses() {
     for w in same.windows(2) {
         assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "sequence continuity");
     }
+    sw.assert_no_leaks();
+}
+
+#[test]
+fn an_answered_call_without_rtp_is_hung_up_with_media_timeout() {
+    let (_turn, work) = setup();
+    let sw = Running::start_edited(
+        tempfile::tempdir().unwrap(),
+        5940,
+        25800,
+        "",
+        "",
+        &[("rtp_timeout_s = 300", "rtp_timeout_s = 2")],
+    );
+    let trace = work.path().join("msgs.log");
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .arg("40")
+        .arg("sipp")
+        .arg("-sf")
+        .arg(repo().join("tests/sip/sipp/uac_auth_expect_bye.xml"))
+        .arg(format!("127.0.0.1:{}", sw.internal))
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "5950",
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            "25990",
+        ])
+        .args([
+            "-s",
+            "9196",
+            "-key",
+            "caller",
+            "1000",
+            "-key",
+            "domain",
+            "dialtone.local",
+        ])
+        .args(["-au", "1000", "-ap", "1234", "-auth_uri"])
+        .arg(format!("9196@127.0.0.1:{}", sw.internal))
+        .args([
+            "-m",
+            "1",
+            "-nostdin",
+            "-recv_timeout",
+            "15000",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+        ])
+        .arg("-trace_msg")
+        .arg("-message_file")
+        .arg(&trace)
+        .current_dir(work.path())
+        .output()
+        .expect("sipp");
+    let took = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the switch did not end the silent call:\n{}{}\nswitch:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        sw.log_tail()
+    );
+    // Two seconds of silence (checked once a second), not at once.
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    let msgs = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        msgs.contains("Reason: Q.850;cause=804;text=\"MEDIA_TIMEOUT\""),
+        "BYE without the MEDIA_TIMEOUT reason:\n{msgs}"
+    );
     sw.assert_no_leaks();
 }
