@@ -86,12 +86,34 @@
 //! is reported once to the leg's [`Listener`] as a [`LegEvent::Dtmf`]; a
 //! prompt's end is reported as [`LegEvent::PlayDone`].
 //!
+//! # Transcoding, recording, timeouts
+//!
+//! Bridged legs whose [`Format`]s differ are transcoded on the relay path,
+//! in place: G.711 μ-law and A-law by one table lookup a byte, L16 widened
+//! or narrowed; telephone-event payload types are renumbered. A leg can be
+//! recorded ([`MediaEngine::record`], see [`record`]) whatever it does:
+//! the worker decodes and queues 20 ms chunks to the recording's writer
+//! thread and never touches the file. A leg with an RTP timeout
+//! ([`MediaEngine::set_rtp_timeout`]) reports [`LegEvent::MediaTimeout`]
+//! once nothing has arrived for that long; the worker reads the clock once
+//! per wake-up, not per packet.
+//!
+//! # Statistics and RTCP
+//!
+//! Every leg keeps RFC 3550 reception statistics of the phone's RTP (loss
+//! from sequence numbers, interarrival jitter), published once a second in
+//! its [`LegStats`] ([`LegStats::reception`]). A leg whose media the engine
+//! terminates (an echo, a prompt) gets a compound RTCP report from the
+//! engine every 5 s: an SR when it played RTP, else an RR, with the
+//! report block (LSR/DLSR from the phone's last SR) and an SDES CNAME.
+//! Bridged legs carry the phones' own RTCP end to end.
+//!
 //! # Not done yet
 //!
-//! Transcoding between bridged legs, recording, a jitter buffer, RTP
-//! timeouts, SRTP, RTCP generation and stricter latching. The relay uses
-//! one `recvfrom`/`sendto` per packet; batching with
-//! `recvmmsg`/`sendmmsg` is not done. Linux only (epoll, eventfd).
+//! A jitter buffer on the decoding paths (recording takes packets in
+//! arrival order), SRTP and stricter latching. The relay uses one
+//! `recvfrom`/`sendto` per packet; batching with `recvmmsg`/`sendmmsg` is
+//! not done. Linux only (epoll, eventfd).
 
 #![deny(missing_docs)]
 
@@ -101,6 +123,7 @@ mod error;
 pub mod ports;
 pub mod prompt;
 pub mod record;
+pub mod rtcp;
 pub mod rtp;
 mod stats;
 mod sys;
@@ -113,4 +136,4 @@ pub use error::{LegId, MediaError};
 pub use ports::{PortAllocator, PortLease, RtpPorts};
 pub use prompt::{Prompt, PromptError};
 pub use record::{Channels, Recording};
-pub use stats::{LegCounters, LegStats, Stream, StreamCounters};
+pub use stats::{LegCounters, LegStats, Reception, Stream, StreamCounters};

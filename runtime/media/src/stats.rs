@@ -36,6 +36,9 @@ const FIELDS: usize = 5;
 pub struct LegStats {
     counters: [AtomicU64; 2 * FIELDS],
     relaying: AtomicBool,
+    /// RFC 3550 reception statistics of the phone's RTP, published by the
+    /// owning worker once a second: expected, lost (signed), jitter.
+    reception: [AtomicU64; 3],
 }
 
 /// Counters of one stream (RTP or RTCP) of a leg.
@@ -54,6 +57,17 @@ pub struct StreamCounters {
     /// bridged, the bridged leg had no destination yet (no SDP address and
     /// nothing latched), or the send failed (socket buffer full).
     pub packets_dropped: u64,
+}
+
+/// RFC 3550 reception statistics of a leg's incoming RTP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reception {
+    /// Packets expected (highest sequence number minus the first, plus one).
+    pub expected: u64,
+    /// Expected minus received (negative with duplicates).
+    pub lost: i64,
+    /// Interarrival jitter, in RTP timestamp units (1/8 ms at 8 kHz).
+    pub jitter: u32,
 }
 
 /// A snapshot of both streams of a leg.
@@ -85,6 +99,23 @@ impl LegStats {
             bytes_sent: get(SENT_BYTES),
             packets_dropped: get(DROPPED),
         }
+    }
+
+    /// Reception statistics of the phone's RTP (RFC 3550), as of the
+    /// owning worker's last once-a-second update.
+    pub fn reception(&self) -> Reception {
+        let get = |i: usize| self.reception[i].load(Ordering::Relaxed);
+        Reception {
+            expected: get(0),
+            lost: get(1) as i64,
+            jitter: get(2) as u32,
+        }
+    }
+
+    pub(crate) fn set_reception(&self, expected: u64, lost: i64, jitter: u32) {
+        self.reception[0].store(expected, Ordering::Relaxed);
+        self.reception[1].store(lost as u64, Ordering::Relaxed);
+        self.reception[2].store(jitter as u64, Ordering::Relaxed);
     }
 
     /// True while the leg's worker relays its packets to a bridged leg: the

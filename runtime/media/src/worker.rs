@@ -12,6 +12,7 @@ use crate::engine::{lock, App, Bells, Format, LegEvent, LegIo, Listener, Registr
 use crate::error::LegId;
 use crate::prompt::{Player, FRAME};
 use crate::record::{Recording, Side};
+use crate::rtcp::{self, ReceptionStats, ReportBlock, SenderInfo};
 use crate::rtp::{self, DtmfDetector, TelephoneEvent};
 use crate::sys::{self, Epoll, Event};
 
@@ -104,6 +105,16 @@ fn transcode(buf: &mut [u8], len: usize, from: Format, to: Format) -> usize {
     len
 }
 
+/// The wall clock as a 64-bit NTP timestamp (seconds since 1900).
+fn ntp_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + 2_208_988_800;
+    let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
 /// Readiness reports taken per `epoll_wait`.
 const EVENTS: usize = 256;
 
@@ -130,6 +141,15 @@ struct Slot {
     /// The timeout was reported.
     timed_out: bool,
     recording: Option<Arc<Recording>>,
+    /// Reception statistics of the phone's RTP.
+    rx: ReceptionStats,
+    /// The last SR from the phone: its NTP middle bits and when it came.
+    last_sr: Option<(u32, Instant)>,
+    /// RTP the engine generated for the leg (prompts), for its SRs.
+    generated: (u32, u32),
+    /// When the engine next reports on this leg (while it terminates the
+    /// leg's media).
+    next_report: Option<Instant>,
 }
 
 /// Decodes an RTP packet of the leg's codec and gives it to the leg's
@@ -198,16 +218,25 @@ pub(crate) struct Worker {
     playing: Vec<usize>,
     /// The media clock's next tick, while anything plays.
     next_tick: Option<Instant>,
-    /// Legs with an RTP timeout armed, and when to look at them next.
-    watched: usize,
+    /// The next once-a-second look at every leg (RTP timeouts, statistics,
+    /// RTCP reports), while the worker holds any.
     next_check: Option<Instant>,
+    /// Where arrival times are counted from (RTP timestamp units).
+    epoch: Instant,
     /// The time of the current wake-up (one clock read per wake-up, not
     /// per packet).
     now: Instant,
 }
 
-/// How often the RTP timeouts are looked at.
+/// How often the RTP timeouts, statistics and reports are looked at.
 const TIMEOUT_CHECK: Duration = Duration::from_secs(1);
+
+/// RTCP report interval of legs whose media the engine terminates (RFC
+/// 3550's 5 s minimum).
+const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The CNAME of the engine's RTCP.
+const CNAME: &str = "dialtone";
 
 impl Worker {
     /// Runs on the engine's thread, so setup errors reach the caller.
@@ -224,8 +253,8 @@ impl Worker {
             dirty: Vec::new(),
             playing: Vec::new(),
             next_tick: None,
-            watched: 0,
             next_check: None,
+            epoch: Instant::now(),
             now: Instant::now(),
         })
     }
@@ -280,7 +309,7 @@ impl Worker {
                 }
             }
             if self.next_check.is_some_and(|t| self.now >= t) {
-                self.check_timeouts();
+                self.housekeeping();
             }
         }
         for slot in self.slots.iter().flatten() {
@@ -319,6 +348,11 @@ impl Worker {
             leg.io.latched[stream] = Some(src);
             let peer = leg.peer;
             if stream == 0 {
+                if let Some(h) = rtp::Header::parse(&buf[..len]) {
+                    let arrival =
+                        (now.duration_since(self.epoch).as_micros() as u64 * 8 / 1000) as u32;
+                    leg.rx.update(h.ssrc, h.sequence, h.timestamp, arrival);
+                }
                 if let Some(ev_pt) = leg.format.event_payload_type {
                     Self::detect(leg, ev_pt, &buf[..len]);
                 }
@@ -337,6 +371,11 @@ impl Worker {
                 }
             }
 
+            if stream == 1 {
+                if let Some(mid) = rtcp::sender_report_ntp_middle(&buf[..len]) {
+                    leg.last_sr = Some((mid, now));
+                }
+            }
             let in_format = leg.format;
             let slots = &self.slots;
             let Some(leg) = slots[slot].as_ref() else {
@@ -371,10 +410,16 @@ impl Worker {
         }
     }
 
-    /// Report each armed leg that has heard nothing for its timeout.
-    fn check_timeouts(&mut self) {
+    /// Once a second: publish each leg's reception statistics, report the
+    /// armed legs that have heard nothing for their timeout, and send the
+    /// RTCP reports that are due.
+    fn housekeeping(&mut self) {
         let now = self.now;
+        let mut buf = [0u8; 256];
         for leg in self.slots.iter_mut().flatten() {
+            leg.io
+                .stats
+                .set_reception(leg.rx.expected(), leg.rx.lost(), leg.rx.jitter());
             if let Some(t) = leg.rtp_timeout {
                 if !leg.timed_out && now.duration_since(leg.last_rx) >= t {
                     leg.timed_out = true;
@@ -384,8 +429,61 @@ impl Worker {
                     }
                 }
             }
+            let terminated = leg.peer.is_none() && !matches!(leg.app, SlotApp::Idle);
+            if !terminated {
+                leg.next_report = None;
+                continue;
+            }
+            match leg.next_report {
+                None => leg.next_report = Some(now + REPORT_INTERVAL),
+                Some(t) if now >= t => {
+                    leg.next_report = Some(now + REPORT_INTERVAL);
+                    Self::report(leg, now, &mut buf);
+                }
+                Some(_) => {}
+            }
         }
-        self.next_check = (self.watched > 0).then(|| now + TIMEOUT_CHECK);
+        self.next_check = (!self.by_id.is_empty()).then(|| now + TIMEOUT_CHECK);
+    }
+
+    /// One compound RTCP report for a leg whose media the engine
+    /// terminates: SR if it generated RTP (prompts), else RR.
+    fn report(leg: &mut Slot, now: Instant, buf: &mut [u8]) {
+        let Some(dest) = leg.io.latched[1].or(leg.io.remote[1]) else {
+            return;
+        };
+        let block = (leg.rx.received() > 0).then(|| {
+            let (lsr, dlsr) = match leg.last_sr {
+                Some((mid, at)) => (
+                    mid,
+                    (now.duration_since(at).as_micros() as u64 * 65536 / 1_000_000) as u32,
+                ),
+                None => (0, 0),
+            };
+            ReportBlock {
+                ssrc: leg.rx.ssrc(),
+                fraction_lost: leg.rx.take_fraction_lost(),
+                lost: leg.rx.lost() as i32,
+                extended_max: leg.rx.extended_max(),
+                jitter: leg.rx.jitter(),
+                lsr,
+                dlsr,
+            }
+        });
+        let sender = (leg.generated.0 > 0).then(|| SenderInfo {
+            ntp: ntp_now(),
+            rtp_timestamp: leg.out.timestamp,
+            packets: leg.generated.0,
+            octets: leg.generated.1,
+        });
+        let n = rtcp::write_report(buf, leg.out.ssrc, sender, block.as_ref(), CNAME);
+        if n == 0 {
+            return;
+        }
+        match leg.io.sockets[1].send_to(&buf[..n], dest) {
+            Ok(n) => leg.io.stats.sent(1, n),
+            Err(_) => leg.io.stats.dropped(1),
+        }
     }
 
     /// Report RFC 4733 digits in a received RTP packet.
@@ -489,6 +587,9 @@ impl Worker {
         );
         let len = rtp::HEADER_LEN + f.codec.encode(&pcm, &mut buf[rtp::HEADER_LEN..]);
         out.marker = false;
+        leg.generated.0 = leg.generated.0.wrapping_add(1);
+        leg.generated.1 = leg.generated.1.wrapping_add((len - rtp::HEADER_LEN) as u32);
+        let out = &mut leg.out;
         out.sequence = out.sequence.wrapping_add(1);
         out.timestamp = out.timestamp.wrapping_add(FRAME as u32);
         if let Some(dest) = leg.io.latched[0].or(leg.io.remote[0]) {
@@ -621,20 +722,10 @@ impl Worker {
             (None, None) => {}
             _ => leg.recording = d.recording.clone(),
         }
-        let mut watch_change = 0isize;
         if leg.rtp_timeout != d.rtp_timeout {
-            watch_change = d.rtp_timeout.is_some() as isize - leg.rtp_timeout.is_some() as isize;
             leg.rtp_timeout = d.rtp_timeout;
             leg.timed_out = false;
             leg.last_rx = Instant::now();
-        }
-        if watch_change != 0 {
-            self.watched = self.watched.saturating_add_signed(watch_change);
-            if self.watched == 0 {
-                self.next_check = None;
-            } else if self.next_check.is_none() {
-                self.next_check = Some(Instant::now() + TIMEOUT_CHECK);
-            }
         }
         self.apply_app(slot, &d.app, d.app_gen);
         let want = peer.and_then(|p| self.by_id.get(&p).copied());
@@ -705,6 +796,9 @@ impl Worker {
             return Err(e);
         }
         self.by_id.insert(io.id, slot);
+        if self.next_check.is_none() {
+            self.next_check = Some(Instant::now() + TIMEOUT_CHECK);
+        }
         let out = OutStream::new(io.id);
         self.slots[slot] = Some(Slot {
             io,
@@ -719,6 +813,10 @@ impl Worker {
             rtp_timeout: None,
             timed_out: false,
             recording: None,
+            rx: ReceptionStats::default(),
+            last_sr: None,
+            generated: (0, 0),
+            next_report: None,
         });
         Ok(slot)
     }
@@ -730,12 +828,6 @@ impl Worker {
         }
         if self.playing.is_empty() {
             self.next_tick = None;
-        }
-        if leg.rtp_timeout.is_some() {
-            self.watched -= 1;
-            if self.watched == 0 {
-                self.next_check = None;
-            }
         }
         for s in &leg.io.sockets {
             let _ = self.epoll.delete(s.as_raw_fd());

@@ -584,3 +584,59 @@ fn loss_reordering_and_duplicates_do_not_break_the_transcoded_audio() {
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_terminated_leg_sends_receiver_reports_with_loss_jitter_and_lsr() {
+    use dialtone_media::rtcp::{first_report_block, write_report, SenderInfo};
+    let engine = engine(24280, 24299);
+    let leg = engine.allocate().unwrap();
+    let (phone, phone_rtcp) = (Phone::new(LO), Phone::new(LO));
+    engine.echo(&leg).unwrap();
+    // The phone's SR (NTP middle 0x11223344), from its RTCP socket: the
+    // leg latches it there.
+    let mut sr = [0u8; 64];
+    let n = write_report(
+        &mut sr,
+        0x7777,
+        Some(SenderInfo {
+            ntp: 0x0000_1122_3344_0000,
+            rtp_timestamp: 0,
+            packets: 0,
+            octets: 0,
+        }),
+        None,
+        "phone",
+    );
+    phone_rtcp.send(leg.rtcp_addr(), &sr[..n]);
+    // 6 s of RTP, every tenth packet missing.
+    let mut sent = 0;
+    for seq in 0..300u16 {
+        if seq % 10 != 5 {
+            phone.send(leg.rtp_addr(), &rtp(0x7777, seq, 172));
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        while phone.try_recv(Duration::from_millis(1)).is_some() {}
+    }
+    assert_eq!(sent, 270);
+    let mut report = None;
+    while let Some((p, from)) = phone_rtcp.try_recv(Duration::from_millis(1500)) {
+        assert_eq!(from, leg.rtcp_addr());
+        if let Some(b) = first_report_block(&p) {
+            assert_eq!(p[1], 201, "an echo sends receiver reports");
+            report = Some(b);
+        }
+    }
+    let b = report.expect("no RTCP report from the engine within 7.5 s");
+    assert_eq!(b.ssrc, 0x7777);
+    assert_eq!(b.lsr, 0x1122_3344);
+    // Reported within the last 5 s: most of the loss so far, 10 %.
+    assert!(b.lost >= 15 && b.lost <= 30, "{b:?}");
+    assert!((20..=30).contains(&b.fraction_lost), "{b:?}");
+    assert!(b.jitter < 8 * 20, "{b:?}");
+    wait_until("statistics published", || {
+        leg.stats().reception().expected >= 290
+    });
+    let r = leg.stats().reception();
+    assert_eq!(r.lost, r.expected as i64 - 269, "{r:?}");
+}
