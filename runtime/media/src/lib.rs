@@ -25,12 +25,16 @@
 //!   doorbell, an eventfd;
 //! - a slot table of the legs it owns: both non-blocking UDP sockets, the
 //!   SDP and latched destinations, the link to the bridged leg's slot;
-//! - one receive buffer of 64 KiB plus 64 bytes of tailroom (room for an
-//!   SRTP tag later), allocated once when the thread starts.
+//! - receive and send batches for `recvmmsg`/`sendmmsg`: 32 buffers of
+//!   4 KiB (datagrams up to 2 KiB, the rest tailroom for an SRTP tag and
+//!   for widening G.711 to L16 in place), allocated once when the thread
+//!   starts. Larger datagrams arrive truncated and are dropped and
+//!   counted: RTP never comes near that size.
 //!
 //! Its loop is: wait on epoll; if the doorbell rang, apply control changes;
-//! then, for each readable socket, read up to 64 datagrams and send each
-//! out of the bridged leg's socket of the same stream. That relay path takes
+//! then, for each readable socket, read up to two batches of 32 datagrams
+//! (one `recvmmsg` each) and send each batch out of the bridged leg's
+//! socket of the same stream with one `sendmmsg`. That relay path takes
 //! no lock, allocates nothing and makes no cross-thread hop: a leg is
 //! assigned to the least loaded worker when allocated, and when two legs on
 //! different workers are bridged one of them moves to the other's worker,
@@ -111,9 +115,8 @@
 //! # Not done yet
 //!
 //! A jitter buffer on the decoding paths (recording takes packets in
-//! arrival order), SRTP and stricter latching. The relay uses one
-//! `recvfrom`/`sendto` per packet; batching with `recvmmsg`/`sendmmsg` is
-//! not done. Linux only (epoll, eventfd).
+//! arrival order), SRTP and stricter latching. Linux only (epoll, eventfd,
+//! `recvmmsg`/`sendmmsg`).
 
 #![deny(missing_docs)]
 

@@ -14,7 +14,8 @@ use crate::prompt::{Player, FRAME};
 use crate::record::{Recording, Side};
 use crate::rtcp::{self, ReceptionStats, ReportBlock, SenderInfo};
 use crate::rtp::{self, DtmfDetector, TelephoneEvent};
-use crate::sys::{self, Epoll, Event};
+use crate::sys::{self, Epoll, Event, RecvBatch, SendBatch, BATCH};
+use std::os::fd::RawFd;
 
 /// The media clock's period: one frame of every prompt per tick.
 const TICK: Duration = Duration::from_millis(20);
@@ -28,13 +29,9 @@ const MAX_CATCH_UP: u32 = 3;
 /// `slot << 1 | stream`, which never reach this value.
 const WAKE: u64 = u64::MAX;
 
-/// Largest datagram accepted: any UDP payload fits, so nothing is ever
-/// truncated.
-pub(crate) const RECV_MAX: usize = 65536;
-
-/// Room left after the largest datagram, for the SRTP authentication tag
-/// (and MKI) that the next phase appends in place.
-pub(crate) const TAILROOM: usize = 64;
+/// Room for one frame the engine generates (header and up to 60 ms of
+/// L16), with tailroom for an SRTP tag.
+const FRAME_BUF: usize = 2048;
 
 /// Converts one RTP packet in place from the codec and payload types of
 /// the leg it came from to those of the leg it goes to: G.711 μ-law and
@@ -118,10 +115,10 @@ fn ntp_now() -> u64 {
 /// Readiness reports taken per `epoll_wait`.
 const EVENTS: usize = 256;
 
-/// Datagrams read from one socket per readiness report before moving on to
+/// Batches read from one socket per readiness report before moving on to
 /// the next socket; epoll is level-triggered, so a socket with more queued
 /// is reported again on the next round.
-const RECV_BUDGET: usize = 64;
+const RECV_ROUNDS: usize = 2;
 
 struct Slot {
     io: LegIo,
@@ -263,7 +260,8 @@ impl Worker {
     /// closes every socket this worker holds.
     pub(crate) fn run(mut self) {
         let mut events: Vec<Event> = vec![sys::empty_event(); EVENTS];
-        let mut buf = vec![0u8; RECV_MAX + TAILROOM].into_boxed_slice();
+        let mut buf = vec![0u8; FRAME_BUF].into_boxed_slice();
+        let (mut rb, mut sb) = (RecvBatch::new(), SendBatch::new());
         tracing::debug!(worker = self.index, "media worker running");
         loop {
             let wake = match (self.next_tick, self.next_check) {
@@ -299,7 +297,12 @@ impl Worker {
             for ev in ready {
                 let token = sys::token(ev);
                 if token != WAKE {
-                    self.relay((token >> 1) as usize, (token & 1) as usize, &mut buf);
+                    self.relay(
+                        (token >> 1) as usize,
+                        (token & 1) as usize,
+                        &mut rb,
+                        &mut sb,
+                    );
                 }
             }
             if let Some(t) = self.next_tick {
@@ -322,90 +325,110 @@ impl Worker {
         );
     }
 
-    /// Read what is queued on one socket (up to the budget) and forward
-    /// each datagram out of the bridged leg's socket of the same stream.
-    /// No allocation, no lock, no shared write other than the owner-only
+    /// Read what is queued on one socket (up to [`RECV_ROUNDS`] batches of
+    /// [`BATCH`] datagrams, one `recvmmsg` each) and forward each datagram
+    /// out of the bridged leg's socket of the same stream (or, for an echo,
+    /// back out of this one), the whole batch with one `sendmmsg`. No
+    /// allocation, no lock, no shared write other than the owner-only
     /// counters.
     #[inline]
-    fn relay(&mut self, slot: usize, stream: usize, buf: &mut [u8]) {
+    fn relay(&mut self, slot: usize, stream: usize, rb: &mut RecvBatch, sb: &mut SendBatch) {
         let now = self.now;
-        for _ in 0..RECV_BUDGET {
-            let Some(Some(leg)) = self.slots.get_mut(slot) else {
+        for _ in 0..RECV_ROUNDS {
+            let Some(Some(leg)) = self.slots.get(slot) else {
                 return;
             };
-            let (len, src) = match leg.io.sockets[stream].recv_from(&mut buf[..RECV_MAX]) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            let n = match rb.recv(leg.io.sockets[stream].as_raw_fd()) {
+                Ok(0) => return,
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A pending socket error is cleared by reporting it; if more
                 // is queued, level-triggered epoll reports the socket again.
                 Err(_) => return,
             };
-            leg.io.stats.received(stream, len);
-            leg.last_rx = now;
-            // Symmetric RTP: the phone is wherever its latest packet came
-            // from.
-            leg.io.latched[stream] = Some(src);
-            let peer = leg.peer;
-            if stream == 0 {
-                if let Some(h) = rtp::Header::parse(&buf[..len]) {
-                    let arrival =
-                        (now.duration_since(self.epoch).as_micros() as u64 * 8 / 1000) as u32;
-                    leg.rx.update(h.ssrc, h.sequence, h.timestamp, arrival);
-                }
-                if let Some(ev_pt) = leg.format.event_payload_type {
-                    Self::detect(leg, ev_pt, &buf[..len]);
-                }
-                if let Some(rec) = &leg.recording {
-                    tap(rec, Side::Received, now, leg.format, &buf[..len]);
-                }
-                if peer.is_none() && matches!(leg.app, SlotApp::Echo) {
-                    match leg.io.sockets[0].send_to(&buf[..len], src) {
-                        Ok(n) => leg.io.stats.sent(0, n),
-                        Err(_) => leg.io.stats.dropped(0),
+            // Where this batch goes: one socket, with one sendmmsg.
+            let mut out: Option<(RawFd, usize)> = None;
+            for i in 0..n {
+                let (buf, len, src, truncated) = rb.get(i);
+                let Some(Some(leg)) = self.slots.get_mut(slot) else {
+                    return;
+                };
+                leg.io.stats.received(stream, len);
+                let Some(src) = src.filter(|_| !truncated) else {
+                    // Larger than DATAGRAM_MAX (or no source): not RTP.
+                    leg.io.stats.dropped(stream);
+                    continue;
+                };
+                leg.last_rx = now;
+                // Symmetric RTP: the phone is wherever its latest packet
+                // came from.
+                leg.io.latched[stream] = Some(src);
+                let peer = leg.peer;
+                if stream == 0 {
+                    if let Some(h) = rtp::Header::parse(&buf[..len]) {
+                        let arrival =
+                            (now.duration_since(self.epoch).as_micros() as u64 * 8 / 1000) as u32;
+                        leg.rx.update(h.ssrc, h.sequence, h.timestamp, arrival);
+                    }
+                    if let Some(ev_pt) = leg.format.event_payload_type {
+                        Self::detect(leg, ev_pt, &buf[..len]);
                     }
                     if let Some(rec) = &leg.recording {
-                        tap(rec, Side::Sent, now, leg.format, &buf[..len]);
+                        tap(rec, Side::Received, now, leg.format, &buf[..len]);
                     }
-                    continue;
-                }
-            }
-
-            if stream == 1 {
-                if let Some(mid) = rtcp::sender_report_ntp_middle(&buf[..len]) {
-                    leg.last_sr = Some((mid, now));
-                }
-            }
-            let in_format = leg.format;
-            let slots = &self.slots;
-            let Some(leg) = slots[slot].as_ref() else {
-                return;
-            };
-            let sent = match peer.and_then(|p| slots[p].as_ref()) {
-                Some(out) => match out.io.latched[stream].or(out.io.remote[stream]) {
-                    Some(dest) => {
-                        let len = if stream == 0 && in_format != out.format {
-                            transcode(buf, len, in_format, out.format)
-                        } else {
-                            len
-                        };
-                        if let (0, Some(rec)) = (stream, &out.recording) {
-                            tap(rec, Side::Sent, now, out.format, &buf[..len]);
+                    if peer.is_none() && matches!(leg.app, SlotApp::Echo) {
+                        sb.push(buf.as_ptr(), len, src);
+                        out = Some((leg.io.sockets[0].as_raw_fd(), slot));
+                        if let Some(rec) = &leg.recording {
+                            tap(rec, Side::Sent, now, leg.format, &buf[..len]);
                         }
-                        match out.io.sockets[stream].send_to(&buf[..len], dest) {
-                            Ok(n) => {
-                                out.io.stats.sent(stream, n);
-                                true
+                        continue;
+                    }
+                }
+                if stream == 1 {
+                    if let Some(mid) = rtcp::sender_report_ntp_middle(&buf[..len]) {
+                        leg.last_sr = Some((mid, now));
+                    }
+                }
+                let in_format = leg.format;
+                let slots = &self.slots;
+                let Some(leg) = slots[slot].as_ref() else {
+                    return;
+                };
+                let queued = match peer.and_then(|p| slots[p].as_ref().map(|o| (p, o))) {
+                    Some((p, to)) => match to.io.latched[stream].or(to.io.remote[stream]) {
+                        Some(dest) => {
+                            let len = if stream == 0 && in_format != to.format {
+                                transcode(buf, len, in_format, to.format)
+                            } else {
+                                len
+                            };
+                            if let (0, Some(rec)) = (stream, &to.recording) {
+                                tap(rec, Side::Sent, now, to.format, &buf[..len]);
                             }
-                            Err(_) => false,
+                            sb.push(buf.as_ptr(), len, dest);
+                            out = Some((to.io.sockets[stream].as_raw_fd(), p));
+                            true
                         }
-                    }
+                        None => false,
+                    },
                     None => false,
-                },
-                None => false,
-            };
-            if !sent {
-                leg.io.stats.dropped(stream);
+                };
+                if !queued {
+                    leg.io.stats.dropped(stream);
+                }
+            }
+            if let Some((fd, to)) = out.filter(|_| sb.len() > 0) {
+                let slots = &self.slots;
+                if let (Some(Some(from)), Some(Some(to))) = (slots.get(slot), slots.get(to)) {
+                    sb.send(fd, |sent| match sent {
+                        Some(bytes) => to.io.stats.sent(stream, bytes),
+                        None => from.io.stats.dropped(stream),
+                    });
+                }
+            }
+            if n < BATCH {
+                return;
             }
         }
     }
