@@ -97,7 +97,10 @@
 //! or narrowed; telephone-event payload types are renumbered. A leg can be
 //! recorded ([`MediaEngine::record`], see [`record`]) whatever it does:
 //! the worker decodes and queues 20 ms chunks to the recording's writer
-//! thread and never touches the file. A leg with an RTP timeout
+//! thread and never touches the file; the writer's reorder stage (a
+//! jitter buffer of four packets per side) puts them back in sequence
+//! order. Transcoding needs none: G.711 and L16 convert sample for sample,
+//! so each packet is converted as it comes. A leg with an RTP timeout
 //! ([`MediaEngine::set_rtp_timeout`]) reports [`LegEvent::MediaTimeout`]
 //! once nothing has arrived for that long; the worker reads the clock once
 //! per wake-up, not per packet.
@@ -114,8 +117,7 @@
 //!
 //! # Not done yet
 //!
-//! A jitter buffer on the decoding paths (recording takes packets in
-//! arrival order), SRTP and stricter latching. Linux only (epoll, eventfd,
+//! SRTP and stricter latching. Linux only (epoll, eventfd,
 //! `recvmmsg`/`sendmmsg`).
 
 #![deny(missing_docs)]

@@ -7,7 +7,10 @@
 //! bounded queue: the worker never touches the file and never blocks (a
 //! writer that falls behind loses chunks, and says so when it closes).
 //!
-//! Mono recordings take one side in arrival order. Stereo recordings put
+//! The writer first puts each side's chunks back in RTP sequence order (a
+//! reorder stage holding up to four packets, 80 ms, while one is missing;
+//! duplicates and packets older than what was written are dropped). Mono
+//! recordings then take one side in that order. Stereo recordings put
 //! the phone on the left and what it hears on the right, each chunk placed
 //! by its arrival time so the two stay aligned across silences (a gap of
 //! more than 60 ms on one side is filled with silence). The file is a
@@ -48,6 +51,8 @@ pub(crate) enum Side {
 
 pub(crate) struct Chunk {
     side: Side,
+    /// The RTP sequence number it came in, for the reorder stage.
+    seq: Option<u16>,
     /// Arrival, in samples since the recording started.
     at: u64,
     len: u16,
@@ -115,15 +120,20 @@ impl Recording {
         }
     }
 
-    /// Queues samples (at most [`CHUNK`]) heard at `now`; never blocks.
-    pub(crate) fn push(&self, side: Side, now: Instant, pcm: &[i16]) {
+    /// Queues samples heard at `now` from the RTP packet numbered `seq`;
+    /// never blocks.
+    pub(crate) fn push(&self, side: Side, now: Instant, seq: u16, pcm: &[i16]) {
         if !self.wants(side) {
             return;
         }
         let at = now.saturating_duration_since(self.started).as_micros() as u64 * 8 / 1000;
+        // A packet longer than a chunk is split; its parts go through in
+        // order without a sequence number.
+        let seq = (pcm.len() <= CHUNK).then_some(seq);
         for part in pcm.chunks(CHUNK) {
             let mut c = Chunk {
                 side,
+                seq,
                 at,
                 len: part.len() as u16,
                 pcm: [0; CHUNK],
@@ -143,14 +153,78 @@ impl Recording {
 /// Gap on one side, in samples, beyond which silence is inserted.
 const GAP: u64 = 480;
 
+/// Packets the reorder stage holds per side while waiting for a missing
+/// one (80 ms of 20 ms packets): later packets wait for an earlier one that
+/// arrives within this window; one that never comes is skipped.
+const REORDER_DEPTH: usize = 4;
+
+/// The jitter buffer of a recording side: puts chunks back in RTP sequence
+/// order, drops duplicates and packets older than what was written.
+#[derive(Default)]
+struct Reorder {
+    held: Vec<Chunk>,
+    next: Option<u16>,
+}
+
+impl Reorder {
+    fn push(&mut self, c: Chunk, out: &mut dyn FnMut(Chunk) -> io::Result<()>) -> io::Result<()> {
+        let Some(seq) = c.seq else {
+            return out(c);
+        };
+        let next = *self.next.get_or_insert(seq);
+        let ahead = seq.wrapping_sub(next);
+        if ahead >= 0x8000 || self.held.iter().any(|h| h.seq == Some(seq)) {
+            return Ok(());
+        }
+        if ahead as usize > 64 * REORDER_DEPTH {
+            // The sender jumped (a new stream): start over from here.
+            self.finish(out)?;
+            self.next = Some(seq);
+        }
+        self.held.push(c);
+        loop {
+            if let Some(i) = self.held.iter().position(|h| h.seq == self.next) {
+                let c = self.held.swap_remove(i);
+                self.next = self.next.map(|n| n.wrapping_add(1));
+                out(c)?;
+            } else if self.held.len() >= REORDER_DEPTH {
+                // The expected packet is lost: go on from the earliest held.
+                let base = self.next.unwrap_or(0);
+                self.next = self
+                    .held
+                    .iter()
+                    .filter_map(|h| h.seq)
+                    .min_by_key(|s| s.wrapping_sub(base));
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes what is held, in order.
+    fn finish(&mut self, out: &mut dyn FnMut(Chunk) -> io::Result<()>) -> io::Result<()> {
+        let base = self.next.unwrap_or(0);
+        self.held
+            .sort_by_key(|h| h.seq.map_or(0, |s| s.wrapping_sub(base)));
+        for c in self.held.drain(..) {
+            self.next = c.seq.map(|s| s.wrapping_add(1));
+            out(c)?;
+        }
+        Ok(())
+    }
+}
+
 fn write(rx: Receiver<Chunk>, file: File, stereo: bool, max: Option<u64>) -> io::Result<()> {
     let channels: u16 = if stereo { 2 } else { 1 };
     let mut w = BufWriter::new(file);
     header(&mut w, channels, 0)?;
     let mut frames: u64 = 0;
     let full = |frames: u64| max.is_some_and(|m| frames >= m);
+    let mut reorder: [Reorder; 2] = Default::default();
+    // Set once the limit is reached: the writer stops reading.
+    let stop = std::cell::Cell::new(false);
     if !stereo {
-        for c in rx.iter() {
+        let mut place = |c: Chunk| -> io::Result<()> {
             for &s in &c.pcm[..c.len as usize] {
                 if full(frames) {
                     break;
@@ -158,9 +232,18 @@ fn write(rx: Receiver<Chunk>, file: File, stereo: bool, max: Option<u64>) -> io:
                 w.write_all(&s.to_le_bytes())?;
                 frames += 1;
             }
-            if full(frames) {
+            stop.set(full(frames));
+            Ok(())
+        };
+        for c in rx.iter() {
+            let side = c.side as usize;
+            reorder[side].push(c, &mut place)?;
+            if stop.get() {
                 break;
             }
+        }
+        for r in &mut reorder {
+            r.finish(&mut place)?;
         }
     } else {
         // Per side: samples waiting, and the position (in samples) of the
@@ -189,7 +272,7 @@ fn write(rx: Receiver<Chunk>, file: File, stereo: bool, max: Option<u64>) -> io:
                 }
             }
         };
-        for c in rx.iter() {
+        let mut place = |c: Chunk| -> io::Result<()> {
             let s = &mut sides[c.side as usize];
             if c.at > s.1 + GAP {
                 let fill = (c.at - s.1) as usize;
@@ -211,9 +294,18 @@ fn write(rx: Receiver<Chunk>, file: File, stereo: bool, max: Option<u64>) -> io:
                 sides[0].1 += pad as u64;
             }
             flush(&mut sides, &mut w, &mut frames, false)?;
-            if full(frames) {
+            stop.set(full(frames));
+            Ok(())
+        };
+        for c in rx.iter() {
+            let side = c.side as usize;
+            reorder[side].push(c, &mut place)?;
+            if stop.get() {
                 break;
             }
+        }
+        for r in &mut reorder {
+            r.finish(&mut place)?;
         }
         flush(&mut sides, &mut w, &mut frames, true)?;
     }
@@ -237,4 +329,44 @@ fn header(w: &mut impl Write, channels: u16, data: u32) -> io::Result<()> {
     w.write_all(&16u16.to_le_bytes())?;
     w.write_all(b"data")?;
     w.write_all(&data.to_le_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(seqs: &[u16]) -> Vec<u16> {
+        let mut r = Reorder::default();
+        let mut out = Vec::new();
+        let mut emit = |c: Chunk| -> io::Result<()> {
+            out.push(c.seq.unwrap());
+            Ok(())
+        };
+        for &q in seqs {
+            let c = Chunk {
+                side: Side::Received,
+                seq: Some(q),
+                at: 0,
+                len: 0,
+                pcm: [0; CHUNK],
+            };
+            r.push(c, &mut emit).unwrap();
+        }
+        r.finish(&mut emit).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_reorder_stage_restores_order_and_drops_duplicates_and_late_packets() {
+        assert_eq!(order(&[1, 3, 2, 4, 4, 5]), [1, 2, 3, 4, 5]);
+        // 11 is lost: once four later packets wait, it is skipped; when it
+        // arrives after all, it is too late.
+        assert_eq!(
+            order(&[10, 12, 13, 14, 15, 11, 16]),
+            [10, 12, 13, 14, 15, 16]
+        );
+        assert_eq!(order(&[65534, 0, 65535, 1]), [65534, 65535, 0, 1]);
+        // A new stream far away restarts the order.
+        assert_eq!(order(&[100, 101, 5000, 5001]), [100, 101, 5000, 5001]);
+    }
 }

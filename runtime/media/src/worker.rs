@@ -166,7 +166,7 @@ fn tap(rec: &Recording, side: Side, now: Instant, format: Format, packet: &[u8])
     let n = format
         .codec
         .decode(&packet[h.payload_start..h.payload_end], &mut pcm);
-    rec.push(side, now, &pcm[..n]);
+    rec.push(side, now, h.sequence, &pcm[..n]);
 }
 
 enum SlotApp {
@@ -596,7 +596,7 @@ impl Worker {
         // A short last frame is padded with silence.
         pcm[n..].fill(0);
         if let Some(rec) = &leg.recording {
-            rec.push(Side::Sent, now, &pcm);
+            rec.push(Side::Sent, now, leg.out.sequence, &pcm);
         }
         let f = leg.format;
         let out = &mut leg.out;

@@ -582,6 +582,18 @@ fn loss_reordering_and_duplicates_do_not_break_the_transcoded_audio() {
         std::fs::read(dir.join("a.wav"))
             .is_ok_and(|b| b.len() > 44 && u32::from_le_bytes([b[40], b[41], b[42], b[43]]) > 0)
     });
+    // The recording's reorder stage put A's packets back in order: its
+    // left channel is the tone (and, where packets were lost, the silence
+    // that keeps it in time, left out of the measure).
+    let wav = std::fs::read(dir.join("a.wav")).unwrap();
+    let left: Vec<i16> = wav[44..]
+        .chunks_exact(4)
+        .map(|f| i16::from_le_bytes([f[0], f[1]]))
+        .filter(|&s| s != 0)
+        .collect();
+    assert!(left.len() >= 85 * 150, "{} samples", left.len());
+    let f = frequency(&left);
+    assert!((f - 440.0).abs() < 440.0 * 0.06, "recorded {f} Hz");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
