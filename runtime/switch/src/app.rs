@@ -320,13 +320,22 @@ pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
                 "file change"
             }
         };
+        // The stamps are taken before the files are read: a file written
+        // while the reload runs differs from them and is read again on the
+        // next tick (taken after, such a change would go unnoticed).
+        stamps = file_stamps(&app.watched_files());
         let a = app.clone();
         let result = tokio::task::spawn_blocking(move || a.reload()).await?;
         match result {
             Ok(()) => tracing::info!(reason, "configuration reloaded"),
             Err(e) => tracing::error!(reason, "reload: {e:#}"),
         }
-        stamps = file_stamps(&app.watched_files());
+        // A reload can change what is watched (a new tenant file, another
+        // component path): start watching the new set from what was read.
+        let watched = app.watched_files();
+        if watched.len() != stamps.len() {
+            stamps = file_stamps(&watched);
+        }
     }
 }
 
