@@ -284,14 +284,10 @@ fn write(rx: Receiver<Chunk>, file: File, stereo: bool, max: Option<u64>) -> io:
             // A side silent for over a second: the other one is not kept
             // waiting for it.
             let (l, r) = (sides[0].0.len(), sides[1].0.len());
-            if l > r + 8000 {
-                let pad = l - r;
-                sides[1].0.extend(std::iter::repeat_n(0, pad));
-                sides[1].1 += pad as u64;
-            } else if r > l + 8000 {
-                let pad = r - l;
-                sides[0].0.extend(std::iter::repeat_n(0, pad));
-                sides[0].1 += pad as u64;
+            if l.abs_diff(r) > 8000 {
+                let short = &mut sides[(l > r) as usize];
+                short.0.extend(std::iter::repeat_n(0, l.abs_diff(r)));
+                short.1 += l.abs_diff(r) as u64;
             }
             flush(&mut sides, &mut w, &mut frames, false)?;
             stop.set(full(frames));

@@ -38,11 +38,8 @@ const FRAME_BUF: usize = 2048;
 /// A-law one table lookup a byte, L16 widened or narrowed in place (the
 /// buffer has room), telephone-events renumbered. Packets of other payload
 /// types pass unchanged. Returns the new length.
-fn transcode(buf: &mut [u8], len: usize, from: Format, to: Format) -> usize {
+fn transcode(buf: &mut [u8], len: usize, h: &rtp::Header, from: Format, to: Format) -> usize {
     use crate::codec::{self, Codec};
-    let Some(h) = rtp::Header::parse(&buf[..len]) else {
-        return len;
-    };
     if h.payload_type == from.payload_type {
         let (ps, pe) = (h.payload_start, h.payload_end);
         let new_end = match (from.codec, to.codec) {
@@ -149,17 +146,12 @@ struct Slot {
     next_report: Option<Instant>,
 }
 
-/// Decodes an RTP packet of the leg's codec and gives it to the leg's
-/// recording as `side`; packets of other payload types are not audio.
+/// Decodes an RTP packet (parsed as `h`) of the leg's codec and gives it
+/// to the leg's recording as `side`; packets of other payload types are not
+/// audio.
 #[inline]
-fn tap(rec: &Recording, side: Side, now: Instant, format: Format, packet: &[u8]) {
-    if !rec.wants(side) {
-        return;
-    }
-    let Some(h) = rtp::Header::parse(packet) else {
-        return;
-    };
-    if h.payload_type != format.payload_type {
+fn tap(rec: &Recording, side: Side, now: Instant, format: Format, h: &rtp::Header, packet: &[u8]) {
+    if !rec.wants(side) || h.payload_type != format.payload_type {
         return;
     }
     let mut pcm = [0i16; 1024];
@@ -364,26 +356,31 @@ impl Worker {
                 // came from.
                 leg.io.latched[stream] = Some(src);
                 let peer = leg.peer;
-                if stream == 0 {
-                    if let Some(h) = rtp::Header::parse(&buf[..len]) {
-                        let arrival =
-                            (now.duration_since(self.epoch).as_micros() as u64 * 8 / 1000) as u32;
-                        leg.rx.update(h.ssrc, h.sequence, h.timestamp, arrival);
-                    }
+                // One parse per RTP packet serves the statistics, the DTMF
+                // detector, the recording and the transcoder.
+                let hdr = if stream == 0 {
+                    rtp::Header::parse(&buf[..len])
+                } else {
+                    None
+                };
+                if let Some(h) = &hdr {
+                    let arrival =
+                        (now.duration_since(self.epoch).as_micros() as u64 * 8 / 1000) as u32;
+                    leg.rx.update(h.ssrc, h.sequence, h.timestamp, arrival);
                     if let Some(ev_pt) = leg.format.event_payload_type {
-                        Self::detect(leg, ev_pt, &buf[..len]);
+                        Self::detect(leg, ev_pt, h, &buf[..len]);
                     }
                     if let Some(rec) = &leg.recording {
-                        tap(rec, Side::Received, now, leg.format, &buf[..len]);
+                        tap(rec, Side::Received, now, leg.format, h, &buf[..len]);
                     }
-                    if peer.is_none() && matches!(leg.app, SlotApp::Echo) {
-                        sb.push(buf.as_ptr(), len, src);
-                        out = Some((leg.io.sockets[0].as_raw_fd(), slot));
-                        if let Some(rec) = &leg.recording {
-                            tap(rec, Side::Sent, now, leg.format, &buf[..len]);
-                        }
-                        continue;
+                }
+                if stream == 0 && peer.is_none() && matches!(leg.app, SlotApp::Echo) {
+                    sb.push(buf.as_ptr(), len, src);
+                    out = Some((leg.io.sockets[0].as_raw_fd(), slot));
+                    if let (Some(rec), Some(h)) = (&leg.recording, &hdr) {
+                        tap(rec, Side::Sent, now, leg.format, h, &buf[..len]);
                     }
+                    continue;
                 }
                 if stream == 1 {
                     if let Some(mid) = rtcp::sender_report_ntp_middle(&buf[..len]) {
@@ -398,13 +395,18 @@ impl Worker {
                 let queued = match peer.and_then(|p| slots[p].as_ref().map(|o| (p, o))) {
                     Some((p, to)) => match to.io.latched[stream].or(to.io.remote[stream]) {
                         Some(dest) => {
-                            let len = if stream == 0 && in_format != to.format {
-                                transcode(buf, len, in_format, to.format)
-                            } else {
-                                len
+                            let len = match &hdr {
+                                Some(h) if in_format != to.format => {
+                                    transcode(buf, len, h, in_format, to.format)
+                                }
+                                _ => len,
                             };
-                            if let (0, Some(rec)) = (stream, &to.recording) {
-                                tap(rec, Side::Sent, now, to.format, &buf[..len]);
+                            // What the far leg hears, as converted (parsed
+                            // again only when that leg records).
+                            if let Some(rec) = to.recording.as_ref().filter(|_| hdr.is_some()) {
+                                if let Some(h) = rtp::Header::parse(&buf[..len]) {
+                                    tap(rec, Side::Sent, now, to.format, &h, &buf[..len]);
+                                }
                             }
                             sb.push(buf.as_ptr(), len, dest);
                             out = Some((to.io.sockets[stream].as_raw_fd(), p));
@@ -511,10 +513,7 @@ impl Worker {
 
     /// Report RFC 4733 digits in a received RTP packet.
     #[inline]
-    fn detect(leg: &mut Slot, ev_pt: u8, packet: &[u8]) {
-        let Some(h) = rtp::Header::parse(packet) else {
-            return;
-        };
+    fn detect(leg: &mut Slot, ev_pt: u8, h: &rtp::Header, packet: &[u8]) {
         if h.payload_type != ev_pt {
             return;
         }
