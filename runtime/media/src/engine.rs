@@ -116,6 +116,10 @@ pub(crate) struct LegIo {
     /// Sources of the latest packets received, `[RTP, RTCP]`.
     pub(crate) latched: [Option<SocketAddr>; 2],
     pub(crate) stats: Arc<LegStats>,
+    /// The worker state that must survive a move between workers (the
+    /// stream the phone hears, reception statistics); `None` until the leg
+    /// first leaves a worker.
+    pub(crate) carried: Option<Box<crate::worker::Carried>>,
     // Declared after the sockets so they are closed before the ports return
     // to the pool.
     _lease: PortLease,
@@ -449,6 +453,7 @@ impl MediaEngine {
             remote: [None, None],
             latched: [None, None],
             stats: Arc::clone(&stats),
+            carried: None,
             _lease: lease,
         };
         let mut bells = Bells::default();

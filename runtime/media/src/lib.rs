@@ -81,9 +81,20 @@
 //! paced by one clock per worker: the epoll timeout wakes the worker every
 //! 20 ms while anything plays, and each playing leg sends its frame; a
 //! worker late by more than a few frames skips ahead rather than bursting.
-//! There is no timer per call. A leg keeps one SSRC, sequence and
-//! timestamp line for everything the engine sends it, across prompts.
-//! Bridging a leg ends its app.
+//! There is no timer per call. Bridging a leg ends its app.
+//!
+//! # One stream per phone
+//!
+//! Each leg keeps one SSRC and one line of sequence numbers and timestamps
+//! for everything its phone hears: the engine's prompts, the bridged
+//! phone's packets, another phone's after a transfer or after the far
+//! phone changed SSRC on a re-INVITE. The first bridged source of a fresh
+//! leg is adopted as it is, so plain passthrough leaves the phones' own
+//! numbering untouched; any later change of source rebases the line (same
+//! SSRC, sequence numbers continuing, timestamps moved on by the
+//! wall-clock gap, marker bit on the first packet), and relayed RTCP is
+//! renumbered to match. The line travels with a leg that moves to another
+//! worker.
 //!
 //! Every leg whose format names a telephone-event payload type has its
 //! received RTP checked for RFC 4733 events (bridged or not): each digit

@@ -259,6 +259,72 @@ pub fn sender_report_ntp_middle(packet: &[u8]) -> Option<u32> {
     ]))
 }
 
+/// How a relayed RTCP compound is renumbered when the RTP it describes is
+/// (see the worker's `OutStream`): the sender's SSRC and its SR timestamp
+/// follow the stream the receiving phone hears; report blocks about the
+/// stream the sending phone hears name the SSRC and sequence numbers the
+/// other phone really sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renumber {
+    /// `(from, to, timestamp delta)` for sender SSRCs and SR timestamps.
+    pub sender: Option<(u32, u32, u32)>,
+    /// `(from, to, sequence delta to subtract)` for report blocks.
+    pub blocks: Option<(u32, u32, u16)>,
+}
+
+/// Rewrites an RTCP compound packet in place as `r` says: SR, RR, SDES and
+/// BYE sender SSRCs, the SR's RTP timestamp, and the SSRC and extended
+/// highest sequence of report blocks. A malformed packet is left as far as
+/// it parses.
+pub fn renumber(packet: &mut [u8], r: Renumber) {
+    let get = |p: &[u8], i: usize| u32::from_be_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+    let mut at = 0;
+    while at + 8 <= packet.len() {
+        let p = &mut packet[at..];
+        if p[0] >> 6 != 2 {
+            return;
+        }
+        let count = (p[0] & 0x1F) as usize;
+        let words = u16::from_be_bytes([p[2], p[3]]) as usize;
+        let len = (words + 1) * 4;
+        if len > p.len() {
+            return;
+        }
+        let p = &mut p[..len];
+        let kind = p[1];
+        if let Some((from, to, ts_delta)) = r.sender {
+            if matches!(kind, 200..=203) && get(p, 4) == from {
+                p[4..8].copy_from_slice(&to.to_be_bytes());
+                if kind == 200 && len >= 28 {
+                    let ts = get(p, 16).wrapping_add(ts_delta);
+                    p[16..20].copy_from_slice(&ts.to_be_bytes());
+                }
+            }
+        }
+        if let (Some((from, to, seq_delta)), Some(first)) = (
+            r.blocks,
+            match kind {
+                200 => Some(28),
+                201 => Some(8),
+                _ => None,
+            },
+        ) {
+            for i in 0..count {
+                let b = first + i * 24;
+                if b + 24 > len {
+                    break;
+                }
+                if get(p, b) == from {
+                    p[b..b + 4].copy_from_slice(&to.to_be_bytes());
+                    let ext = get(p, b + 8).wrapping_sub(seq_delta as u32);
+                    p[b + 8..b + 12].copy_from_slice(&ext.to_be_bytes());
+                }
+            }
+        }
+        at += len;
+    }
+}
+
 /// Parses the first report block of an SR or RR (what the far end says of
 /// our stream).
 pub fn first_report_block(packet: &[u8]) -> Option<ReportBlock> {
@@ -371,5 +437,61 @@ mod tests {
         assert_eq!(sender_report_ntp_middle(&buf[..n]), Some(0x0304_0506));
         assert_eq!(first_report_block(&buf[..n]), Some(block));
         assert_eq!(write_report(&mut [0u8; 16], 1, None, None, "x"), 0);
+    }
+
+    #[test]
+    fn renumber_rewrites_sender_and_blocks_of_a_compound() {
+        let block = ReportBlock {
+            ssrc: 0xB0B0,
+            fraction_lost: 0,
+            lost: 0,
+            extended_max: 1000,
+            jitter: 3,
+            lsr: 0,
+            dlsr: 0,
+        };
+        let sender = SenderInfo {
+            ntp: 1,
+            rtp_timestamp: 16000,
+            packets: 10,
+            octets: 1600,
+        };
+        let mut buf = [0u8; 128];
+        let n = write_report(&mut buf, 0xA0A0, Some(sender), Some(&block), "x");
+        let original = buf;
+        // Nothing matches: unchanged.
+        renumber(
+            &mut buf[..n],
+            Renumber {
+                sender: Some((1, 2, 3)),
+                blocks: Some((4, 5, 6)),
+            },
+        );
+        assert_eq!(buf, original);
+        renumber(
+            &mut buf[..n],
+            Renumber {
+                sender: Some((0xA0A0, 0xC0C0, 800)),
+                blocks: Some((0xB0B0, 0xD0D0, 100)),
+            },
+        );
+        assert_eq!(&buf[4..8], &0xC0C0u32.to_be_bytes(), "SR sender");
+        assert_eq!(&buf[16..20], &16800u32.to_be_bytes(), "SR timestamp");
+        let b = first_report_block(&buf[..n]).unwrap();
+        assert_eq!((b.ssrc, b.extended_max, b.jitter), (0xD0D0, 900, 3));
+        // The SDES chunk that follows names the new sender too.
+        let sdes = 4 * (u16::from_be_bytes([buf[2], buf[3]]) as usize + 1);
+        assert_eq!(buf[sdes + 1], 202);
+        assert_eq!(&buf[sdes + 4..sdes + 8], &0xC0C0u32.to_be_bytes());
+        // A truncated compound is left alone past the break, without panic.
+        let mut short = original;
+        renumber(
+            &mut short[..n - 3],
+            Renumber {
+                sender: Some((0xA0A0, 1, 0)),
+                blocks: None,
+            },
+        );
+        assert_eq!(&short[4..8], &1u32.to_be_bytes());
     }
 }

@@ -167,14 +167,52 @@ enum SlotApp {
     Play(Box<Player>, u64),
 }
 
-/// Sequence and timestamp of what the engine generates for a leg, kept
-/// across prompts so the far end sees one continuous stream.
+/// What a leg takes along when it moves to another worker (when it is
+/// bridged to a leg of that worker), so that the phone's stream and the
+/// statistics go on as if nothing happened.
+pub(crate) struct Carried {
+    out: OutStream,
+    rx: ReceptionStats,
+    generated: (u32, u32),
+    last_sr: Option<(u32, Instant)>,
+}
+
+/// The RTP stream a leg's phone hears: one SSRC and one line of sequence
+/// numbers and timestamps, whatever feeds it (the engine's prompts, the
+/// bridged phone, another phone after a transfer, a far phone that changed
+/// SSRC on a re-INVITE).
+///
+/// The first bridged source of a leg that has sent nothing yet is adopted
+/// as it is, so plain passthrough leaves the phones' own numbering
+/// untouched and costs a comparison per packet. When the source changes
+/// (another SSRC, a new peer, prompts in between), the line is rebased:
+/// later packets keep the leg's SSRC, their sequence numbers continue from
+/// the last one sent, their timestamps advance by the wall-clock gap, and
+/// the first one carries the marker bit. Relayed RTCP is renumbered to
+/// match (`rtcp::renumber`).
 struct OutStream {
     ssrc: u32,
+    /// One past the highest sequence number sent.
     sequence: u16,
+    /// Timestamp of the last packet sent (of the highest sequence).
     timestamp: u32,
     /// Set the marker bit on the next packet (start of a talkspurt).
     marker: bool,
+    /// When the last packet went out; `None` before the first.
+    last_at: Option<Instant>,
+    /// The engine's prompts feed the line frame after frame.
+    generating: bool,
+    /// The relayed source mapped onto the line, and the offsets added to
+    /// its sequence numbers and timestamps.
+    source: Option<u32>,
+    seq_delta: u16,
+    ts_delta: u32,
+    /// The mapping is not the identity: headers are rewritten.
+    rewrite: bool,
+    /// Everything on the line so far is the numbering of the phone whose
+    /// SSRC the line carries, unchanged: that phone coming back (a leg
+    /// moved to another worker, a re-bridge) is not a change.
+    own: bool,
 }
 
 impl OutStream {
@@ -190,6 +228,111 @@ impl OutStream {
             sequence: (x >> 16) as u16,
             timestamp: x as u32,
             marker: true,
+            last_at: None,
+            generating: false,
+            source: None,
+            seq_delta: 0,
+            ts_delta: 0,
+            rewrite: false,
+            own: false,
+        }
+    }
+
+    /// The timestamp for a packet that resumes the line at `now`: one
+    /// frame after the last, or the wall-clock time since it (8 kHz).
+    fn resume_timestamp(&self, now: Instant) -> u32 {
+        let Some(at) = self.last_at else {
+            return self.timestamp;
+        };
+        let gap = (now.saturating_duration_since(at).as_micros() as u64 * 8 / 1000) as u32;
+        self.timestamp.wrapping_add(gap.max(FRAME as u32))
+    }
+
+    /// Next (sequence, timestamp) of a generated frame; the caller sends it
+    /// and then calls `sent`.
+    fn next_frame(&mut self, now: Instant) -> (u16, u32) {
+        if !self.generating {
+            let ts = self.resume_timestamp(now);
+            self.generating = true;
+            self.own = false;
+            self.source = None;
+            self.marker = true;
+            (self.sequence, ts)
+        } else {
+            (self.sequence, self.timestamp.wrapping_add(FRAME as u32))
+        }
+    }
+
+    /// Record that a packet numbered (sequence, timestamp) went out.
+    #[inline]
+    fn sent(&mut self, seq: u16, ts: u32, now: Instant) {
+        if seq.wrapping_sub(self.sequence) as i16 >= 0 {
+            self.sequence = seq.wrapping_add(1);
+            self.timestamp = ts;
+        }
+        self.last_at = Some(now);
+    }
+
+    /// Map the relayed RTP packet in `buf` (parsed as `h`) onto the line,
+    /// rewriting its header when the line is not the source's numbering.
+    #[inline]
+    fn relay(&mut self, buf: &mut [u8], h: &rtp::Header, now: Instant) {
+        if self.source != Some(h.ssrc) {
+            self.rebase(h, now);
+        }
+        let seq = h.sequence.wrapping_add(self.seq_delta);
+        let ts = h.timestamp.wrapping_add(self.ts_delta);
+        if self.rewrite {
+            buf[2..4].copy_from_slice(&seq.to_be_bytes());
+            buf[4..8].copy_from_slice(&ts.to_be_bytes());
+            buf[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        }
+        if self.marker {
+            buf[1] |= 0x80;
+            self.marker = false;
+        }
+        self.sent(seq, ts, now);
+    }
+
+    fn rebase(&mut self, h: &rtp::Header, now: Instant) {
+        self.generating = false;
+        self.source = Some(h.ssrc);
+        if self.last_at.is_none() || (self.own && h.ssrc == self.ssrc) {
+            if self.last_at.is_none() {
+                self.sequence = h.sequence;
+                self.timestamp = h.timestamp;
+            }
+            self.own = true;
+            self.ssrc = h.ssrc;
+            self.seq_delta = 0;
+            self.ts_delta = 0;
+            self.rewrite = false;
+            // The phone's own first packet keeps its own marker.
+            self.marker = false;
+        } else {
+            self.seq_delta = self.sequence.wrapping_sub(h.sequence);
+            self.ts_delta = self.resume_timestamp(now).wrapping_sub(h.timestamp);
+            self.rewrite = self.seq_delta != 0 || self.ts_delta != 0 || self.ssrc != h.ssrc;
+            self.own = false;
+            self.marker = true;
+        }
+    }
+
+    /// How RTCP from the phone that feeds this line is renumbered for this
+    /// line's phone: its sender SSRC and SR timestamp.
+    fn rtcp_sender(&self) -> Option<(u32, u32, u32)> {
+        match self.source {
+            Some(src) if self.rewrite => Some((src, self.ssrc, self.ts_delta)),
+            _ => None,
+        }
+    }
+
+    /// How reports about this line (sent by this line's phone) are
+    /// renumbered for the phone that feeds it.
+    fn rtcp_blocks(&self) -> Option<(u32, u32, u16)> {
+        match self.source {
+            Some(src) if self.rewrite => Some((self.ssrc, src, self.seq_delta)),
+            _ => None,
         }
     }
 }
@@ -388,36 +531,51 @@ impl Worker {
                     }
                 }
                 let in_format = leg.format;
-                let slots = &self.slots;
-                let Some(leg) = slots[slot].as_ref() else {
-                    return;
-                };
-                let queued = match peer.and_then(|p| slots[p].as_ref().map(|o| (p, o))) {
-                    Some((p, to)) => match to.io.latched[stream].or(to.io.remote[stream]) {
-                        Some(dest) => {
-                            let len = match &hdr {
-                                Some(h) if in_format != to.format => {
-                                    transcode(buf, len, h, in_format, to.format)
+                let queued = match peer.map(|p| (p, self.slots.get_disjoint_mut([slot, p]))) {
+                    Some((p, Ok([Some(from), Some(to)]))) => {
+                        match to.io.latched[stream].or(to.io.remote[stream]) {
+                            Some(dest) => {
+                                let len = match &hdr {
+                                    Some(h) => {
+                                        let len = if in_format != to.format {
+                                            transcode(buf, len, h, in_format, to.format)
+                                        } else {
+                                            len
+                                        };
+                                        to.out.relay(buf, h, now);
+                                        len
+                                    }
+                                    None => {
+                                        let r = rtcp::Renumber {
+                                            sender: to.out.rtcp_sender(),
+                                            blocks: from.out.rtcp_blocks(),
+                                        };
+                                        if r.sender.is_some() || r.blocks.is_some() {
+                                            rtcp::renumber(&mut buf[..len], r);
+                                        }
+                                        len
+                                    }
+                                };
+                                // What the far leg hears, as converted (parsed
+                                // again only when that leg records).
+                                if let Some(rec) = to.recording.as_ref().filter(|_| hdr.is_some()) {
+                                    if let Some(h) = rtp::Header::parse(&buf[..len]) {
+                                        tap(rec, Side::Sent, now, to.format, &h, &buf[..len]);
+                                    }
                                 }
-                                _ => len,
-                            };
-                            // What the far leg hears, as converted (parsed
-                            // again only when that leg records).
-                            if let Some(rec) = to.recording.as_ref().filter(|_| hdr.is_some()) {
-                                if let Some(h) = rtp::Header::parse(&buf[..len]) {
-                                    tap(rec, Side::Sent, now, to.format, &h, &buf[..len]);
-                                }
+                                sb.push(buf.as_ptr(), len, dest);
+                                out = Some((to.io.sockets[stream].as_raw_fd(), p));
+                                true
                             }
-                            sb.push(buf.as_ptr(), len, dest);
-                            out = Some((to.io.sockets[stream].as_raw_fd(), p));
-                            true
+                            None => false,
                         }
-                        None => false,
-                    },
-                    None => false,
+                    }
+                    _ => false,
                 };
                 if !queued {
-                    leg.io.stats.dropped(stream);
+                    if let Some(Some(leg)) = self.slots.get(slot) {
+                        leg.io.stats.dropped(stream);
+                    }
                 }
             }
             if let Some((fd, to)) = out.filter(|_| sb.len() > 0) {
@@ -594,26 +752,18 @@ impl Worker {
         }
         // A short last frame is padded with silence.
         pcm[n..].fill(0);
+        let (seq, ts) = leg.out.next_frame(now);
         if let Some(rec) = &leg.recording {
-            rec.push(Side::Sent, now, leg.out.sequence, &pcm);
+            rec.push(Side::Sent, now, seq, &pcm);
         }
         let f = leg.format;
         let out = &mut leg.out;
-        rtp::write_header(
-            buf,
-            f.payload_type,
-            out.marker,
-            out.sequence,
-            out.timestamp,
-            out.ssrc,
-        );
+        rtp::write_header(buf, f.payload_type, out.marker, seq, ts, out.ssrc);
         let len = rtp::HEADER_LEN + f.codec.encode(&pcm, &mut buf[rtp::HEADER_LEN..]);
         out.marker = false;
+        out.sent(seq, ts, now);
         leg.generated.0 = leg.generated.0.wrapping_add(1);
         leg.generated.1 = leg.generated.1.wrapping_add((len - rtp::HEADER_LEN) as u32);
-        let out = &mut leg.out;
-        out.sequence = out.sequence.wrapping_add(1);
-        out.timestamp = out.timestamp.wrapping_add(FRAME as u32);
         if let Some(dest) = leg.io.latched[0].or(leg.io.remote[0]) {
             match leg.io.sockets[0].send_to(&buf[..len], dest) {
                 Ok(n) => leg.io.stats.sent(0, n),
@@ -648,7 +798,8 @@ impl Worker {
         }
         let plays = matches!(leg.app, SlotApp::Play(..));
         if plays {
-            leg.out.marker = true;
+            // A new prompt resumes the line where the wall clock is.
+            leg.out.generating = false;
         }
         let listed = self.playing.iter().position(|&s| s == slot);
         match (plays, listed) {
@@ -789,6 +940,10 @@ impl Worker {
 
     fn set_peer(&mut self, slot: usize, peer: Option<usize>) {
         let s = self.slots[slot].as_mut().expect("live slot");
+        if s.peer != peer {
+            // A new far end: its first packet rebases the line.
+            s.out.source = None;
+        }
         s.peer = peer;
         s.io.stats.set_relaying(peer.is_some());
     }
@@ -797,7 +952,7 @@ impl Worker {
         self.slots[slot].as_ref().expect("live slot")
     }
 
-    fn insert(&mut self, io: LegIo) -> io::Result<usize> {
+    fn insert(&mut self, mut io: LegIo) -> io::Result<usize> {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -821,7 +976,19 @@ impl Worker {
         if self.next_check.is_none() {
             self.next_check = Some(Instant::now() + TIMEOUT_CHECK);
         }
-        let out = OutStream::new(io.id);
+        let carried = io.carried.take();
+        let (out, rx, generated, last_sr) = match carried {
+            Some(c) => {
+                let c = *c;
+                (c.out, c.rx, c.generated, c.last_sr)
+            }
+            None => (
+                OutStream::new(io.id),
+                ReceptionStats::default(),
+                (0, 0),
+                None,
+            ),
+        };
         self.slots[slot] = Some(Slot {
             io,
             peer: None,
@@ -835,9 +1002,9 @@ impl Worker {
             rtp_timeout: None,
             timed_out: false,
             recording: None,
-            rx: ReceptionStats::default(),
-            last_sr: None,
-            generated: (0, 0),
+            rx,
+            last_sr,
+            generated,
             next_report: None,
         });
         Ok(slot)
@@ -860,6 +1027,13 @@ impl Worker {
         leg.io.stats.set_relaying(false);
         self.by_id.remove(&leg.io.id);
         self.free.push(slot);
-        leg.io
+        let mut io = leg.io;
+        io.carried = Some(Box::new(Carried {
+            out: leg.out,
+            rx: leg.rx,
+            generated: leg.generated,
+            last_sr: leg.last_sr,
+        }));
+        io
     }
 }

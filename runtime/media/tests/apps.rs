@@ -232,7 +232,7 @@ fn a_bridge_takes_over_from_a_prompt() {
             Arc::new(Prompt::load("tone_stream://L=-1;%(1000,0,440)").unwrap()),
         )
         .unwrap();
-    pa.recv();
+    let mut last = Header::parse(&pa.recv().0);
     engine.bridge(&a, &b).unwrap();
     wait_until("prompt stopped", || {
         seen.lock().unwrap().contains(&LegEvent::PlayDone {
@@ -241,10 +241,184 @@ fn a_bridge_takes_over_from_a_prompt() {
         })
     });
     common::wait_bridged(&a, &b);
-    while pa.try_recv(Duration::from_millis(60)).is_some() {}
+    while let Some((p, _)) = pa.try_recv(Duration::from_millis(60)) {
+        last = Header::parse(&p);
+    }
+    let last = last.expect("the prompt played");
     let p = rtp(9, 1, 172);
     pb.send(b.rtp_addr(), &p);
-    assert_eq!(pa.recv().0, p, "the bridge relays, the prompt is gone");
+    let (got, _) = pa.recv();
+    // The bridge relays (the payload is B's), on the line the prompt
+    // started: A's phone hears one stream.
+    assert_eq!(got[12..], p[12..], "the bridge relays, the prompt is gone");
+    let h = Header::parse(&got).unwrap();
+    assert_eq!(h.ssrc, last.ssrc);
+    assert_eq!(h.sequence, last.sequence.wrapping_add(1));
+    assert!(h.marker, "a new talkspurt");
+}
+
+/// Receive the next RTP packet (skipping anything else) at `phone`.
+fn next_rtp(phone: &Phone) -> (Header, Vec<u8>) {
+    loop {
+        let (p, _) = phone.recv();
+        if let Some(h) = Header::parse(&p) {
+            return (h, p);
+        }
+    }
+}
+
+#[test]
+fn the_stream_a_phone_hears_stays_continuous_across_transfers_reinvites_and_prompts() {
+    let engine = engine(24300, 24319);
+    let (a, b, c) = (
+        engine.allocate().unwrap(),
+        engine.allocate().unwrap(),
+        engine.allocate().unwrap(),
+    );
+    let (pa, pb, pc) = (Phone::new(LO), Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    engine.set_remote(&c, pc.addr()).unwrap();
+    engine.bridge(&a, &b).unwrap();
+    common::wait_bridged(&a, &b);
+
+    // Plain passthrough: B's packets reach A byte for byte.
+    for seq in 1000..1020u16 {
+        let p = rtp(0xB, seq, 172);
+        pb.send(b.rtp_addr(), &p);
+        assert_eq!(pa.recv().0, p, "passthrough keeps B's numbering");
+    }
+    // A re-INVITE that changes nothing for the media (same address and
+    // codec, hold and unhold) keeps it that way.
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    for seq in 1020..1030u16 {
+        let p = rtp(0xB, seq, 172);
+        pb.send(b.rtp_addr(), &p);
+        assert_eq!(pa.recv().0, p);
+    }
+    let last_ts = 1029u32 * 160;
+
+    // Transfer: A is bridged to C, whose phone has its own SSRC, sequence
+    // and timestamps. A's phone still hears SSRC 0xB, sequence 1030, 1031,
+    // ..., timestamps moving on from B's last.
+    engine.bridge(&a, &c).unwrap();
+    wait_until("A bridged to C", || {
+        !b.stats().is_relaying() && c.stats().is_relaying() && a.stats().is_relaying()
+    });
+    let mut seq_c = 50u16;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "C's audio never reached A"
+        );
+        let mut p = rtp(0xC, seq_c, 172);
+        p[4..8].copy_from_slice(&(7_777_000u32 + u32::from(seq_c) * 160).to_be_bytes());
+        seq_c += 1;
+        pc.send(c.rtp_addr(), &p);
+        if let Some((got, _)) = pa.try_recv(Duration::from_millis(50)) {
+            break got;
+        }
+    };
+    let h = Header::parse(&first).unwrap();
+    assert_eq!(
+        (h.ssrc, h.sequence),
+        (0xB, 1030),
+        "continued after the transfer"
+    );
+    assert!(h.marker, "the change starts a talkspurt");
+    assert!(h.timestamp.wrapping_sub(last_ts) >= 160, "time moves on");
+    assert!(
+        h.timestamp.wrapping_sub(last_ts) < 8000 * 5,
+        "by the wall clock"
+    );
+    let ts_delta = h
+        .timestamp
+        .wrapping_sub(7_777_000 + u32::from(seq_c - 1) * 160);
+    let mut prev = h;
+    for _ in 0..10 {
+        let mut p = rtp(0xC, seq_c, 172);
+        p[4..8].copy_from_slice(&(7_777_000u32 + u32::from(seq_c) * 160).to_be_bytes());
+        seq_c += 1;
+        pc.send(c.rtp_addr(), &p);
+        let (h, got) = next_rtp(&pa);
+        assert_eq!(got[12..], p[12..], "C's audio");
+        assert_eq!(h.ssrc, 0xB);
+        assert_eq!(h.sequence, prev.sequence.wrapping_add(1));
+        assert_eq!(h.timestamp, prev.timestamp.wrapping_add(160));
+        assert!(!h.marker);
+        prev = h;
+    }
+    // C's RTCP sender report is renumbered to match: A's phone sees the
+    // sender it hears, with a timestamp on the same line.
+    // (A's phone sends RTCP first, from its RTP socket: the leg latches
+    // its RTCP there.)
+    pa.send(a.rtcp_addr(), &[0x80, 201, 0, 1, 0, 0, 0, 0xA]);
+    let mut sr = vec![0x80, 200, 0, 6];
+    sr.extend_from_slice(&0xCu32.to_be_bytes());
+    sr.extend_from_slice(&[0; 8]); // NTP
+    sr.extend_from_slice(&5_000_000u32.to_be_bytes());
+    sr.extend_from_slice(&[0; 8]);
+    let rtcp_a = 'got: loop {
+        assert!(std::time::Instant::now() < deadline, "no RTCP reached A");
+        pc.send(c.rtcp_addr(), &sr);
+        while let Some((p, from)) = pa.try_recv(Duration::from_millis(50)) {
+            if from == a.rtcp_addr() {
+                break 'got p;
+            }
+        }
+    };
+    assert_eq!(
+        &rtcp_a[4..8],
+        &0xBu32.to_be_bytes(),
+        "RTCP sender renumbered"
+    );
+    assert_eq!(
+        u32::from_be_bytes(rtcp_a[16..20].try_into().unwrap()),
+        5_000_000u32.wrapping_add(ts_delta),
+        "SR timestamp on A's line"
+    );
+    // The other way, C hears A's phone unchanged (its first source).
+    let p = rtp(0xA, 1, 172);
+    pa.send(a.rtp_addr(), &p);
+    assert_eq!(next_rtp(&pc).1, p);
+
+    // A prompt on A after the bridge ends: the same line again.
+    engine.unbridge(&a).unwrap();
+    wait_until("unbridged", || !a.stats().is_relaying());
+    engine
+        .play(&a, Arc::new(Prompt::load("silence_stream://100").unwrap()))
+        .unwrap();
+    let (h, _) = next_rtp(&pa);
+    assert_eq!((h.ssrc, h.sequence), (0xB, prev.sequence.wrapping_add(1)));
+    assert!(h.marker);
+    let mut prev = h;
+    for _ in 0..4 {
+        let (h, _) = next_rtp(&pa);
+        assert_eq!((h.ssrc, h.sequence), (0xB, prev.sequence.wrapping_add(1)));
+        assert_eq!(h.timestamp, prev.timestamp.wrapping_add(160));
+        prev = h;
+    }
+    // Back to B (its phone went on counting meanwhile): still one line.
+    engine.bridge(&a, &b).unwrap();
+    common::wait_bridged(&a, &b);
+    let mut seq_b = 1100u16;
+    let h = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's audio never reached A"
+        );
+        pb.send(b.rtp_addr(), &rtp(0xB, seq_b, 172));
+        seq_b += 1;
+        if let Some((got, _)) = pa.try_recv(Duration::from_millis(50)) {
+            if let Some(h) = Header::parse(&got) {
+                break h;
+            }
+        }
+    };
+    assert_eq!((h.ssrc, h.sequence), (0xB, prev.sequence.wrapping_add(1)));
+    assert!(h.marker);
 }
 
 fn format(codec: Codec, payload_type: u8, event: u8) -> Format {
