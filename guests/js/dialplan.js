@@ -20,6 +20,7 @@ import { channelVariable } from 'dialtone:switch/host@0.1.0';
 // 1000..1019
 const EXTENSION = /^10(0[0-9]|1[0-9])$/;
 // *9 followed by 1000..1019: call the registered contacts directly.
+const ANNOUNCED = /^\*7(10(0[0-9]|1[0-9]))$/;
 const DIRECT_CONTACT = /^\*9(10(0[0-9]|1[0-9]))$/;
 
 const TONES =
@@ -79,6 +80,18 @@ function route(channel) {
       set('call_timeout', '20'),
       { tag: 'bridge', val: `\${sofia_contact(*/${ext}@${tenant})}` },
       hangup('user-not-registered'),
+    ];
+  }
+
+  // An announcement to the callee before the bridge.
+  const announced = ANNOUNCED.exec(dest);
+  if (announced) {
+    const ext = announced[1];
+    return [
+      set('call_timeout', '30'),
+      set('hangup_after_bridge', 'true'),
+      { tag: 'bridge', val: `[execute_on_answer=playback\\ announce.wav]user/${ext}@${tenant}` },
+      hangup('no-answer'),
     ];
   }
 

@@ -27,6 +27,7 @@ from wit_world.imports import host, types
 # 1000..1019. fullmatch, not match + "$": "$" would accept a trailing newline.
 EXTENSION = re.compile(r"10(0[0-9]|1[0-9])")
 # *9 followed by 1000..1019: call the registered contacts directly.
+ANNOUNCED = re.compile(r"\*7(10(0[0-9]|1[0-9]))")
 DIRECT_CONTACT = re.compile(r"\*9(10(0[0-9]|1[0-9]))")
 
 TONES = (
@@ -96,6 +97,17 @@ def route(channel: types.ChannelInfo) -> List[types.Action]:
             _set("call_timeout", "20"),
             types.Action_Bridge("${sofia_contact(*/" + ext + "@" + tenant + ")}"),
             _hangup(types.HangupCause.USER_NOT_REGISTERED),
+        ]
+
+    # An announcement to the callee before the bridge.
+    announced = ANNOUNCED.fullmatch(dest)
+    if announced:
+        ext = announced.group(1)
+        return [
+            _set("call_timeout", "30"),
+            _set("hangup_after_bridge", "true"),
+            types.Action_Bridge(f"[execute_on_answer=playback\\ announce.wav]user/{ext}@{tenant}"),
+            _hangup(types.HangupCause.NO_ANSWER),
         ]
 
     if dest == "5000":

@@ -14,6 +14,7 @@
 //! | `9196` | answer; echo |
 //! | `9664` | answer; playback a C-major arpeggio `tone_stream://` |
 //! | `9178` | answer; record both sides to `9178-${uuid}.wav` (60 s at most); echo |
+//! | `*7` + `1000`..`1019` | set `call_timeout=30`, `hangup_after_bridge=true`; bridge `user/<ext>@<tenant>` with the leg variable `execute_on_answer=playback announce.wav` (the callee hears the tenant's `announce.wav`, then the caller); hangup `no-answer` |
 //! | `*9` + `1000`..`1019` | set `call_timeout=20`; bridge `${sofia_contact(*/<ext>@<tenant>)}`; hangup `user-not-registered` |
 //! | `5000`, `ivr_choice` unset | answer; collect 1 digit into `ivr_choice` (5 s, `#`) |
 //! | `5000`, `ivr_choice` = `1` / `2` / other | transfer to `9196` / `9664` / hangup `unallocated-number` |
@@ -57,6 +58,9 @@ const TONE_9664: &str =
     "tone_stream://v=-12;L=1000;%(400,0,523.25);%(400,0,659.25);%(400,0,783.99);%(400,0,1046.5)";
 
 /// Where `9178` records (in the tenant's recordings directory).
+/// What `*7` + extension plays to the callee on answer.
+const ANNOUNCE: &str = "playback announce.wav";
+
 const RECORD_9178: &str = "9178-${uuid}.wav";
 
 /// The prompt of the `5000` IVR.
@@ -125,6 +129,22 @@ fn route(channel: &ChannelInfo, variable: &dyn Fn(&str) -> Option<String>) -> Ve
                 }),
             ],
         },
+        _ if dest
+            .strip_prefix("*7")
+            .is_some_and(is_local_extension) =>
+        {
+            // An announcement to the callee before the bridge.
+            let ext = &dest[2..];
+            vec![
+                set("call_timeout", "30"),
+                set("hangup_after_bridge", "true"),
+                Action::Bridge(
+                    Dialstring::from(Leg::user(ext, tenant).var("execute_on_answer", ANNOUNCE))
+                        .render(),
+                ),
+                Action::Hangup(HangupCause::NoAnswer),
+            ]
+        }
         _ => match dest
             .strip_prefix("*9")
             .filter(|ext| is_local_extension(ext))
@@ -280,7 +300,7 @@ mod tests {
 
     #[test]
     fn public_gets_nothing_else() {
-        for dest in ["9196", "9178", "9664", "*91000", "5000", "x"] {
+        for dest in ["9196", "9178", "9664", "*91000", "*71000", "5000", "x"] {
             assert_eq!(r(dest, "public"), ["hangup UnallocatedNumber"]);
         }
     }
@@ -300,6 +320,23 @@ mod tests {
             r("9664", "default"),
             ["answer".to_string(), format!("playback {TONE_9664}")]
         );
+    }
+
+    #[test]
+    fn star_seven_announces_to_the_callee() {
+        assert_eq!(
+            r("*71001", "default"),
+            [
+                "set call_timeout=30",
+                "set hangup_after_bridge=true",
+                r"bridge [execute_on_answer=playback\ announce.wav]user/1001@example.com",
+                "hangup NoAnswer"
+            ]
+        );
+        for dest in ["*71020", "*7", "*7100", "**71000"] {
+            assert_eq!(r(dest, "default"), ["hangup UnallocatedNumber"], "{dest:?}");
+        }
+        assert_eq!(r("*71001", "public"), ["hangup UnallocatedNumber"]);
     }
 
     #[test]

@@ -74,6 +74,12 @@ pub trait ChannelMedia: Send + Sync {
         legs: crate::routing::RecordLegs,
         limit: Option<std::time::Duration>,
     ) -> Result<(), String>;
+    /// Join the channel's media back to the leg it is bridged to, after an
+    /// application took it out (`execute_on_answer` on a B-leg). False when
+    /// there is nothing to join.
+    fn rejoin(&self) -> bool {
+        false
+    }
 }
 
 /// What the core does to the far end of a channel.

@@ -969,6 +969,11 @@ impl Runner {
             Ok(m) => m,
             Err(f) => return f,
         };
+        self.play_to_end(media, name).await
+    }
+
+    /// Play `name` on `media` and wait for its end (see `playback`).
+    async fn play_to_end(&mut self, media: Arc<dyn ChannelMedia>, name: &str) -> Flow {
         let prompt = match self.load_prompt(name).await {
             Ok(p) => p,
             Err(e) => {
@@ -1367,6 +1372,12 @@ impl Runner {
                                 self.chan.call_state = CallState::Active;
                                 self.chan.answered = Some(SystemTime::now());
                                 self.publish(EventName::ChannelAnswer);
+                                if let Some(Flow::Hangup(c, remote)) =
+                                    self.execute_on_answer().await
+                                {
+                                    self.remote_gone = remote;
+                                    break c;
+                                }
                                 self.state(ChannelState::ExchangeMedia);
                             }
                         }
@@ -1380,6 +1391,34 @@ impl Runner {
         // Either way the originator (or the bridge) learns that this leg ended.
         let _ = link.send((leg, RemoteEvent::Hangup(cause)));
         self.finish(cause).await;
+    }
+
+    /// FreeSWITCH's `execute_on_answer` on an outbound leg: when the callee
+    /// answers, the application the variable names runs on this leg before
+    /// the originator hears of the answer (so before the bridge), as
+    /// `{execute_on_answer='playback announce.wav'}sofia/...` plays a
+    /// message to the callee alone. `playback FILE` is the application
+    /// supported here (FILE as for `playback`: the tenant's sounds, a
+    /// `tone_stream://` or a `silence_stream://`); anything else is logged
+    /// and ignored. Returns the leg's end if it ended meanwhile.
+    async fn execute_on_answer(&mut self) -> Option<Flow> {
+        let spec = self.chan.var("execute_on_answer")?.trim().to_string();
+        let (app, arg) = spec
+            .split_once(char::is_whitespace)
+            .map_or((spec.as_str(), ""), |(a, b)| (a, b.trim()));
+        if app != "playback" || arg.is_empty() {
+            tracing::warn!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, execute_on_answer = %spec, "execute_on_answer supports `playback FILE`; ignored");
+            return None;
+        }
+        let media = self.remote.control.media()?;
+        self.chan.set_var("execute_on_answer_app", app);
+        let flow = self.play_to_end(Arc::clone(&media), arg).await;
+        if matches!(flow, Flow::Hangup(..)) {
+            return Some(flow);
+        }
+        // Playing took the leg out of its bridge: join it back.
+        media.rejoin();
+        None
     }
 
     /// Hangup, Reporting, Destroy.

@@ -83,6 +83,14 @@ fn expected(tenant: &str, context: &str, dest: &str, vars: &[(&str, &str)]) -> V
                 }),
             ],
         },
+        d if d.len() == 6 && d.starts_with("*7") && expected(tenant, "default", &d[2..], &[]).len() == 5 => vec![
+            set("call_timeout", "30"),
+            set("hangup_after_bridge", "true"),
+            Action::Bridge {
+                dialstring: format!(r"[execute_on_answer=playback\ announce.wav]user/{}@{tenant}", &d[2..]),
+            },
+            hangup(HangupCause::NoAnswer),
+        ],
         d if d.len() == 6 && d.starts_with("*9") && expected(tenant, "default", &d[2..], &[]).len() == 5 => vec![
             set("call_timeout", "20"),
             Action::Bridge { dialstring: format!("${{sofia_contact(*/{}@{tenant})}}", &d[2..]) },
@@ -100,8 +108,8 @@ fn cases() -> Vec<Case> {
     for ctx in ["default", "public"] {
         for d in [
             "1000", "1009", "1010", "1019", "1020", "999", "10000", "0100", "9196", "9178", "9664",
-            "5000", "*91000", "*91019", "*91020", "*9", "", "abc", "1000 ", "10a0", "+1000",
-            "9196#",
+            "5000", "*91000", "*91019", "*91020", "*9", "*71000", "*71019", "*71020", "*7", "",
+            "abc", "1000 ", "10a0", "+1000", "9196#",
         ] {
             v.push((ctx, d.to_string(), vec![]));
         }

@@ -131,6 +131,9 @@ struct SipControl {
 struct SipMedia {
     shared: Arc<Shared>,
     leg: Arc<LegHandle>,
+    /// The channel's UUID on a B-leg (the leg `Shared::bridge_media`
+    /// joins to its originator); `None` on inbound legs.
+    outbound: Option<String>,
 }
 
 impl ChannelMedia for SipMedia {
@@ -160,6 +163,15 @@ impl ChannelMedia for SipMedia {
             .media()
             .record(&self.leg, path, channels, limit)
             .map_err(|e| e.to_string())
+    }
+    fn rejoin(&self) -> bool {
+        match &self.outbound {
+            Some(uuid) => {
+                self.shared.bridge_media(uuid);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -1108,6 +1120,7 @@ impl ProfileCore {
             media: Some(Arc::new(SipMedia {
                 shared: Arc::clone(&self.shared),
                 leg: Arc::clone(&media),
+                outbound: None,
             })),
         });
         let uuid = match switch.inbound(
@@ -2058,6 +2071,7 @@ impl ProfileCore {
             media: Some(Arc::new(SipMedia {
                 shared: Arc::clone(&self.shared),
                 leg: Arc::clone(&media),
+                outbound: Some(req.uuid.clone()),
             })),
         });
         Ok(Dialed {

@@ -33,6 +33,11 @@
 //! the relay transcodes each packet; each phone must still hear the other's
 //! tone within 2 %, and tshark must see PCMU on A's side and PCMA on B's.
 //!
+//! A call to `*71001` plays the tenant's `announce.wav` (a known 2 s tone
+//! at 16 kHz the test puts there) to B when B answers, then bridges: B
+//! must decode the tone for 2 s (within 10 %) at its frequency (within
+//! 2 %), then A's tone; A never hears the announcement.
+//!
 //! Needs baresip, sox, tshark, openssl and python3
 //! (`scripts/install-peers.sh`), and the right to capture on `lo` (root or
 //! CAP_NET_RAW). The two tests take turns: each relays two phones' audio on
@@ -924,5 +929,132 @@ fn a_call_to_9178_is_recorded_in_stereo_on_the_switch() {
     let left = assert_tone(&wav, 440, "the recording's left channel (the caller)");
     let heard = assert_tone(&right, 440, "the recording's right channel (the echo)");
     eprintln!("recorded {seconds:.2} s: left {left} Hz, right {heard} Hz");
+    sw.assert_no_leaks();
+}
+
+/// Start, length and frequency of the longest stretch of `hz` in `wav`
+/// (`tests/sip/tone_span.py`).
+fn tone_span(wav: &Path, hz: u32) -> (f64, f64, f64) {
+    let out = run(
+        Command::new("python3")
+            .arg(sip_dir().join("tone_span.py"))
+            .arg(wav)
+            .arg(hz.to_string()),
+        "tone_span.py",
+    );
+    let v: Vec<f64> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    assert_eq!(v.len(), 3, "tone_span.py said {out:?}");
+    (v[0], v[1], v[2])
+}
+
+/// `*7` + extension in the default dialplan: the callee hears the
+/// tenant's `announce.wav` when it answers, then the caller. The test puts
+/// a known WAV there (2 s of 1200 Hz, 16 kHz mono, so the switch resamples
+/// it), A (1000, 440 Hz) dials `*71001`, B (1001, 1000 Hz, answers by
+/// itself) must decode 2 s of 1200 Hz (duration within 10 %, frequency
+/// within 2 %) followed by A's 440 Hz; A never hears the announcement and
+/// hears B once bridged.
+#[test]
+fn a_wav_announcement_is_played_to_a_baresip_callee_before_the_bridge() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    require_tools();
+    let work = Work(Some(tempfile::tempdir().unwrap()));
+    let w = work.path();
+    let sw = Running::start(5640, 26800);
+    let sounds = sw._dir.path().join("conf/sounds/dialtone.local");
+    std::fs::create_dir_all(&sounds).unwrap();
+    run(
+        Command::new("sox")
+            .args(["-n", "-r", "16000", "-c", "1", "-b", "16"])
+            .arg(sounds.join("announce.wav"))
+            .args(["synth", "2", "sine", "1200", "vol", "0.5"]),
+        "sox",
+    );
+    let (tone_a, tone_b) = (w.join("tone440.wav"), w.join("tone1000.wav"));
+    sox_tone(&tone_a, 440, 30);
+    sox_tone(&tone_b, 1000, 30);
+    let outbound = format!("outbound=\"sip:127.0.0.1:{};transport=udp\"", sw.internal);
+    let acct = |user: &str, extra: &str| {
+        format!(
+            "<sip:{user}@dialtone.local>;auth_user={user};auth_pass=1234;{outbound};\
+             regint=60;audio_codecs=PCMU{extra}"
+        )
+    };
+    let mut b = Phone::start(
+        "b",
+        w,
+        5660,
+        (26740, 26750),
+        5664,
+        &tone_b,
+        &acct("1001", ";answermode=auto"),
+        40,
+        None,
+    );
+    let mut a = Phone::start(
+        "a",
+        w,
+        5650,
+        (26720, 26730),
+        5654,
+        &tone_a,
+        &acct("1000", ""),
+        40,
+        None,
+    );
+    b.wait_registered("1001@dialtone.local", "UDP");
+    a.wait_registered("1000@dialtone.local", "UDP");
+    let mut ctrl_b = Ctrl::connect("b", b.ctrl_port);
+    let mut ctrl_a = Ctrl::connect("a", a.ctrl_port);
+    let r = ctrl_a.command("dial", "sip:*71001@dialtone.local");
+    assert_eq!(r["ok"], true, "dial refused: {r}");
+    let established_b = ctrl_b.wait_event("CALL_ESTABLISHED", Duration::from_secs(15));
+    let established_a = ctrl_a.wait_event("CALL_ESTABLISHED", Duration::from_secs(10));
+    assert!(
+        established_a.is_some() && established_b.is_some(),
+        "call not established (A: {established_a:?}, B: {established_b:?})\n\
+         A's log:\n{}\nB's log:\n{}\nswitch:\n{}",
+        a.log(),
+        b.log(),
+        sw.log_tail()
+    );
+    // The announcement (2 s) ran before A's answer; then 4 s bridged.
+    std::thread::sleep(Duration::from_secs(4));
+    let r = ctrl_a.command("hangup", "");
+    assert_eq!(r["ok"], true, "hangup refused: {r}");
+    ctrl_a.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    ctrl_b.wait_event("CALL_CLOSED", Duration::from_secs(10));
+    for (c, p) in [(&mut ctrl_a, &mut a), (&mut ctrl_b, &mut b)] {
+        let _ = c.command("quit", "");
+        if !p.proc_.wait_exit(Duration::from_secs(10)) {
+            p.proc_.stop("TERM", Duration::from_secs(5));
+        }
+    }
+    let (heard_b, heard_a) = (b.decoded(), a.decoded());
+    let (start, secs, hz) = tone_span(&heard_b, 1200);
+    eprintln!("B heard 1200 Hz from {start} s for {secs} s ({hz} Hz)");
+    assert!(
+        (1.8..=2.2).contains(&secs),
+        "B heard the 2 s announcement for {secs} s\nswitch:\n{}",
+        sw.log_tail()
+    );
+    assert!((hz - 1200.0).abs() <= 24.0, "announcement at {hz} Hz");
+    let (a_start, a_secs, a_hz) = tone_span(&heard_b, 440);
+    eprintln!("B heard 440 Hz from {a_start} s for {a_secs} s ({a_hz} Hz)");
+    assert!(
+        a_start >= start + secs - 0.1 && a_secs >= 2.0,
+        "B should hear A (440 Hz) after the announcement: from {a_start} s for {a_secs} s"
+    );
+    assert!((a_hz - 440.0).abs() <= 8.8, "A's tone at B: {a_hz} Hz");
+    let (_, leaked, _) = tone_span(&heard_a, 1200);
+    assert!(
+        leaked < 0.1,
+        "A heard {leaked} s of the callee's announcement"
+    );
+    let (_, b_secs, b_hz) = tone_span(&heard_a, 1000);
+    assert!(
+        b_secs >= 2.0 && (b_hz - 1000.0).abs() <= 20.0,
+        "A should hear B (1000 Hz) once bridged: {b_secs} s at {b_hz} Hz"
+    );
     sw.assert_no_leaks();
 }
