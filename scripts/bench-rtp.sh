@@ -43,7 +43,9 @@
 # (window and whole calls), CPU µs per relayed packet and CPU per call
 # (ms of CPU per second of call, i.e. per 100 relayed packets), and the
 # ratio Dialtone/baseline of CPU per call. Human lines on stderr start with
-# `#`. Exit 0 when every target ran and lost nothing; 1 otherwise.
+# `#`. Exit 0 when every target ran and Dialtone set up every call and
+# lost no packet (the baseline's loss is reported, not judged); 1
+# otherwise.
 #
 # Environment (defaults; smoke values after the slash):
 #   BENCH_RTP_CALLS [1000 / 50]    concurrent calls
@@ -257,7 +259,8 @@ for t in targets:
         "machine_busy_pct": r.get("machine_busy_pct"),
         "rtpload_cpu_s": r.get("rtpload_cpu_s"),
     }
-    if not r.get("ok") or est != calls:
+    # The baseline's figures are reported, not judged.
+    if t == "dialtone" and (not r.get("ok") or est != calls):
         ok = False
     print("# %-9s %d/%d calls up, lost %s in the window and %s over the calls; %s us CPU per relayed packet, %s ms CPU per call-second"
           % (t, est, calls, r.get("window_lost"), r.get("lost"), r.get("cpu_us_per_relayed_packet"),

@@ -12,6 +12,9 @@ cargo bench -q -p dialtone-dialplan --bench route -- --bench
 cargo bench -q -p dialtone-media --bench relay
 # SIP load against Kamailio (smoke: one low rate, a few hundred REGISTERs).
 scripts/bench-sip.sh
+# RTP: concurrent calls with media both ways against Kamailio + rtpengine
+# (smoke: 50 calls, 5 s window).
+scripts/bench-rtp.sh
 
 if [ "${DIALTONE_BENCH_SMOKE:-0}" != 1 ] && command -v valgrind >/dev/null; then
   bin=$(ls -t "$CARGO_TARGET_DIR"/release/deps/route-* | grep -v '\.d$' | head -n1)

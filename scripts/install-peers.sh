@@ -3,7 +3,8 @@
 # against (see tests/sip/README.md):
 #
 #   Debian packages: sip-tester (sipp), sipsak, baresip, tshark, sox, kamailio,
-#                    openssl (the TLS audio test makes its certificates with it)
+#                    openssl (the TLS audio test makes its certificates with it),
+#                    rtpengine-daemon (the RTP benchmark's baseline relay)
 #   PyPI:            sipvicious, in a venv at build/venv-sipvicious
 #                    (entry points sipvicious_svwar, sipvicious_svmap, ...)
 #
@@ -43,6 +44,7 @@ DEB_TOOLS=(
     "sox:sox"
     "kamailio:kamailio"
     "openssl:openssl"
+    "rtpengine:rtpengine-daemon"
 )
 
 missing_debs() {

@@ -21,7 +21,7 @@ if [ -d guests/js/test ]; then
   (cd guests/js && node --test test/ 2>&1) | tee -a "$LOG"
 fi
 
-echo "== SIP test peers (SIPp, sipsak, baresip, tshark, sox, kamailio, sipvicious)"
+echo "== SIP test peers (SIPp, sipsak, baresip, tshark, sox, kamailio, rtpengine, sipvicious)"
 scripts/install-peers.sh
 
 echo "== workspace"
