@@ -25,6 +25,7 @@ const DIRECT_CONTACT = /^\*9(10(0[0-9]|1[0-9]))$/;
 
 const TONES =
   'tone_stream://v=-12;L=1000;%(400,0,523.25);%(400,0,659.25);%(400,0,783.99);%(400,0,1046.5)';
+const UK_RING = 'tone_stream://%(400,200,400,450);%(400,2000,400,450)';
 const IVR_PROMPT = 'tone_stream://%(200,0,1000)';
 const IVR_VARIABLE = 'ivr_choice';
 
@@ -93,6 +94,10 @@ function route(channel) {
       { tag: 'bridge', val: `[execute_on_answer=playback\\ announce.wav]user/${ext}@${tenant}` },
       hangup('no-answer'),
     ];
+  }
+
+  if (dest === '9181') {
+    return [{ tag: 'pre-answer' }, { tag: 'playback', val: UK_RING }, hangup('no-answer')];
   }
 
   if (dest === '5000') {

@@ -27,6 +27,7 @@ from wit_world.imports import host, types
 # 1000..1019. fullmatch, not match + "$": "$" would accept a trailing newline.
 EXTENSION = re.compile(r"10(0[0-9]|1[0-9])")
 # *9 followed by 1000..1019: call the registered contacts directly.
+UK_RING = "tone_stream://%(400,200,400,450);%(400,2000,400,450)"
 ANNOUNCED = re.compile(r"\*7(10(0[0-9]|1[0-9]))")
 DIRECT_CONTACT = re.compile(r"\*9(10(0[0-9]|1[0-9]))")
 
@@ -107,6 +108,13 @@ def route(channel: types.ChannelInfo) -> List[types.Action]:
             _set("call_timeout", "30"),
             _set("hangup_after_bridge", "true"),
             types.Action_Bridge(f"[execute_on_answer=playback\\ announce.wav]user/{ext}@{tenant}"),
+            _hangup(types.HangupCause.NO_ANSWER),
+        ]
+
+    if dest == "9181":
+        return [
+            types.Action_PreAnswer(),
+            types.Action_Playback(UK_RING),
             _hangup(types.HangupCause.NO_ANSWER),
         ]
 

@@ -13,6 +13,7 @@
 //! | anything, `ctx == "public"` | hangup `unallocated-number` |
 //! | `9196` | answer; echo |
 //! | `9664` | answer; playback a C-major arpeggio `tone_stream://` |
+//! | `9181` | pre-answer; playback one cadence of UK ringback (3 s) as early media; hangup `no-answer` (never answered: SIP 183, then 480) |
 //! | `9178` | answer; record both sides to `9178-${uuid}.wav` (60 s at most); echo |
 //! | `*7` + `1000`..`1019` | set `call_timeout=30`, `hangup_after_bridge=true`; bridge `user/<ext>@<tenant>` with the leg variable `execute_on_answer=playback announce.wav` (the callee hears the tenant's `announce.wav`, then the caller); hangup `no-answer` |
 //! | `*9` + `1000`..`1019` | set `call_timeout=20`; bridge `${sofia_contact(*/<ext>@<tenant>)}`; hangup `user-not-registered` |
@@ -58,6 +59,10 @@ const TONE_9664: &str =
     "tone_stream://v=-12;L=1000;%(400,0,523.25);%(400,0,659.25);%(400,0,783.99);%(400,0,1046.5)";
 
 /// Where `9178` records (in the tenant's recordings directory).
+/// One cadence of UK ringback (400+450 Hz, 0.4 s on, 0.2 s off, 0.4 s on,
+/// 2 s off), the early media of `9181`.
+const UK_RING: &str = "tone_stream://%(400,200,400,450);%(400,2000,400,450)";
+
 /// What `*7` + extension plays to the callee on answer.
 const ANNOUNCE: &str = "playback announce.wav";
 
@@ -113,6 +118,11 @@ fn route(channel: &ChannelInfo, variable: &dyn Fn(&str) -> Option<String>) -> Ve
             Action::Echo,
         ],
         "9664" => vec![Action::Answer, Action::Playback(TONE_9664.to_owned())],
+        "9181" => vec![
+            Action::PreAnswer,
+            Action::Playback(UK_RING.to_owned()),
+            Action::Hangup(HangupCause::NoAnswer),
+        ],
         "5000" => match variable(IVR_VARIABLE).as_deref() {
             Some("1") => vec![transfer("9196")],
             Some("2") => vec![transfer("9664")],
@@ -300,7 +310,7 @@ mod tests {
 
     #[test]
     fn public_gets_nothing_else() {
-        for dest in ["9196", "9178", "9664", "*91000", "*71000", "5000", "x"] {
+        for dest in ["9196", "9178", "9664", "9181", "*91000", "*71000", "5000", "x"] {
             assert_eq!(r(dest, "public"), ["hangup UnallocatedNumber"]);
         }
     }
@@ -319,6 +329,18 @@ mod tests {
         assert_eq!(
             r("9664", "default"),
             ["answer".to_string(), format!("playback {TONE_9664}")]
+        );
+    }
+
+    #[test]
+    fn ringback_as_early_media() {
+        assert_eq!(
+            r("9181", "default"),
+            [
+                "Action::PreAnswer".to_string(),
+                format!("playback {UK_RING}"),
+                "hangup NoAnswer".into()
+            ]
         );
     }
 

@@ -67,6 +67,13 @@ fn expected(tenant: &str, context: &str, dest: &str, vars: &[(&str, &str)]) -> V
                 file: "tone_stream://v=-12;L=1000;%(400,0,523.25);%(400,0,659.25);%(400,0,783.99);%(400,0,1046.5)".into(),
             },
         ],
+        "9181" => vec![
+            Action::PreAnswer,
+            Action::Playback {
+                file: "tone_stream://%(400,200,400,450);%(400,2000,400,450)".into(),
+            },
+            hangup(HangupCause::NoAnswer),
+        ],
         "5000" => match vars.iter().find(|(k, _)| *k == "ivr_choice").map(|(_, v)| *v) {
             Some("1") => vec![Action::Transfer { extension: "9196".into(), context: None }],
             Some("2") => vec![Action::Transfer { extension: "9664".into(), context: None }],
@@ -108,8 +115,8 @@ fn cases() -> Vec<Case> {
     for ctx in ["default", "public"] {
         for d in [
             "1000", "1009", "1010", "1019", "1020", "999", "10000", "0100", "9196", "9178", "9664",
-            "5000", "*91000", "*91019", "*91020", "*9", "*71000", "*71019", "*71020", "*7", "",
-            "abc", "1000 ", "10a0", "+1000", "9196#",
+            "9181", "5000", "*91000", "*91019", "*91020", "*9", "*71000", "*71019", "*71020", "*7",
+            "", "abc", "1000 ", "10a0", "+1000", "9196#",
         ] {
             v.push((ctx, d.to_string(), vec![]));
         }

@@ -10,6 +10,9 @@
 //!   again: `1` transfers to the echo (the caller's own stream comes back),
 //!   `2` to `9664`, the switch's tone (a stream of the switch's own, in
 //!   the caller's codec, at the pace of the media clock).
+//! - `9181` (ringback as early media): a 183 with the switch's SDP, one
+//!   cadence of UK ringback on the caller's RTP port (counted and checked
+//!   frame by frame by the test), then 480: never answered.
 //!
 //! Needs sipp and tshark (`scripts/install-peers.sh`) and the right to
 //! capture on `lo`. The tests take turns.
@@ -407,5 +410,117 @@ fn an_answered_call_without_rtp_is_hung_up_with_media_timeout() {
         msgs.contains("Reason: Q.850;cause=804;text=\"MEDIA_TIMEOUT\""),
         "BYE without the MEDIA_TIMEOUT reason:\n{msgs}"
     );
+    sw.assert_no_leaks();
+}
+
+/// `9181` in the default dialplan: pre-answer, one cadence of UK ringback
+/// as early media, then `no-answer`. The caller (uac_auth_early_media.xml)
+/// must get a 183 whose SDP points at the switch, the ringback on its RTP
+/// port before any final response (0.8 s of 400+450 Hz and 2.2 s of
+/// silence, in PCMU at 50 packets a second, one SSRC, consecutive sequence
+/// numbers), and then a 480, never a 200.
+#[test]
+fn ringback_is_played_as_early_media_before_the_call_is_refused() {
+    let (_turn, work) = setup();
+    let sw = Running::start(5960, 24600);
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:24990").unwrap();
+    rtp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let listener = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((n, _)) = rtp.recv_from(&mut buf) {
+                got.push(buf[..n].to_vec());
+            }
+        }
+        got
+    });
+    let log = work.path().join("early.log");
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .arg("40")
+        .arg("sipp")
+        .arg("-sf")
+        .arg(repo().join("tests/sip/sipp/uac_auth_early_media.xml"))
+        .arg(format!("127.0.0.1:{}", sw.internal))
+        .args(["-i", "127.0.0.1", "-p", "5966"])
+        .args(["-s", "9181", "-key", "caller", "1000"])
+        .args([
+            "-key",
+            "domain",
+            "dialtone.local",
+            "-key",
+            "rtp_port",
+            "24990",
+        ])
+        .args(["-au", "1000", "-ap", "1234", "-auth_uri"])
+        .arg(format!("9181@127.0.0.1:{}", sw.internal))
+        .args(["-m", "1", "-nostdin", "-recv_timeout", "15000"])
+        .args([
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-trace_logs",
+            "-log_file",
+        ])
+        .arg(&log)
+        .current_dir(work.path())
+        .output()
+        .expect("sipp");
+    let took = started.elapsed();
+    // Whatever arrives after the 480 is not early media: stop listening.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let packets = listener.join().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "no 183 with SDP then 480:\n{}{}\n{text}\nswitch:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        sw.log_tail()
+    );
+    assert!(text.contains("final: 480"), "{text}");
+    let port: u16 = text
+        .split("m=audio ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no early SDP logged:\n{text}"));
+    assert!(
+        (sw.rtp.0..=sw.rtp.1).contains(&port),
+        "the 183's SDP does not point at the switch: port {port}"
+    );
+    assert!(took >= Duration::from_millis(2900), "480 after {took:?}");
+    // One cadence: 150 frames of 20 ms, 40 of them tone.
+    let headers: Vec<_> = packets
+        .iter()
+        .filter_map(|p| dialtone_media::rtp::Header::parse(p).map(|h| (h, p)))
+        .collect();
+    assert!(
+        (140..=152).contains(&headers.len()),
+        "{} RTP packets of early media",
+        headers.len()
+    );
+    let ssrc = headers[0].0.ssrc;
+    for w in headers.windows(2) {
+        assert_eq!(w[1].0.ssrc, ssrc);
+        assert_eq!(w[1].0.sequence, w[0].0.sequence.wrapping_add(1));
+        assert_eq!(w[1].0.payload_type, 0, "PCMU");
+    }
+    let loud = headers
+        .iter()
+        .filter(|(h, p)| {
+            let pcm: Vec<i32> = p[h.payload_start..h.payload_end]
+                .iter()
+                .map(|&b| dialtone_media::codec::ulaw_decode(b) as i32)
+                .collect();
+            pcm.iter().map(|s| s.abs()).max().unwrap_or(0) > 1000
+        })
+        .count();
+    assert!((38..=42).contains(&loud), "{loud} frames of ringback tone");
     sw.assert_no_leaks();
 }
