@@ -111,7 +111,11 @@
 //! thread and never touches the file; the writer's reorder stage (a
 //! jitter buffer of four packets per side) puts them back in sequence
 //! order. Transcoding needs none: G.711 and L16 convert sample for sample,
-//! so each packet is converted as it comes. A leg with an RTP timeout
+//! with no decoder state carried from one packet to the next, so each
+//! packet is converted as it comes and keeps its sequence number and
+//! timestamp; the receiving phone's own jitter buffer orders them, and
+//! holding them here too would only add delay. (A codec with decoder state
+//! would need the reorder stage on this path as well.) A leg with an RTP timeout
 //! ([`MediaEngine::set_rtp_timeout`]) reports [`LegEvent::MediaTimeout`]
 //! once nothing has arrived for that long; the worker reads the clock once
 //! per wake-up, not per packet.
@@ -124,7 +128,8 @@
 //! terminates (an echo, a prompt) gets a compound RTCP report from the
 //! engine every 5 s: an SR when it played RTP, else an RR, with the
 //! report block (LSR/DLSR from the phone's last SR) and an SDES CNAME.
-//! Bridged legs carry the phones' own RTCP end to end.
+//! Bridged legs carry the phones' own RTCP end to end (renumbered when a
+//! leg's stream was rebased, see above).
 //!
 //! # Not done yet
 //!
