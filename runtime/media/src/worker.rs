@@ -545,6 +545,7 @@ impl Worker {
                                         to.out.relay(buf, h, now);
                                         len
                                     }
+                                    None if stream == 0 => len,
                                     None => {
                                         let r = rtcp::Renumber {
                                             sender: to.out.rtcp_sender(),
