@@ -26,9 +26,11 @@ from wit_world.imports import host, types
 
 # 1000..1019. fullmatch, not match + "$": "$" would accept a trailing newline.
 EXTENSION = re.compile(r"10(0[0-9]|1[0-9])")
-# *9 followed by 1000..1019: call the registered contacts directly.
+# One cadence of UK ringback, the early media of 9181.
 UK_RING = "tone_stream://%(400,200,400,450);%(400,2000,400,450)"
+# *7 followed by 1000..1019: announce.wav to the callee, then the bridge.
 ANNOUNCED = re.compile(r"\*7(10(0[0-9]|1[0-9]))")
+# *9 followed by 1000..1019: call the registered contacts directly.
 DIRECT_CONTACT = re.compile(r"\*9(10(0[0-9]|1[0-9]))")
 
 TONES = (

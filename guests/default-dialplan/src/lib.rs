@@ -58,7 +58,6 @@ use dialtone_sdk::{Dialstring, Leg};
 const TONE_9664: &str =
     "tone_stream://v=-12;L=1000;%(400,0,523.25);%(400,0,659.25);%(400,0,783.99);%(400,0,1046.5)";
 
-/// Where `9178` records (in the tenant's recordings directory).
 /// One cadence of UK ringback (400+450 Hz, 0.4 s on, 0.2 s off, 0.4 s on,
 /// 2 s off), the early media of `9181`.
 const UK_RING: &str = "tone_stream://%(400,200,400,450);%(400,2000,400,450)";
@@ -66,6 +65,7 @@ const UK_RING: &str = "tone_stream://%(400,200,400,450);%(400,2000,400,450)";
 /// What `*7` + extension plays to the callee on answer.
 const ANNOUNCE: &str = "playback announce.wav";
 
+/// Where `9178` records (in the tenant's recordings directory).
 const RECORD_9178: &str = "9178-${uuid}.wav";
 
 /// The prompt of the `5000` IVR.

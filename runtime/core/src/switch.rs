@@ -1372,13 +1372,20 @@ impl Runner {
                                 self.chan.call_state = CallState::Active;
                                 self.chan.answered = Some(SystemTime::now());
                                 self.publish(EventName::ChannelAnswer);
-                                if let Some(Flow::Hangup(c, remote)) =
-                                    self.execute_on_answer().await
-                                {
-                                    self.remote_gone = remote;
-                                    break c;
-                                }
                                 self.state(ChannelState::ExchangeMedia);
+                                if self.chan.var("execute_on_answer").is_some() {
+                                    // The originator learns of the answer first (its
+                                    // timeout stops, other forks are cancelled);
+                                    // then the app runs on this leg.
+                                    let _ = link.send((leg, ev));
+                                    if let Some(Flow::Hangup(c, remote)) =
+                                        self.execute_on_answer().await
+                                    {
+                                        self.remote_gone = remote;
+                                        break c;
+                                    }
+                                    continue;
+                                }
                             }
                         }
                         RemoteEvent::Dtmf { .. } | RemoteEvent::Hangup(_) => {}
@@ -1394,10 +1401,12 @@ impl Runner {
     }
 
     /// FreeSWITCH's `execute_on_answer` on an outbound leg: when the callee
-    /// answers, the application the variable names runs on this leg before
-    /// the originator hears of the answer (so before the bridge), as
+    /// answers, the application the variable names runs on this leg, whose
+    /// media leaves the bridge meanwhile, as
     /// `{execute_on_answer='playback announce.wav'}sofia/...` plays a
-    /// message to the callee alone. `playback FILE` is the application
+    /// message to the callee alone. The originator is told of the answer
+    /// first (so the call is answered, its timeout and the other forks
+    /// stop), and hears silence until the app ends and the media joins. `playback FILE` is the application
     /// supported here (FILE as for `playback`: the tenant's sounds, a
     /// `tone_stream://` or a `silence_stream://`); anything else is logged
     /// and ignored. Returns the leg's end if it ended meanwhile.

@@ -92,8 +92,10 @@
 //! leg is adopted as it is, so plain passthrough leaves the phones' own
 //! numbering untouched; any later change of source rebases the line (same
 //! SSRC, sequence numbers continuing, timestamps moved on by the
-//! wall-clock gap, marker bit on the first packet), and relayed RTCP is
-//! renumbered to match. The line travels with a leg that moves to another
+//! wall-clock gap, marker bit on the first audio packet), and relayed RTCP
+//! is renumbered to match. A late packet of the new source from before the
+//! rebase is dropped (its number on the line was already used); a jump of
+//! more than 3,000 back is taken as the source restarting its numbering. The line travels with a leg that moves to another
 //! worker.
 //!
 //! Every leg whose format names a telephone-event payload type has its

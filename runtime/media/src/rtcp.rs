@@ -292,8 +292,12 @@ pub fn renumber(packet: &mut [u8], r: Renumber) {
         }
         let p = &mut p[..len];
         let kind = p[1];
-        if let Some((from, to, ts_delta)) = r.sender {
-            if matches!(kind, 200..=203) && get(p, 4) == from {
+        // SR and RR always name their sender; SDES and BYE name an SSRC
+        // only when their count says one follows.
+        let named =
+            len >= 8 && (matches!(kind, 200 | 201) || (matches!(kind, 202 | 203) && count > 0));
+        if let Some((from, to, ts_delta)) = r.sender.filter(|_| named) {
+            if get(p, 4) == from {
                 p[4..8].copy_from_slice(&to.to_be_bytes());
                 if kind == 200 && len >= 28 {
                     let ts = get(p, 16).wrapping_add(ts_delta);
@@ -483,6 +487,23 @@ mod tests {
         let sdes = 4 * (u16::from_be_bytes([buf[2], buf[3]]) as usize + 1);
         assert_eq!(buf[sdes + 1], 202);
         assert_eq!(&buf[sdes + 4..sdes + 8], &0xC0C0u32.to_be_bytes());
+        // A sub-packet of 4 bytes (SDES with no chunk) in the middle, and a
+        // bare 8-byte SR header: nothing to read past them, no panic.
+        let mut odd = [0u8; 20];
+        odd[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0xA0, 0xA0]);
+        odd[8..12].copy_from_slice(&[0x80, 202, 0, 0]);
+        odd[12..20].copy_from_slice(&[0x81, 203, 0, 1, 0, 0, 0xA0, 0xA0]);
+        let r = Renumber {
+            sender: Some((0xA0A0, 0xC0C0, 1)),
+            blocks: Some((0xA0A0, 0xC0C0, 1)),
+        };
+        renumber(&mut odd, r);
+        assert_eq!(&odd[4..8], &0xC0C0u32.to_be_bytes(), "RR sender");
+        assert_eq!(&odd[8..12], &[0x80, 202, 0, 0], "empty SDES untouched");
+        assert_eq!(&odd[16..20], &0xC0C0u32.to_be_bytes(), "BYE sender");
+        let mut bare = [0x80, 200, 0, 0, 0, 0, 0xA0, 0xA0];
+        renumber(&mut bare, r);
+        renumber(&mut [0x80, 200, 0, 0], r);
         // A truncated compound is left alone past the break, without panic.
         let mut short = original;
         renumber(

@@ -109,6 +109,10 @@ fn ntp_now() -> u64 {
     (secs << 32) | frac
 }
 
+/// A relayed sequence number this far behind the line's means the source
+/// restarted its numbering (RFC 3550's MAX_DROPOUT).
+const RESTART: u16 = 3000;
+
 /// Readiness reports taken per `epoll_wait`.
 const EVENTS: usize = 256;
 
@@ -209,6 +213,9 @@ struct OutStream {
     ts_delta: u32,
     /// The mapping is not the identity: headers are rewritten.
     rewrite: bool,
+    /// The source's sequence number at the rebase: older packets of the
+    /// source are late and dropped.
+    base: u16,
     /// Everything on the line so far is the numbering of the phone whose
     /// SSRC the line carries, unchanged: that phone coming back (a leg
     /// moved to another worker, a re-bridge) is not a change.
@@ -234,6 +241,7 @@ impl OutStream {
             seq_delta: 0,
             ts_delta: 0,
             rewrite: false,
+            base: 0,
             own: false,
         }
     }
@@ -266,7 +274,9 @@ impl OutStream {
     /// Record that a packet numbered (sequence, timestamp) went out.
     #[inline]
     fn sent(&mut self, seq: u16, ts: u32, now: Instant) {
-        if seq.wrapping_sub(self.sequence) as i16 >= 0 {
+        // Ahead, or so far behind that the source restarted its numbering.
+        let d = seq.wrapping_sub(self.sequence) as i16;
+        if d >= 0 || d < -(RESTART as i16) {
             self.sequence = seq.wrapping_add(1);
             self.timestamp = ts;
         }
@@ -275,10 +285,16 @@ impl OutStream {
 
     /// Map the relayed RTP packet in `buf` (parsed as `h`) onto the line,
     /// rewriting its header when the line is not the source's numbering.
+    /// False for a late packet from before the rebase (its number on the
+    /// line was already used): the caller drops it. `audio` is false for
+    /// RFC 4733 events, which never take the marker bit of a new talkspurt
+    /// (on an event it means a new event).
     #[inline]
-    fn relay(&mut self, buf: &mut [u8], h: &rtp::Header, now: Instant) {
+    fn relay(&mut self, buf: &mut [u8], h: &rtp::Header, audio: bool, now: Instant) -> bool {
         if self.source != Some(h.ssrc) {
             self.rebase(h, now);
+        } else if self.rewrite && (h.sequence.wrapping_sub(self.base) as i16) < 0 {
+            return false;
         }
         let seq = h.sequence.wrapping_add(self.seq_delta);
         let ts = h.timestamp.wrapping_add(self.ts_delta);
@@ -287,11 +303,12 @@ impl OutStream {
             buf[4..8].copy_from_slice(&ts.to_be_bytes());
             buf[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
         }
-        if self.marker {
+        if self.marker && audio {
             buf[1] |= 0x80;
             self.marker = false;
         }
         self.sent(seq, ts, now);
+        true
     }
 
     fn rebase(&mut self, h: &rtp::Header, now: Instant) {
@@ -310,6 +327,7 @@ impl OutStream {
             // The phone's own first packet keeps its own marker.
             self.marker = false;
         } else {
+            self.base = h.sequence;
             self.seq_delta = self.sequence.wrapping_sub(h.sequence);
             self.ts_delta = self.resume_timestamp(now).wrapping_sub(h.timestamp);
             self.rewrite = self.seq_delta != 0 || self.ts_delta != 0 || self.ssrc != h.ssrc;
@@ -501,7 +519,9 @@ impl Worker {
                 let peer = leg.peer;
                 // One parse per RTP packet serves the statistics, the DTMF
                 // detector, the recording and the transcoder.
-                let hdr = if stream == 0 {
+                // (RTCP multiplexed on the RTP port, RFC 5761: second byte
+                // 192..=223, is not RTP.)
+                let hdr = if stream == 0 && !(192..=223).contains(&buf[1]) {
                     rtp::Header::parse(&buf[..len])
                 } else {
                     None
@@ -542,8 +562,13 @@ impl Worker {
                                         } else {
                                             len
                                         };
-                                        to.out.relay(buf, h, now);
-                                        len
+                                        let audio =
+                                            Some(h.payload_type) != in_format.event_payload_type;
+                                        if to.out.relay(buf, h, audio, now) {
+                                            len
+                                        } else {
+                                            0
+                                        }
                                     }
                                     None if stream == 0 => len,
                                     None => {
@@ -557,16 +582,23 @@ impl Worker {
                                         len
                                     }
                                 };
-                                // What the far leg hears, as converted (parsed
-                                // again only when that leg records).
-                                if let Some(rec) = to.recording.as_ref().filter(|_| hdr.is_some()) {
-                                    if let Some(h) = rtp::Header::parse(&buf[..len]) {
-                                        tap(rec, Side::Sent, now, to.format, &h, &buf[..len]);
+                                if len == 0 {
+                                    // A late packet from before a rebase.
+                                    false
+                                } else {
+                                    // What the far leg hears, as converted (parsed
+                                    // again only when that leg records).
+                                    if let Some(rec) =
+                                        to.recording.as_ref().filter(|_| hdr.is_some())
+                                    {
+                                        if let Some(h) = rtp::Header::parse(&buf[..len]) {
+                                            tap(rec, Side::Sent, now, to.format, &h, &buf[..len]);
+                                        }
                                     }
+                                    sb.push(buf.as_ptr(), len, dest);
+                                    out = Some((to.io.sockets[stream].as_raw_fd(), p));
+                                    true
                                 }
-                                sb.push(buf.as_ptr(), len, dest);
-                                out = Some((to.io.sockets[stream].as_raw_fd(), p));
-                                true
                             }
                             None => false,
                         }
@@ -704,7 +736,10 @@ impl Worker {
             let slot = self.playing[i];
             let ended = match self.slots.get_mut(slot).and_then(Option::as_mut) {
                 Some(leg) => {
-                    leg.out.timestamp = leg.out.timestamp.wrapping_add(skipped * FRAME as u32);
+                    if leg.out.generating {
+                        // (A prompt's first frame resumes by the wall clock.)
+                        leg.out.timestamp = leg.out.timestamp.wrapping_add(skipped * FRAME as u32);
+                    }
                     let mut ended = false;
                     for _ in 0..frames {
                         if !Self::send_frame(leg, buf, now) {

@@ -359,6 +359,18 @@ fn the_stream_a_phone_hears_stays_continuous_across_transfers_reinvites_and_prom
         assert!(!h.marker);
         prev = h;
     }
+    // A packet of C's from before the transfer's first (late, reordered)
+    // would take a number A's phone already heard: dropped.
+    let mut late = rtp(0xC, 45, 172);
+    late[4..8].copy_from_slice(&(7_777_000u32 + 45 * 160).to_be_bytes());
+    pc.send(c.rtp_addr(), &late);
+    let mut p = rtp(0xC, seq_c, 172);
+    p[4..8].copy_from_slice(&(7_777_000u32 + u32::from(seq_c) * 160).to_be_bytes());
+    pc.send(c.rtp_addr(), &p);
+    let (h, got) = next_rtp(&pa);
+    assert_eq!(got[12..], p[12..], "the late packet was dropped");
+    assert_eq!(h.sequence, prev.sequence.wrapping_add(1));
+    let prev = h;
     // C's RTCP sender report is renumbered to match: A's phone sees the
     // sender it hears, with a timestamp on the same line.
     // (A's phone sends RTCP first, from its RTP socket: the leg latches

@@ -952,8 +952,8 @@ fn tone_span(wav: &Path, hz: u32) -> (f64, f64, f64) {
 /// a known WAV there (2 s of 1200 Hz, 16 kHz mono, so the switch resamples
 /// it), A (1000, 440 Hz) dials `*71001`, B (1001, 1000 Hz, answers by
 /// itself) must decode 2 s of 1200 Hz (duration within 10 %, frequency
-/// within 2 %) followed by A's 440 Hz; A never hears the announcement and
-/// hears B once bridged.
+/// within 2 %) followed by A's 440 Hz; A (answered when B answers) never
+/// hears the announcement and hears B once the media joins.
 #[test]
 fn a_wav_announcement_is_played_to_a_baresip_callee_before_the_bridge() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -1018,8 +1018,9 @@ fn a_wav_announcement_is_played_to_a_baresip_callee_before_the_bridge() {
         b.log(),
         sw.log_tail()
     );
-    // The announcement (2 s) ran before A's answer; then 4 s bridged.
-    std::thread::sleep(Duration::from_secs(4));
+    // A is answered when B answers; B hears the announcement (2 s), then
+    // both are bridged (about 3 s).
+    std::thread::sleep(Duration::from_secs(5));
     let r = ctrl_a.command("hangup", "");
     assert_eq!(r["ok"], true, "hangup refused: {r}");
     ctrl_a.wait_event("CALL_CLOSED", Duration::from_secs(10));
