@@ -515,4 +515,36 @@ mod tests {
         );
         assert_eq!(&short[4..8], &1u32.to_be_bytes());
     }
+
+    #[test]
+    fn renumber_survives_any_bytes() {
+        // Random compounds of every length up to 96 bytes, with version 2
+        // forced on the first byte half of the time: no panic.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let r = Renumber {
+            sender: Some((0, 1, 2)),
+            blocks: Some((0, 1, 2)),
+        };
+        for i in 0..200_000 {
+            let len = (next() % 97) as usize;
+            let mut buf = [0u8; 96];
+            for b in buf.iter_mut().take(len) {
+                *b = (next() & 0xFF) as u8;
+            }
+            if i % 2 == 0 && len > 0 {
+                buf[0] = 0x80 | (buf[0] & 0x3F);
+                if len > 3 {
+                    buf[2] = 0;
+                    buf[3] %= 24;
+                }
+            }
+            renumber(&mut buf[..len], r);
+        }
+    }
 }
