@@ -204,6 +204,9 @@ struct OutStream {
     marker: bool,
     /// When the last packet went out; `None` before the first.
     last_at: Option<Instant>,
+    /// Samples the last audio packet carried (its ptime at 8 kHz), the
+    /// least a resumed line's timestamp moves on by.
+    last_samples: u32,
     /// The engine's prompts feed the line frame after frame.
     generating: bool,
     /// The relayed source mapped onto the line, and the offsets added to
@@ -236,6 +239,7 @@ impl OutStream {
             timestamp: x as u32,
             marker: true,
             last_at: None,
+            last_samples: FRAME as u32,
             generating: false,
             source: None,
             seq_delta: 0,
@@ -253,7 +257,7 @@ impl OutStream {
             return self.timestamp;
         };
         let gap = (now.saturating_duration_since(at).as_micros() as u64 * 8 / 1000) as u32;
-        self.timestamp.wrapping_add(gap.max(FRAME as u32))
+        self.timestamp.wrapping_add(gap.max(self.last_samples))
     }
 
     /// Next (sequence, timestamp) of a generated frame; the caller sends it
@@ -288,9 +292,17 @@ impl OutStream {
     /// False for a late packet from before the rebase (its number on the
     /// line was already used): the caller drops it. `audio` is false for
     /// RFC 4733 events, which never take the marker bit of a new talkspurt
-    /// (on an event it means a new event).
+    /// (on an event it means a new event); `samples` is what a packet of
+    /// the leg's codec carries (0 for anything else).
     #[inline]
-    fn relay(&mut self, buf: &mut [u8], h: &rtp::Header, audio: bool, now: Instant) -> bool {
+    fn relay(
+        &mut self,
+        buf: &mut [u8],
+        h: &rtp::Header,
+        audio: bool,
+        samples: u32,
+        now: Instant,
+    ) -> bool {
         if self.source != Some(h.ssrc) {
             self.rebase(h, now);
         } else if self.rewrite && (h.sequence.wrapping_sub(self.base) as i16) < 0 {
@@ -306,6 +318,9 @@ impl OutStream {
         if self.marker && audio {
             buf[1] |= 0x80;
             self.marker = false;
+        }
+        if samples > 0 {
+            self.last_samples = samples;
         }
         self.sent(seq, ts, now);
         true
@@ -564,7 +579,17 @@ impl Worker {
                                         };
                                         let audio =
                                             Some(h.payload_type) != in_format.event_payload_type;
-                                        if to.out.relay(buf, h, audio, now) {
+                                        // Samples of a packet of the source's codec.
+                                        let samples = if h.payload_type == in_format.payload_type {
+                                            let bytes = (h.payload_end - h.payload_start) as u32;
+                                            match in_format.codec {
+                                                crate::codec::Codec::L16 => bytes / 2,
+                                                _ => bytes,
+                                            }
+                                        } else {
+                                            0
+                                        };
+                                        if to.out.relay(buf, h, audio, samples, now) {
                                             len
                                         } else {
                                             0
@@ -797,6 +822,7 @@ impl Worker {
         rtp::write_header(buf, f.payload_type, out.marker, seq, ts, out.ssrc);
         let len = rtp::HEADER_LEN + f.codec.encode(&pcm, &mut buf[rtp::HEADER_LEN..]);
         out.marker = false;
+        out.last_samples = FRAME as u32;
         out.sent(seq, ts, now);
         leg.generated.0 = leg.generated.0.wrapping_add(1);
         leg.generated.1 = leg.generated.1.wrapping_add((len - rtp::HEADER_LEN) as u32);

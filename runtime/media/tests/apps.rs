@@ -847,3 +847,55 @@ fn a_terminated_leg_sends_receiver_reports_with_loss_jitter_and_lsr() {
     let r = leg.stats().reception();
     assert_eq!(r.lost, r.expected as i64 - 269, "{r:?}");
 }
+
+#[test]
+fn a_rebase_after_60_ms_packets_does_not_overlap_the_last_one() {
+    let engine = engine(24320, 24339);
+    let (a, b, c) = (
+        engine.allocate().unwrap(),
+        engine.allocate().unwrap(),
+        engine.allocate().unwrap(),
+    );
+    let (pa, pb, pc) = (Phone::new(LO), Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    engine.set_remote(&c, pc.addr()).unwrap();
+    engine.bridge(&a, &b).unwrap();
+    common::wait_bridged(&a, &b);
+    // B sends 60 ms of PCMU a packet (480 samples).
+    let packet = |ssrc: u32, seq: u16, ts: u32| {
+        let mut p = rtp(ssrc, seq, 12 + 480);
+        p[4..8].copy_from_slice(&ts.to_be_bytes());
+        p
+    };
+    for i in 0..5u16 {
+        let p = packet(0xB, 100 + i, 480 * u32::from(i));
+        pb.send(b.rtp_addr(), &p);
+        assert_eq!(pa.recv().0, p);
+    }
+    let last_ts = 480 * 4;
+    // At once to C: its first packet must start after B's last one ends.
+    engine.bridge(&a, &c).unwrap();
+    wait_until("A bridged to C", || {
+        !b.stats().is_relaying() && c.stats().is_relaying()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seq = 7u16;
+    let h = loop {
+        assert!(std::time::Instant::now() < deadline, "C never reached A");
+        pc.send(
+            c.rtp_addr(),
+            &packet(0xC, seq, 99_000 + 480 * u32::from(seq)),
+        );
+        seq += 1;
+        if let Some((got, _)) = pa.try_recv(Duration::from_millis(20)) {
+            break Header::parse(&got).unwrap();
+        }
+    };
+    assert_eq!((h.ssrc, h.sequence), (0xB, 105));
+    assert!(
+        h.timestamp.wrapping_sub(last_ts) >= 480,
+        "the first packet after the transfer overlaps B's last: {} after it",
+        h.timestamp.wrapping_sub(last_ts)
+    );
+}
