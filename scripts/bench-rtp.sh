@@ -64,6 +64,8 @@ if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
 fi
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/bench-lib.sh
+. "$REPO/scripts/bench-lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dialtone-target}"
 COMPS="${DIALTONE_COMPONENTS:-$REPO/build/components}"
 BIN="${DIALTONE_BIN:-$CARGO_TARGET_DIR/release/dialtone}"
@@ -113,14 +115,6 @@ esac
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/dialtone-bench-rtp.XXXXXX")"
 PIDS=()   # every process this script started, ended by PID at exit
 
-stop_pid() {
-  local p=$1
-  kill -TERM "$p" 2>/dev/null || true
-  for _ in $(seq 1 25); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
-  kill -KILL "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
-
 cleanup() {
   local rc=$? p
   for p in "${PIDS[@]}"; do stop_pid "$p"; done
@@ -129,28 +123,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Waits up to $2 seconds for UDP port $1 on 127.0.0.1 to be bound.
-wait_udp() {
-  local port=$1 secs=$2 i
-  for ((i = 0; i < secs * 10; i++)); do
-    if awk -v p="$(printf '%04X' "$port")" 'NR>1 && $2 == "0100007F:" p {f=1} END{exit !f}' /proc/net/udp; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
-}
-
-# Children (recursively) of a PID.
-descendants() {
-  local parent=$1 p pp
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    pp=$(awk '{s=$0; sub(/.*\) /,"",s); split(s,a," "); print a[2]}' "/proc/$p/stat" 2>/dev/null) || continue
-    if [ "$pp" = "$parent" ]; then echo "$p"; descendants "$p"; fi
-  done
-}
 
 UAC=5731 UAS=5732 RTP=5734 ECHO=5736
 

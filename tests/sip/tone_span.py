@@ -8,27 +8,16 @@ power at HZ is at least half of the frame's energy (a clean tone is close
 to all of it; silence and other tones are not). The longest run of such
 frames is reported: its start and length in seconds, and the frequency
 measured by rising zero crossings inside it (its first and last frame left
-out). Prints "0 0 0" when no frame holds the tone. First channel only;
-8/16-bit PCM at any rate.
+out, by tone_freq.py's method). Prints "0 0 0" when no frame holds the
+tone. First channel only; the WAV formats tone_freq.py reads.
 """
 
 import math
-import struct
+import os
 import sys
-import wave
 
-
-def read(path):
-    with wave.open(path, "rb") as w:
-        nch, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-        raw = w.readframes(w.getnframes())
-    n = len(raw) // (nch * width)
-    if width == 2:
-        vals = struct.unpack("<%dh" % (n * nch), raw[: n * nch * 2])
-        return [float(v) for v in vals[::nch]], rate
-    if width == 1:
-        return [raw[i * nch] - 128.0 for i in range(n)], rate
-    raise SystemExit("unsupported sample width %d" % width)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tone_freq import read_wav, zero_crossing_freq  # noqa: E402
 
 
 def holds(frame, hz, rate):
@@ -46,32 +35,19 @@ def holds(frame, hz, rate):
 
 
 def zc_freq(x, rate):
+    """tone_freq.py's zero-crossing measure, DC removed, hysteresis at 10 %
+    of the peak; 0 when there is no tone."""
     if len(x) < 2:
         return 0.0
     mean = sum(x) / len(x)
     x = [v - mean for v in x]
-    h = 0.1 * max(abs(v) for v in x)
-    armed, first, last, count = False, None, None, 0
-    for i in range(1, len(x)):
-        if x[i] < -h:
-            armed = True
-        if armed and x[i - 1] < 0 <= x[i]:
-            t = i - 1 + (-x[i - 1]) / (x[i] - x[i - 1])
-            if first is None:
-                first = t
-            else:
-                count += 1
-            last = t
-            armed = False
-    if first is None or last == first:
-        return 0.0
-    return count * rate / (last - first)
+    return zero_crossing_freq(x, rate, 0.1 * max(abs(v) for v in x)) or 0.0
 
 
 def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
-    samples, rate = read(sys.argv[1])
+    samples, rate = read_wav(sys.argv[1])
     hz = float(sys.argv[2])
     step = rate // 50
     flags = [holds(samples[i : i + step], hz, rate) for i in range(0, len(samples) - step + 1, step)]

@@ -2,6 +2,11 @@
 //! switch or proxy that anchors RTP) with N concurrent calls, audio both
 //! ways, and an exact per-stream loss count.
 //!
+//! It depends on nothing of Dialtone's on purpose: its SIP parsing
+//! (`sip.rs`) and batched socket calls (`sys.rs`) are its own, so a fault in
+//! the switch's SIP stack or media sockets cannot also hide in the meter,
+//! and the same tool measures Kamailio + rtpengine unchanged.
+//!
 //! One process plays both ends of every call, on 127.0.0.1:
 //!
 //! ```text

@@ -235,16 +235,7 @@ fn write(rx: Receiver<Chunk>, file: File, stereo: bool, max: Option<u64>) -> io:
             stop.set(full(frames));
             Ok(())
         };
-        for c in rx.iter() {
-            let side = c.side as usize;
-            reorder[side].push(c, &mut place)?;
-            if stop.get() {
-                break;
-            }
-        }
-        for r in &mut reorder {
-            r.finish(&mut place)?;
-        }
+        drain(&rx, &mut reorder, &stop, &mut place)?;
     } else {
         // Per side: samples waiting, and the position (in samples) of the
         // next one to arrive.
@@ -293,22 +284,35 @@ fn write(rx: Receiver<Chunk>, file: File, stereo: bool, max: Option<u64>) -> io:
             stop.set(full(frames));
             Ok(())
         };
-        for c in rx.iter() {
-            let side = c.side as usize;
-            reorder[side].push(c, &mut place)?;
-            if stop.get() {
-                break;
-            }
-        }
-        for r in &mut reorder {
-            r.finish(&mut place)?;
-        }
+        drain(&rx, &mut reorder, &stop, &mut place)?;
         flush(&mut sides, &mut w, &mut frames, true)?;
     }
     let bytes = frames * channels as u64 * 2;
     w.seek(SeekFrom::Start(0))?;
     header(&mut w, channels, bytes.min(u32::MAX as u64 - 36) as u32)?;
     w.flush()
+}
+
+/// Every chunk from the worker through its side's reorder stage to
+/// `place`, until the channel closes or `stop` is set; then what the stages
+/// still hold.
+fn drain(
+    rx: &Receiver<Chunk>,
+    reorder: &mut [Reorder; 2],
+    stop: &std::cell::Cell<bool>,
+    place: &mut dyn FnMut(Chunk) -> io::Result<()>,
+) -> io::Result<()> {
+    for c in rx.iter() {
+        let side = c.side as usize;
+        reorder[side].push(c, place)?;
+        if stop.get() {
+            break;
+        }
+    }
+    for r in reorder {
+        r.finish(place)?;
+    }
+    Ok(())
 }
 
 fn header(w: &mut impl Write, channels: u16, data: u32) -> io::Result<()> {

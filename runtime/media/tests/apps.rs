@@ -276,20 +276,22 @@ fn next_rtp(phone: &Phone) -> (Header, Vec<u8>) {
     }
 }
 
+/// Three legs with a phone each; A bridged to B.
+fn three_legs_a_bridged_to_b(engine: &MediaEngine) -> ([dialtone_media::LegHandle; 3], [Phone; 3]) {
+    let legs = [(); 3].map(|_| engine.allocate().unwrap());
+    let phones = [(); 3].map(|_| Phone::new(LO));
+    for (leg, phone) in legs.iter().zip(&phones) {
+        engine.set_remote(leg, phone.addr()).unwrap();
+    }
+    engine.bridge(&legs[0], &legs[1]).unwrap();
+    common::wait_bridged(&legs[0], &legs[1]);
+    (legs, phones)
+}
+
 #[test]
 fn the_stream_a_phone_hears_stays_continuous_across_transfers_reinvites_and_prompts() {
     let engine = engine(24300, 24319);
-    let (a, b, c) = (
-        engine.allocate().unwrap(),
-        engine.allocate().unwrap(),
-        engine.allocate().unwrap(),
-    );
-    let (pa, pb, pc) = (Phone::new(LO), Phone::new(LO), Phone::new(LO));
-    engine.set_remote(&a, pa.addr()).unwrap();
-    engine.set_remote(&b, pb.addr()).unwrap();
-    engine.set_remote(&c, pc.addr()).unwrap();
-    engine.bridge(&a, &b).unwrap();
-    common::wait_bridged(&a, &b);
+    let ([a, b, c], [pa, pb, pc]) = three_legs_a_bridged_to_b(&engine);
 
     // Plain passthrough: B's packets reach A byte for byte.
     for seq in 1000..1020u16 {
@@ -851,17 +853,7 @@ fn a_terminated_leg_sends_receiver_reports_with_loss_jitter_and_lsr() {
 #[test]
 fn a_rebase_after_60_ms_packets_does_not_overlap_the_last_one() {
     let engine = engine(24320, 24339);
-    let (a, b, c) = (
-        engine.allocate().unwrap(),
-        engine.allocate().unwrap(),
-        engine.allocate().unwrap(),
-    );
-    let (pa, pb, pc) = (Phone::new(LO), Phone::new(LO), Phone::new(LO));
-    engine.set_remote(&a, pa.addr()).unwrap();
-    engine.set_remote(&b, pb.addr()).unwrap();
-    engine.set_remote(&c, pc.addr()).unwrap();
-    engine.bridge(&a, &b).unwrap();
-    common::wait_bridged(&a, &b);
+    let ([a, b, c], [pa, pb, pc]) = three_legs_a_bridged_to_b(&engine);
     // B sends 60 ms of PCMU a packet (480 samples).
     let packet = |ssrc: u32, seq: u16, ts: u32| {
         let mut p = rtp(ssrc, seq, 12 + 480);

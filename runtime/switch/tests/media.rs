@@ -484,16 +484,7 @@ fn ringback_is_played_as_early_media_before_the_call_is_refused() {
         sw.log_tail()
     );
     assert!(text.contains("final: 480"), "{text}");
-    let port: u16 = text
-        .split("m=audio ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no early SDP logged:\n{text}"));
-    assert!(
-        (sw.rtp.0..=sw.rtp.1).contains(&port),
-        "the 183's SDP does not point at the switch: port {port}"
-    );
+    sw.assert_early_sdp_is_ours(&text);
     assert!(took >= Duration::from_millis(2900), "480 after {took:?}");
     // One cadence: 150 frames of 20 ms, 40 of them tone.
     let headers: Vec<_> = packets

@@ -912,16 +912,7 @@ fn early_media_reaches_the_caller_with_the_switch_sdp() {
         assert!(text.contains(&format!("final: {final_code}")), "{text}");
         // The 183's SDP is the switch's: a port of its RTP range, not the
         // callee's 5466.
-        let port: u16 = text
-            .split("m=audio ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no early SDP logged:\n{text}"));
-        assert!(
-            (sw.rtp.0..=sw.rtp.1).contains(&port),
-            "the 183's SDP does not point at the switch: port {port}"
-        );
+        sw.assert_early_sdp_is_ours(&text);
         assert!(text.contains("c=IN IP4 127.0.0.1"), "{text}");
         // About 100 packets of 30 ms in the three seconds before the 486.
         assert!(

@@ -235,6 +235,22 @@ impl Running {
         self.assert_no_leaks_but(false)
     }
 
+    /// Checks the early SDP a SIPp caller logged (`early media: c=... m=audio
+    /// PORT`, see uac_early_media.xml): its media port must be one of the
+    /// switch's, not the far end's.
+    pub fn assert_early_sdp_is_ours(&self, log: &str) {
+        let port: u16 = log
+            .split("m=audio ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no early SDP logged:\n{log}"));
+        assert!(
+            (self.rtp.0..=self.rtp.1).contains(&port),
+            "the 183's SDP does not point at the switch: port {port}"
+        );
+    }
+
     /// The same, ignoring live transactions when `pinging` (a gateway's
     /// OPTIONS pings keep transactions alive by design).
     pub fn assert_no_leaks_but(&self, pinging: bool) {
