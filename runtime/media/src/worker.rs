@@ -570,6 +570,7 @@ impl Worker {
                     Some((p, Ok([Some(from), Some(to)]))) => {
                         match to.io.latched[stream].or(to.io.remote[stream]) {
                             Some(dest) => {
+                                // `None`: a late packet from before a rebase, dropped.
                                 let len = match &hdr {
                                     Some(h) => {
                                         let len = if in_format != to.format {
@@ -581,21 +582,15 @@ impl Worker {
                                             Some(h.payload_type) != in_format.event_payload_type;
                                         // Samples of a packet of the source's codec.
                                         let samples = if h.payload_type == in_format.payload_type {
-                                            let bytes = (h.payload_end - h.payload_start) as u32;
-                                            match in_format.codec {
-                                                crate::codec::Codec::L16 => bytes / 2,
-                                                _ => bytes,
-                                            }
+                                            ((h.payload_end - h.payload_start)
+                                                / in_format.codec.bytes_per_sample())
+                                                as u32
                                         } else {
                                             0
                                         };
-                                        if to.out.relay(buf, h, audio, samples, now) {
-                                            len
-                                        } else {
-                                            0
-                                        }
+                                        to.out.relay(buf, h, audio, samples, now).then_some(len)
                                     }
-                                    None if stream == 0 => len,
+                                    None if stream == 0 => Some(len),
                                     None => {
                                         let r = rtcp::Renumber {
                                             sender: to.out.rtcp_sender(),
@@ -604,13 +599,10 @@ impl Worker {
                                         if r.sender.is_some() || r.blocks.is_some() {
                                             rtcp::renumber(&mut buf[..len], r);
                                         }
-                                        len
+                                        Some(len)
                                     }
                                 };
-                                if len == 0 {
-                                    // A late packet from before a rebase.
-                                    false
-                                } else {
+                                if let Some(len) = len {
                                     // What the far leg hears, as converted (parsed
                                     // again only when that leg records).
                                     if let Some(rec) =
@@ -623,6 +615,8 @@ impl Worker {
                                     sb.push(buf.as_ptr(), len, dest);
                                     out = Some((to.io.sockets[stream].as_raw_fd(), p));
                                     true
+                                } else {
+                                    false
                                 }
                             }
                             None => false,
