@@ -31,6 +31,10 @@ pub struct Running {
     pub internal_tls: u16,
     pub external_tls: u16,
     pub rtp: (u16, u16),
+    /// The event socket (ESL) port: `base + 3000`; password `ClueCon`.
+    pub esl: u16,
+    /// The HTTP port (`/metrics`, tenant uploads): `base + 4000`.
+    pub http: u16,
     pub log: mpsc::Receiver<String>,
     pub seen: Vec<String>,
 }
@@ -93,6 +97,8 @@ impl Running {
             .replace("127.0.0.1:5080", &format!("127.0.0.1:{}", base + 1))
             .replace("127.0.0.1:5061", &format!("127.0.0.1:{}", base + 2))
             .replace("127.0.0.1:5081", &format!("127.0.0.1:{}", base + 3))
+            .replace("127.0.0.1:8021", &format!("127.0.0.1:{}", base + 3000))
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", base + 4000))
             .replace(
                 "rtp_port_min = 16384",
                 &format!("rtp_port_min = {rtp_base}"),
@@ -157,6 +163,8 @@ impl Running {
             internal_tls: base + 2,
             external_tls: base + 3,
             rtp: (rtp_base, rtp_base + 199),
+            esl: base + 3000,
+            http: base + 4000,
             log: rx,
             seen: Vec::new(),
         };
