@@ -1,0 +1,913 @@
+//! The journal: a redb database with three tables and one writer thread.
+//!
+//! * `cdrs`: sequence number -> [`Cdr`] as JSON, appended in commit order;
+//! * `open`: channel UUID -> [`Open`] as JSON, the channels that exist;
+//! * `meta`: `last_commit_us` -> the wall clock of the latest commit.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::record::{now_us, Cdr, Open};
+
+const CDRS: TableDefinition<u64, &[u8]> = TableDefinition::new("cdrs");
+const OPEN: TableDefinition<&str, &[u8]> = TableDefinition::new("open");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const LAST_COMMIT_US: &str = "last_commit_us";
+
+/// The group-commit window: the writer commits at most once per window.
+pub const COMMIT_WINDOW: Duration = Duration::from_millis(100);
+
+/// How long the writer waits before it tries a failed commit again (when
+/// nothing new arrives sooner).
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Attempts at committing what is queued when the journal is dropped.
+const FINAL_ATTEMPTS: usize = 3;
+
+/// Why the journal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed (open, transaction, table, storage, commit).
+    #[error("CDR journal database: {0}")]
+    Db(#[from] Box<redb::Error>),
+    /// A file (the database's directory, the JSON-lines file, an export)
+    /// failed.
+    #[error("CDR journal I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored record is not valid JSON of its type.
+    #[error("CDR journal record: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The writer thread failed to commit, or is gone.
+    #[error("CDR journal writer: {0}")]
+    Writer(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Error {
+                Error::Db(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The journal's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a journal is opened.
+#[derive(Clone, Debug)]
+pub struct JournalOptions {
+    /// A JSON-lines file the writer thread appends every committed CDR to
+    /// (one object per line, in seq order), right after the commit that
+    /// journals it, crash CDRs written at open included. It is a copy for
+    /// log shippers, not the record: it is written without fsync, so a crash
+    /// can lose its last lines (never the journal's), and
+    /// [`Journal::export_jsonl`] rebuilds it from the journal.
+    pub jsonl: Option<PathBuf>,
+    /// While any channel is open, the writer commits the time at least this
+    /// often even when nothing else happens, so that a channel cut by a
+    /// crash ends at most this long before the crash.
+    pub heartbeat: Duration,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            jsonl: None,
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters of a [`Journal`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// CDRs in the journal (committed), those of earlier processes included.
+    pub cdrs: u64,
+    /// Write transactions the writer committed since the journal was opened.
+    pub commits: u64,
+    /// Commits that failed (their records stay queued and are tried again).
+    pub failed_commits: u64,
+    /// Channels open in the journal as of the latest commit.
+    pub open_channels: u64,
+    /// Opens and closes queued and not committed yet.
+    pub queued: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    cdrs: AtomicU64,
+    commits: AtomicU64,
+    failed_commits: AtomicU64,
+    open_channels: AtomicU64,
+    queued: AtomicU64,
+}
+
+/// Boxed: a message is a pointer wide, whatever the records weigh.
+enum Op {
+    Open(Box<Open>),
+    Close(Box<Cdr>),
+}
+
+enum Msg {
+    Op(Op),
+    Flush(SyncSender<Result<(), String>>),
+    Abandon,
+}
+
+/// The CDR journal. See the crate docs for the rules it keeps.
+pub struct Journal {
+    tx: Option<Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+    db: Arc<Database>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(v)?)
+}
+
+/// Opens the tables and cuts every channel the journal shows open: one
+/// transaction. Returns the cut CDRs, the next seq, the CDR count.
+fn recover(db: &Database) -> Result<(Vec<Cdr>, u64, u64)> {
+    let mut w = db.begin_write()?;
+    w.set_durability(Durability::Immediate);
+    let (cut, next_seq, count);
+    {
+        let mut cdrs = w.open_table(CDRS)?;
+        let mut open = w.open_table(OPEN)?;
+        let mut meta = w.open_table(META)?;
+        let last_commit = meta.get(LAST_COMMIT_US)?.map(|g| g.value());
+        let mut seq = cdrs.last()?.map_or(1, |(k, _)| k.value() + 1);
+        let mut keys = Vec::new();
+        let mut opens = Vec::new();
+        for item in open.iter()? {
+            let (k, v) = item?;
+            let uuid = k.value().to_owned();
+            match serde_json::from_slice::<Open>(v.value()) {
+                Ok(o) => opens.push(o),
+                Err(e) => {
+                    tracing::error!(%uuid, error = %e, "CDR journal: unreadable open channel dropped");
+                }
+            }
+            keys.push(uuid);
+        }
+        for k in &keys {
+            open.remove(k.as_str())?;
+        }
+        opens.sort_by(|a, b| (a.start_us, &a.uuid).cmp(&(b.start_us, &b.uuid)));
+        let mut out = Vec::with_capacity(opens.len());
+        for o in opens {
+            let mut c = Cdr::cut_by_crash(&o, last_commit.unwrap_or(o.start_us));
+            c.seq = seq;
+            seq += 1;
+            cdrs.insert(c.seq, to_json(&c)?.as_slice())?;
+            out.push(c);
+        }
+        meta.insert(LAST_COMMIT_US, now_us())?;
+        cut = out;
+        next_seq = seq;
+        count = cdrs.len()?;
+    }
+    w.commit()?;
+    Ok((cut, next_seq, count))
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path` with the default
+    /// [`JournalOptions`]. See [`Journal::open_with`].
+    pub fn open(path: &Path) -> Result<(Journal, Vec<Cdr>)> {
+        Journal::open_with(path, JournalOptions::default())
+    }
+
+    /// Opens (or creates, with its directory) the journal at `path` and
+    /// starts its writer thread.
+    ///
+    /// Every channel the journal shows opened and not closed (the previous
+    /// process ended without its CDR) gets a CDR now, in one transaction that
+    /// also empties the `open` table: `cut_by_crash`, cause `CRASH`, ended
+    /// at the journal's last commit time (never before its start). Those
+    /// CDRs are returned, oldest start first; opening again adds nothing.
+    ///
+    /// Fails if the file is not a journal or another [`Journal`] (in this
+    /// process or another) has it open.
+    pub fn open_with(path: &Path, options: JournalOptions) -> Result<(Journal, Vec<Cdr>)> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let db = Arc::new(Database::create(path)?);
+        let (cut, next_seq, count) = recover(&db)?;
+        if !cut.is_empty() {
+            tracing::warn!(
+                channels = cut.len(),
+                "CDR journal: channels open when the previous process ended were cut"
+            );
+        }
+        let mut jsonl = options.jsonl.as_deref().map(JsonlSink::open).transpose()?;
+        if let Some(sink) = &mut jsonl {
+            sink.append(&cut);
+        }
+        let counters = Arc::new(Counters::default());
+        counters.cdrs.store(count, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db: Arc::clone(&db),
+            rx,
+            counters: Arc::clone(&counters),
+            next_seq,
+            last_commit: None,
+            pending: Vec::new(),
+            waiters: Vec::new(),
+            jsonl,
+            heartbeat: options.heartbeat.max(COMMIT_WINDOW),
+        };
+        let thread = std::thread::Builder::new()
+            .name("cdr-journal".into())
+            .spawn(move || writer.run())?;
+        Ok((
+            Journal {
+                tx: Some(tx),
+                thread: Some(thread),
+                db,
+                counters,
+            },
+            cut,
+        ))
+    }
+
+    fn send(&self, msg: Msg) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    fn queue(&self, op: Op) {
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        if !self.send(Msg::Op(op)) {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("CDR journal: the writer thread is gone; record dropped");
+        }
+    }
+
+    /// A channel exists: queues its open record for the writer. Never
+    /// blocks and never touches the disk.
+    pub fn opened(&self, open: Open) {
+        self.queue(Op::Open(Box::new(open)));
+    }
+
+    /// A channel finished: queues its CDR for the writer, which appends it
+    /// with the next seq and removes the channel's open record in the same
+    /// transaction. If that open record's start is earlier than the CDR's,
+    /// the CDR takes it (the earliest sight of the channel is the truer
+    /// start, e.g. when the hangup event had no start time). Never blocks
+    /// and never touches the disk; the CDR's `seq` is ignored.
+    pub fn closed(&self, cdr: Cdr) {
+        self.queue(Op::Close(Box::new(cdr)));
+    }
+
+    /// Blocks until everything queued before this call is committed (and
+    /// written to the JSON-lines file, if any). Fails if the commit that
+    /// took it failed (its records stay queued and are tried again) or the
+    /// writer is gone.
+    pub fn flush(&self) -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if !self.send(Msg::Flush(tx)) {
+            return Err(Error::Writer("the writer thread is gone".into()));
+        }
+        rx.recv()
+            .map_err(|_| Error::Writer("the writer thread stopped".into()))?
+            .map_err(Error::Writer)
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> JournalStats {
+        let c = &self.counters;
+        JournalStats {
+            cdrs: c.cdrs.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            open_channels: c.open_channels.load(Ordering::Relaxed),
+            queued: c.queued.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Up to `limit` committed CDRs with a seq above `after_seq`, in seq
+    /// order (page with the last seq seen). Reads on the caller's thread
+    /// (redb readers never wait for the writer).
+    pub fn list(&self, after_seq: u64, limit: usize) -> Result<Vec<Cdr>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CDRS)?;
+        let mut out = Vec::new();
+        for item in t
+            .range::<u64>((Bound::Excluded(after_seq), Bound::Unbounded))?
+            .take(limit)
+        {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Writes every committed CDR to `out`, one JSON object per line, in seq
+    /// order, from one consistent snapshot. Returns how many.
+    pub fn export_jsonl(&self, out: &mut impl Write) -> Result<u64> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CDRS)?;
+        let mut n = 0;
+        for item in t.iter()? {
+            let (_, v) = item?;
+            out.write_all(v.value())?;
+            out.write_all(b"\n")?;
+            n += 1;
+        }
+        out.flush()?;
+        Ok(n)
+    }
+
+    /// Stops the writer at once, as a kill would: what is queued and not
+    /// committed is lost, and the channels open in the journal stay open, so
+    /// the next [`Journal::open`] cuts them. For crash tests.
+    pub fn abandon(mut self) {
+        self.send(Msg::Abandon);
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    /// Commits what is queued and stops the writer.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("CDR journal: the writer thread panicked");
+            }
+        }
+    }
+}
+
+/// The JSON-lines copy.
+struct JsonlSink {
+    path: PathBuf,
+    file: File,
+}
+
+impl JsonlSink {
+    fn open(path: &Path) -> Result<JsonlSink> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(JsonlSink {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    fn append<'a>(&mut self, cdrs: impl IntoIterator<Item = &'a Cdr>) {
+        let mut buf = Vec::new();
+        for c in cdrs {
+            // A `Cdr` always serialises (string keys, finite numbers).
+            if serde_json::to_writer(&mut buf, c).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        if buf.is_empty() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(&buf) {
+            tracing::error!(path = %self.path.display(), error = %e, "CDR journal: JSON-lines file write failed");
+        }
+    }
+}
+
+enum Wake {
+    Msg(Msg),
+    Timer,
+    Closed,
+}
+
+struct Writer {
+    db: Arc<Database>,
+    rx: Receiver<Msg>,
+    counters: Arc<Counters>,
+    next_seq: u64,
+    last_commit: Option<Instant>,
+    /// Opens and closes not committed yet, in arrival order.
+    pending: Vec<Op>,
+    /// Flushes waiting for `pending` to commit.
+    waiters: Vec<SyncSender<Result<(), String>>>,
+    jsonl: Option<JsonlSink>,
+    heartbeat: Duration,
+}
+
+impl Writer {
+    /// Takes a message; false for [`Msg::Abandon`].
+    fn take(&mut self, m: Msg) -> bool {
+        match m {
+            Msg::Op(op) => self.pending.push(op),
+            Msg::Flush(w) => self.waiters.push(w),
+            Msg::Abandon => return false,
+        }
+        true
+    }
+
+    fn answer(&mut self, result: Result<(), String>) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(result.clone());
+        }
+    }
+
+    fn wait(&self) -> Wake {
+        let timeout = if !self.pending.is_empty() {
+            Some(RETRY)
+        } else if self.counters.open_channels.load(Ordering::Relaxed) > 0 {
+            Some(self.heartbeat)
+        } else {
+            None
+        };
+        match timeout {
+            None => self.rx.recv().map_or(Wake::Closed, Wake::Msg),
+            Some(t) => match self.rx.recv_timeout(t) {
+                Ok(m) => Wake::Msg(m),
+                Err(RecvTimeoutError::Timeout) => Wake::Timer,
+                Err(RecvTimeoutError::Disconnected) => Wake::Closed,
+            },
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let mut closing = false;
+            match self.wait() {
+                Wake::Msg(m) => {
+                    if !self.take(m) {
+                        return;
+                    }
+                    if self.pending.is_empty() {
+                        // Only flushes: everything queued before them was
+                        // committed by an earlier batch.
+                        self.answer(Ok(()));
+                        continue;
+                    }
+                    // Group commit: at most one commit per window; what
+                    // arrives meanwhile joins this one.
+                    if let Some(last) = self.last_commit {
+                        let deadline = last + COMMIT_WINDOW;
+                        loop {
+                            let now = Instant::now();
+                            if now >= deadline {
+                                break;
+                            }
+                            match self.rx.recv_timeout(deadline - now) {
+                                Ok(m) => {
+                                    if !self.take(m) {
+                                        return;
+                                    }
+                                }
+                                Err(RecvTimeoutError::Timeout) => break,
+                                Err(RecvTimeoutError::Disconnected) => {
+                                    closing = true;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                // A retry of a failed commit, or a heartbeat.
+                Wake::Timer => {}
+                Wake::Closed => closing = true,
+            }
+            loop {
+                match self.rx.try_recv() {
+                    Ok(m) => {
+                        if !self.take(m) {
+                            return;
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        closing = true;
+                        break;
+                    }
+                }
+            }
+            if closing {
+                self.finish();
+                return;
+            }
+            self.commit();
+        }
+    }
+
+    /// The journal was dropped: commit what is left.
+    fn finish(&mut self) {
+        for attempt in 0..FINAL_ATTEMPTS {
+            if self.pending.is_empty() {
+                self.answer(Ok(()));
+                return;
+            }
+            if attempt > 0 {
+                std::thread::sleep(COMMIT_WINDOW);
+            }
+            if self.commit() {
+                return;
+            }
+        }
+        tracing::error!(
+            records = self.pending.len(),
+            "CDR journal: records lost at shutdown, the last commit failed"
+        );
+    }
+
+    /// Commits `pending` in one transaction; tells the waiters.
+    fn commit(&mut self) -> bool {
+        let result = self.write();
+        self.last_commit = Some(Instant::now());
+        match result {
+            Ok(open_channels) => {
+                let ops = std::mem::take(&mut self.pending);
+                let closes: Vec<&Cdr> = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::Close(c) => Some(&**c),
+                        Op::Open(_) => None,
+                    })
+                    .collect();
+                let c = &self.counters;
+                c.commits.fetch_add(1, Ordering::Relaxed);
+                c.cdrs.fetch_add(closes.len() as u64, Ordering::Relaxed);
+                c.open_channels.store(open_channels, Ordering::Relaxed);
+                c.queued.fetch_sub(ops.len() as u64, Ordering::Relaxed);
+                tracing::debug!(
+                    records = ops.len(),
+                    cdrs = closes.len(),
+                    open_channels,
+                    "CDR journal commit"
+                );
+                if let Some(sink) = &mut self.jsonl {
+                    sink.append(closes);
+                }
+                self.answer(Ok(()));
+                true
+            }
+            Err(e) => {
+                self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    records = self.pending.len(),
+                    error = %e,
+                    "CDR journal commit failed; will try again"
+                );
+                self.answer(Err(e.to_string()));
+                false
+            }
+        }
+    }
+
+    /// The transaction: opens inserted, closes appended with the next seqs
+    /// and their opens removed, the commit time. Returns the open count.
+    fn write(&mut self) -> Result<u64> {
+        let mut w = self.db.begin_write()?;
+        w.set_durability(Durability::Immediate);
+        let mut seq = self.next_seq;
+        let open_channels;
+        {
+            let mut cdrs = w.open_table(CDRS)?;
+            let mut open = w.open_table(OPEN)?;
+            let mut meta = w.open_table(META)?;
+            for op in &mut self.pending {
+                match op {
+                    Op::Open(o) => {
+                        open.insert(o.uuid.as_str(), to_json(o)?.as_slice())?;
+                    }
+                    Op::Close(c) => {
+                        if let Some(old) = open.remove(c.uuid.as_str())? {
+                            if let Ok(o) = serde_json::from_slice::<Open>(old.value()) {
+                                c.start_us = c.start_us.min(o.start_us);
+                            }
+                        }
+                        c.seq = seq;
+                        seq += 1;
+                        cdrs.insert(c.seq, to_json(c)?.as_slice())?;
+                    }
+                }
+            }
+            meta.insert(LAST_COMMIT_US, now_us())?;
+            open_channels = open.len()?;
+        }
+        w.commit()?;
+        self.next_seq = seq;
+        Ok(open_channels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::record::{sample, CRASH_CAUSE};
+
+    fn all(j: &Journal) -> Vec<Cdr> {
+        j.list(0, usize::MAX).unwrap()
+    }
+
+    #[test]
+    fn open_close_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/cdr.redb");
+        let (j, cut) = Journal::open(&path).unwrap();
+        assert!(cut.is_empty());
+        let open = sample::open("u1", 3);
+        j.opened(open.clone());
+        j.flush().unwrap();
+        assert_eq!(j.stats().open_channels, 1);
+        let cdr = Cdr {
+            start_us: open.start_us,
+            ..sample::cdr("u1")
+        };
+        j.closed(cdr.clone());
+        j.flush().unwrap();
+        let stats = j.stats();
+        assert_eq!((stats.cdrs, stats.open_channels, stats.queued), (1, 0, 0));
+        assert_eq!(stats.failed_commits, 0);
+        let listed = all(&j);
+        assert_eq!(
+            listed,
+            vec![Cdr {
+                seq: 1,
+                ..cdr.clone()
+            }]
+        );
+        drop(j);
+
+        // A clean reopen cuts nothing and keeps the record.
+        let (j, cut) = Journal::open(&path).unwrap();
+        assert!(cut.is_empty());
+        assert_eq!(all(&j), listed);
+        assert_eq!(j.stats().cdrs, 1);
+        // Seqs go on after the stored ones.
+        j.closed(sample::cdr("u2"));
+        j.flush().unwrap();
+        assert_eq!(j.list(1, 10).unwrap()[0].seq, 2);
+    }
+
+    #[test]
+    fn closes_from_many_threads_are_committed_once_in_seq_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(&dir.path().join("cdr.redb")).unwrap();
+        let j = Arc::new(j);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let j = Arc::clone(&j);
+                std::thread::spawn(move || {
+                    for i in 0..250 {
+                        let uuid = format!("t{t}-{i}");
+                        j.opened(sample::open(&uuid, 1));
+                        j.closed(sample::cdr(&uuid));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        j.flush().unwrap();
+        let cdrs = all(&j);
+        assert_eq!(cdrs.len(), 1000);
+        let seqs: Vec<u64> = cdrs.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, (1..=1000).collect::<Vec<u64>>());
+        let uuids: BTreeSet<&str> = cdrs.iter().map(|c| c.uuid.as_str()).collect();
+        let want: BTreeSet<String> = (0..4)
+            .flat_map(|t| (0..250).map(move |i| format!("t{t}-{i}")))
+            .collect();
+        assert_eq!(uuids, want.iter().map(String::as_str).collect());
+        // Each thread's closes keep their order.
+        for t in 0..4 {
+            let mine: Vec<&str> = cdrs
+                .iter()
+                .map(|c| c.uuid.as_str())
+                .filter(|u| u.starts_with(&format!("t{t}-")))
+                .collect();
+            let expected: Vec<String> = (0..250).map(|i| format!("t{t}-{i}")).collect();
+            assert_eq!(mine, expected);
+        }
+        let stats = j.stats();
+        assert_eq!(
+            (stats.cdrs, stats.open_channels, stats.queued),
+            (1000, 0, 0)
+        );
+        // Paging.
+        let page = j.list(500, 10).unwrap();
+        assert_eq!(
+            page.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            (501..=510).collect::<Vec<_>>()
+        );
+        assert!(j.list(1000, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn commits_are_grouped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(&dir.path().join("cdr.redb")).unwrap();
+        let records = 1000;
+        for i in 0..records {
+            j.closed(sample::cdr(&format!("u{i}")));
+        }
+        j.flush().unwrap();
+        let stats = j.stats();
+        assert_eq!(stats.cdrs, records);
+        assert!(
+            stats.commits < records / 10,
+            "{} commits for {records} records",
+            stats.commits
+        );
+    }
+
+    #[test]
+    fn open_and_close_in_one_batch_leave_the_cdr_and_no_open_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(&dir.path().join("cdr.redb")).unwrap();
+        for i in 0..100 {
+            let uuid = format!("u{i}");
+            j.opened(sample::open(&uuid, 1));
+            j.closed(sample::cdr(&uuid));
+        }
+        j.flush().unwrap();
+        assert_eq!(all(&j).len(), 100);
+        assert_eq!(j.stats().open_channels, 0);
+    }
+
+    #[test]
+    fn the_open_record_gives_an_earlier_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(&dir.path().join("cdr.redb")).unwrap();
+        let open = sample::open("u1", 60);
+        j.opened(open.clone());
+        let cdr = sample::cdr("u1");
+        assert!(cdr.start_us > open.start_us);
+        j.closed(cdr.clone());
+        j.flush().unwrap();
+        assert_eq!(all(&j)[0].start_us, open.start_us);
+        // A later one does not replace it.
+        let late = sample::open("u2", 0);
+        j.opened(late);
+        let cdr2 = sample::cdr("u2");
+        j.closed(cdr2.clone());
+        j.flush().unwrap();
+        assert_eq!(all(&j)[1].start_us, cdr2.start_us);
+    }
+
+    #[test]
+    fn crash_cuts_the_open_channels_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cdr.redb");
+        let (j, _) = Journal::open(&path).unwrap();
+        let a = sample::open("a", 10);
+        let b = sample::open("b", 5);
+        j.opened(a);
+        j.opened(b.clone());
+        j.closed(sample::cdr("a"));
+        j.flush().unwrap();
+        assert_eq!(j.stats().open_channels, 1);
+        let before_crash = now_us();
+        j.abandon();
+
+        let (j, cut) = Journal::open(&path).unwrap();
+        assert_eq!(cut.len(), 1);
+        let c = &cut[0];
+        assert_eq!(c.uuid, "b");
+        assert!(c.cut_by_crash);
+        assert_eq!(c.hangup_cause, CRASH_CAUSE);
+        assert_eq!(c.seq, 2);
+        assert_eq!(c.start_us, b.start_us);
+        assert_eq!(c.answer_us, None);
+        assert_eq!(c.billsec_s, 0);
+        // Ended at the last commit: after b's open and the close of a were
+        // committed, before the journal was abandoned.
+        assert!(c.end_us >= b.start_us + 5_000_000, "{c:?}");
+        assert!(c.end_us <= before_crash);
+        assert_eq!(c.duration_s, (c.end_us - c.start_us) / 1_000_000);
+        assert!(c.duration_s >= 5);
+        let listed = all(&j);
+        assert_eq!(listed.len(), 2);
+        assert_eq!(
+            (listed[0].uuid.as_str(), listed[0].cut_by_crash),
+            ("a", false)
+        );
+        assert_eq!(&listed[1], c);
+        assert_eq!(j.stats().open_channels, 0);
+        drop(j);
+
+        let (j, cut) = Journal::open(&path).unwrap();
+        assert!(cut.is_empty());
+        assert_eq!(all(&j), listed);
+    }
+
+    #[test]
+    fn export_jsonl_lines_parse_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(&dir.path().join("cdr.redb")).unwrap();
+        for i in 0..5 {
+            let mut c = sample::cdr(&format!("u{i}"));
+            c.caller_id_name = "Line\nbreak \"quoted\"".into();
+            j.closed(c);
+        }
+        j.flush().unwrap();
+        let mut out = Vec::new();
+        assert_eq!(j.export_jsonl(&mut out).unwrap(), 5);
+        let text = String::from_utf8(out).unwrap();
+        let parsed: Vec<Cdr> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(parsed, all(&j));
+        assert_eq!(parsed.len(), 5);
+    }
+
+    #[test]
+    fn jsonl_sink_gets_every_committed_cdr() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cdr.redb");
+        let jsonl = dir.path().join("logs/cdr.jsonl");
+        let options = JournalOptions {
+            jsonl: Some(jsonl.clone()),
+            ..JournalOptions::default()
+        };
+        let (j, _) = Journal::open_with(&path, options.clone()).unwrap();
+        j.opened(sample::open("cut", 1));
+        for i in 0..3 {
+            j.closed(sample::cdr(&format!("u{i}")));
+        }
+        j.flush().unwrap();
+        j.abandon();
+        // The crash CDR of the reopen is appended too.
+        let (j, cut) = Journal::open_with(&path, options).unwrap();
+        assert_eq!(cut.len(), 1);
+        let read = || -> Vec<Cdr> {
+            std::fs::read_to_string(&jsonl)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        assert_eq!(read(), all(&j));
+        j.closed(sample::cdr("u3"));
+        j.flush().unwrap();
+        let lines = read();
+        assert_eq!(lines, all(&j));
+        assert_eq!(
+            lines.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+    }
+
+    #[test]
+    fn a_journal_is_opened_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cdr.redb");
+        let (_j, _) = Journal::open(&path).unwrap();
+        assert!(Journal::open(&path).is_err());
+    }
+
+    #[test]
+    fn dropping_commits_what_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cdr.redb");
+        let (j, _) = Journal::open(&path).unwrap();
+        for i in 0..50 {
+            j.closed(sample::cdr(&format!("u{i}")));
+        }
+        drop(j);
+        let (j, cut) = Journal::open(&path).unwrap();
+        assert!(cut.is_empty());
+        assert_eq!(all(&j).len(), 50);
+    }
+}
