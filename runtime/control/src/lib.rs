@@ -1,10 +1,10 @@
 //! The control plane: how people drive and watch the switch.
 //!
-//! - [`esl`]: the event socket, FreeSWITCH's inbound ESL protocol (frames
-//!   and the server) and outbound socket mode;
-//! - [`api`]: the API commands that `api`, `bgapi` and `dialtone ctl` run.
+//! - [`esl`]: the event socket, FreeSWITCH's inbound ESL protocol (frames,
+//!   the server, log streaming) and the [`esl::Api`] trait through which
+//!   `api`/`bgapi` reach the switch.
 //!
 //! Nothing here touches a call directly: commands reach channels through
-//! the core's [`dialtone_core::switch::Switch`], events come from its bus.
+//! the [`esl::Api`] the switch implements, events come from the core's bus.
 
 pub mod esl;

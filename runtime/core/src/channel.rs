@@ -311,11 +311,28 @@ pub fn is_true(v: &str) -> bool {
 }
 
 /// Commands another task may send to a channel's owner.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum ChannelCommand {
     /// Hang up with this cause (`uuid_kill`, the far end of a loopback pair,
     /// a bridge partner leaving).
     Hangup(HangupCause),
+    /// Send a copy of the channel (`uuid_dump`, `uuid_getvar`, `show
+    /// channels`).
+    Dump(tokio::sync::oneshot::Sender<Channel>),
+    /// Set a variable (`uuid_setvar`; an empty value unsets it).
+    SetVar(String, String),
+    /// Leave what the channel does (a bridge partner is hung up) and route
+    /// again to `extension` in `context` (`uuid_transfer`, and the
+    /// `originate` API once the new channel answers).
+    Transfer {
+        /// The new destination number.
+        extension: String,
+        /// The context; `None` keeps the channel's.
+        context: Option<String>,
+    },
+    /// Leave what the channel does and run these actions instead
+    /// (`originate ... &app(args)`).
+    Execute(Vec<crate::routing::Action>),
 }
 
 /// How others reach a channel.
@@ -331,6 +348,25 @@ impl ChannelHandle {
     /// Asks the channel to hang up; false if it is already gone.
     pub fn hangup(&self, cause: HangupCause) -> bool {
         self.tx.try_send(ChannelCommand::Hangup(cause)).is_ok()
+    }
+
+    /// Sends a command; false if the channel is gone or its queue is full.
+    pub fn send(&self, cmd: ChannelCommand) -> bool {
+        self.tx.try_send(cmd).is_ok()
+    }
+
+    /// A copy of the channel as its owner sees it now; `None` if it is gone
+    /// or does not answer within a second.
+    pub async fn dump(&self) -> Option<Channel> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send_timeout(ChannelCommand::Dump(tx), std::time::Duration::from_secs(1))
+            .await
+            .ok()?;
+        tokio::time::timeout(std::time::Duration::from_secs(1), rx)
+            .await
+            .ok()?
+            .ok()
     }
 }
 

@@ -248,6 +248,9 @@ pub struct Event {
     pub sequence: u64,
     /// Headers in insertion order; names follow FreeSWITCH (see [`header`]).
     pub headers: Vec<(Cow<'static, str>, String)>,
+    /// The event's body, e.g. a BACKGROUND_JOB's result (sent after the
+    /// headers with its `Content-Length`, as FreeSWITCH does).
+    pub body: Option<String>,
 }
 
 fn now_us() -> u64 {
@@ -266,7 +269,14 @@ impl Event {
             timestamp_us: now_us(),
             sequence: 0,
             headers: Vec::new(),
+            body: None,
         }
+    }
+
+    /// Sets the body (builder style).
+    pub fn with_body(mut self, body: impl Into<String>) -> Event {
+        self.body = Some(body.into());
+        self
     }
 
     /// A new `CUSTOM` event with this subclass.

@@ -90,6 +90,40 @@ impl Default for SwitchSettings {
     }
 }
 
+/// What the `originate` API runs on the new channel once it answers.
+#[derive(Clone, Debug)]
+pub enum OriginateThen {
+    /// Route it to this extension (FreeSWITCH's `originate DS EXT [dialplan]
+    /// [context]`).
+    Extension {
+        /// The destination number.
+        extension: String,
+        /// The context; `None` uses the request's.
+        context: Option<String>,
+    },
+    /// Run these actions (`&app(args)`).
+    Actions(Vec<Action>),
+}
+
+/// An `originate` API request.
+#[derive(Clone, Debug)]
+pub struct ApiOriginate {
+    /// The tenant the new channel belongs to.
+    pub tenant: String,
+    /// The context its legs are placed from and routed in.
+    pub context: String,
+    /// The dialstring.
+    pub dialstring: String,
+    /// What runs after answer.
+    pub then: OriginateThen,
+    /// Caller ID name shown to the called party.
+    pub caller_id_name: String,
+    /// Caller ID number shown to the called party.
+    pub caller_id_number: String,
+    /// Originate timeout (default: the switch's call timeout).
+    pub timeout: Option<Duration>,
+}
+
 /// What an endpoint knows about a new inbound channel.
 #[derive(Clone, Debug)]
 pub struct InboundSpec {
@@ -220,6 +254,69 @@ impl Switch {
         h.is_some_and(|h| h.hangup(cause))
     }
 
+    /// A live channel's handle.
+    pub fn channel(&self, uuid: &str) -> Option<ChannelHandle> {
+        self.channels.lock().get(uuid).cloned()
+    }
+
+    /// Copies of every live channel, as their owners see them (channels
+    /// that end meanwhile are left out).
+    pub async fn dump_all(&self) -> Vec<Channel> {
+        let handles: Vec<ChannelHandle> = self.channels.lock().values().cloned().collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            if let Some(c) = h.dump().await {
+                out.push(c);
+            }
+        }
+        out.sort_by_key(|c| c.created);
+        out
+    }
+
+    /// The `originate` API: dials `dialstring` without a caller; when a leg
+    /// answers, it is routed to the extension (or runs the actions) of
+    /// `then`, and its UUID is returned. Fails with the originate's cause.
+    pub async fn originate(self: &Arc<Self>, req: ApiOriginate) -> Result<String, HangupCause> {
+        let globals = |_: &str| None;
+        let expanded = self
+            .expand_dialstring(&req.tenant, &req.dialstring, &globals)
+            .await?;
+        let ds = dialstring::parse(&expanded).map_err(|e| {
+            tracing::warn!(dialstring = %expanded, error = %e, "originate: dialstring does not parse");
+            e.cause()
+        })?;
+        let a = LegContext {
+            uuid: None,
+            tenant: req.tenant.clone(),
+            context: req.context.clone(),
+            caller_id_name: req.caller_id_name.clone(),
+            caller_id_number: req.caller_id_number.clone(),
+            exported: Vars::default(),
+        };
+        let opts = OriginateOptions {
+            default_timeout: req.timeout.unwrap_or(self.settings.default_call_timeout),
+            max_depth: self.settings.max_recursion,
+            depth: 0,
+            ..OriginateOptions::default()
+        };
+        match drive_originate(self.clone(), None, &ds, opts, a).await {
+            Originated::Bridged { handle, .. } => {
+                let cmd = match req.then {
+                    OriginateThen::Extension { extension, context } => ChannelCommand::Transfer {
+                        extension,
+                        context: Some(context.unwrap_or(req.context)),
+                    },
+                    OriginateThen::Actions(actions) => ChannelCommand::Execute(actions),
+                };
+                if handle.tx.send(cmd).await.is_err() {
+                    return Err(HangupCause::NormalClearing);
+                }
+                Ok(handle.uuid)
+            }
+            Originated::Failed(c) | Originated::CallerGone(c) => Err(c),
+        }
+    }
+
     /// A new inbound channel heard by an endpoint. Admission is checked here;
     /// on overload nothing is created and the endpoint answers with the
     /// overload's cause (503 + Retry-After on SIP).
@@ -253,6 +350,7 @@ impl Switch {
             remote_gone: false,
             digits: VecDeque::new(),
             collecting: false,
+            redirect: None,
         };
         tokio::spawn(runner.run_inbound());
         Ok(uuid)
@@ -316,6 +414,7 @@ impl Switch {
             remote_gone: false,
             digits: VecDeque::new(),
             collecting: false,
+            redirect: None,
         };
         tokio::spawn(runner.run_outbound(leg, link));
         Ok(handle)
@@ -611,6 +710,15 @@ struct Runner {
     digits: VecDeque<char>,
     /// While true, [`Runner::interrupt`] returns on each digit.
     collecting: bool,
+    /// A `uuid_transfer` or `originate` API command that interrupted what
+    /// the channel was doing: where it goes next instead of hanging up.
+    redirect: Option<Redirect>,
+}
+
+/// Where a channel goes when a command takes it out of what it does.
+enum Redirect {
+    Transfer(String, Option<String>),
+    Execute(Vec<Action>),
 }
 
 /// Digits a channel keeps for a later `collect` (type-ahead).
@@ -653,6 +761,27 @@ impl Runner {
                 },
                 cmd = self.cmds.recv() => match cmd {
                     Some(ChannelCommand::Hangup(c)) => Interrupt::Command(c),
+                    Some(ChannelCommand::Dump(tx)) => {
+                        let _ = tx.send(self.chan.clone());
+                        continue;
+                    }
+                    Some(ChannelCommand::SetVar(k, v)) => {
+                        if v.is_empty() {
+                            self.chan.unset_var(&k);
+                        } else {
+                            self.chan.set_var(&k, &v);
+                        }
+                        continue;
+                    }
+                    Some(ChannelCommand::Transfer { extension, context }) => {
+                        tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, %extension, "transfer by command");
+                        self.redirect = Some(Redirect::Transfer(extension, context));
+                        Interrupt::Command(HangupCause::BlindTransfer)
+                    }
+                    Some(ChannelCommand::Execute(actions)) => {
+                        self.redirect = Some(Redirect::Execute(actions));
+                        Interrupt::Command(HangupCause::BlindTransfer)
+                    }
                     None => Interrupt::Command(HangupCause::NormalClearing),
                 },
             };
@@ -707,30 +836,75 @@ impl Runner {
     async fn run_inbound(mut self) {
         self.publish(EventName::ChannelCreate);
         self.state(ChannelState::Init);
-        let cause = self.route_and_execute().await;
+        let cause = self.route_and_execute(None).await;
         self.finish(cause).await;
     }
 
-    /// Routing and execution until the channel must hang up.
-    async fn route_and_execute(&mut self) -> HangupCause {
+    /// Takes a pending redirect: `Ok(Some(actions))` to run, `Ok(None)` to
+    /// route again (the destination was changed), `Err` when the channel
+    /// must hang up instead.
+    fn take_redirect(&mut self) -> Option<Result<Option<Vec<Action>>, HangupCause>> {
+        if self.remote_gone {
+            self.redirect = None;
+            return None;
+        }
+        Some(match self.redirect.take()? {
+            Redirect::Execute(actions) => Ok(Some(actions)),
+            Redirect::Transfer(extension, context) => {
+                self.chan.transfers += 1;
+                if self.chan.transfers > self.switch.settings.max_transfers {
+                    return Some(Err(HangupCause::ExchangeRoutingError));
+                }
+                self.chan.destination = extension;
+                if let Some(c) = context {
+                    self.chan.context = c;
+                }
+                Ok(None)
+            }
+        })
+    }
+
+    /// [`Runner::route_and_execute`] behind a box: an outbound leg that is
+    /// transferred routes too, and its future would otherwise contain
+    /// itself (through `bridge` and `dial`).
+    fn route_and_execute_boxed(
+        &mut self,
+        first: Option<Vec<Action>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = HangupCause> + Send + '_>> {
+        Box::pin(self.route_and_execute(first))
+    }
+
+    /// Routing and execution until the channel must hang up; `first`, when
+    /// given, runs instead of the first routing.
+    async fn route_and_execute(&mut self, first: Option<Vec<Action>>) -> HangupCause {
+        let mut pending = first;
         loop {
-            self.state(ChannelState::Routing);
-            let snapshot = self.chan.snapshot();
-            let dialplan = self.switch.dialplan.clone();
-            let actions = tokio::select! {
-                r = dialplan.route(snapshot) => r,
-                i = self.interrupt() => match i {
-                    Interrupt::RemoteHangup(c) => { self.remote_gone = true; return c; }
-                    Interrupt::Command(c) => return c,
-                    Interrupt::Other(_) => continue,
-                },
-            };
-            let actions = match actions {
-                Ok(a) if a.is_empty() => return HangupCause::NoRouteDestination,
-                Ok(a) => a,
-                Err(f) => {
-                    self.chan.set_var("dialplan_failure", &f.reason);
-                    return f.cause;
+            let actions = match pending.take() {
+                Some(a) => a,
+                None => {
+                    self.state(ChannelState::Routing);
+                    let snapshot = self.chan.snapshot();
+                    let dialplan = self.switch.dialplan.clone();
+                    let actions = tokio::select! {
+                        r = dialplan.route(snapshot) => r,
+                        i = self.interrupt() => match i {
+                            Interrupt::RemoteHangup(c) => { self.remote_gone = true; return c; }
+                            Interrupt::Command(c) => match self.take_redirect() {
+                                Some(Ok(next)) => { pending = next; continue; }
+                                Some(Err(c)) => return c,
+                                None => return c,
+                            },
+                            Interrupt::Other(_) => continue,
+                        },
+                    };
+                    match actions {
+                        Ok(a) if a.is_empty() => return HangupCause::NoRouteDestination,
+                        Ok(a) => a,
+                        Err(f) => {
+                            self.chan.set_var("dialplan_failure", &f.reason);
+                            return f.cause;
+                        }
+                    }
                 }
             };
             self.state(ChannelState::Execute);
@@ -745,7 +919,15 @@ impl Runner {
                     Flow::Next => {}
                     Flow::Hangup(c, remote) => {
                         self.remote_gone |= remote;
-                        return c;
+                        match self.take_redirect() {
+                            Some(Ok(next)) => {
+                                pending = next;
+                                reroute = true;
+                                break;
+                            }
+                            Some(Err(c)) => return c,
+                            None => return c,
+                        }
                     }
                     Flow::Reroute => {
                         reroute = true;
@@ -1146,7 +1328,11 @@ impl Runner {
                         },
                         i = self.interrupt() => match i {
                             Interrupt::RemoteHangup(c) => { handle.hangup(HangupCause::NormalClearing); break Err((c, true)); }
-                            Interrupt::Command(c) => { handle.hangup(c); break Err((c, false)); }
+                            Interrupt::Command(c) => {
+                                // A transfer takes this leg away; its partner ends normally.
+                                handle.hangup(if self.redirect.is_some() { HangupCause::NormalClearing } else { c });
+                                break Err((c, false));
+                            }
                             Interrupt::Other(_) => {}
                         },
                     }
@@ -1170,7 +1356,7 @@ impl Runner {
                     }
                 }
             }
-            Originated::CallerGone(c) => Flow::Hangup(c, true),
+            Originated::CallerGone(c) => Flow::Hangup(c, self.remote_gone),
             Originated::Failed(c) => self.bridge_failed(c),
         }
     }
@@ -1211,11 +1397,26 @@ impl Runner {
         opts: OriginateOptions,
         a: LegContext,
     ) -> Originated {
+        let switch = self.switch.clone();
+        drive_originate(switch, Some(self), ds, opts, a).await
+    }
+}
+
+/// Drives the sans-IO originate engine against real legs, for a caller's
+/// `bridge` or (without a caller) for the `originate` API.
+async fn drive_originate(
+    switch: Arc<Switch>,
+    mut caller: Option<&mut Runner>,
+    ds: &Dialstring,
+    opts: OriginateOptions,
+    a: LegContext,
+) -> Originated {
+    {
         let start = Instant::now();
         let mut engine = match Originate::new(start, ds, opts) {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(uuid = %self.chan.uuid, error = %e, "originate refused");
+                tracing::warn!(uuid = ?a.uuid, error = %e, "originate refused");
                 return Originated::Failed(HangupCause::InvalidNumberFormat);
             }
         };
@@ -1226,6 +1427,7 @@ impl Runner {
         let mut pending_hangup: HashMap<LegId, HangupCause> = HashMap::new();
         let mut early_events: HashMap<LegId, Vec<RemoteEvent>> = HashMap::new();
         let mut caller_gone: Option<HangupCause> = None;
+        let mut remote_hangup = false;
         loop {
             while let Some(out) = engine.poll_output() {
                 match out {
@@ -1238,7 +1440,7 @@ impl Runner {
                         let depth = engine.leg(leg).map(|l| l.depth).unwrap_or(0);
                         let mut all = a.exported.clone();
                         all.extend(vars);
-                        let fut = self.switch.clone().resolve(
+                        let fut = switch.clone().resolve(
                             a.clone(),
                             leg,
                             endpoint,
@@ -1260,8 +1462,16 @@ impl Runner {
                             pending_hangup.insert(leg, cause);
                         }
                     },
-                    originate::Output::RingReady => self.ring_ready(),
-                    originate::Output::EarlyMedia { .. } => self.pre_answer(),
+                    originate::Output::RingReady => {
+                        if let Some(r) = caller.as_deref_mut() {
+                            r.ring_ready();
+                        }
+                    }
+                    originate::Output::EarlyMedia { .. } => {
+                        if let Some(r) = caller.as_deref_mut() {
+                            r.pre_answer();
+                        }
+                    }
                     originate::Output::Answered { leg } => {
                         if let Some(c) = caller_gone {
                             return Originated::CallerGone(c);
@@ -1321,9 +1531,14 @@ impl Runner {
                         engine.handle_input(Instant::now(), input);
                     }
                 }
-                i = self.interrupt(), if caller_gone.is_none() => match i {
+                i = async {
+                    match caller.as_deref_mut() {
+                        Some(r) => r.interrupt().await,
+                        None => std::future::pending().await,
+                    }
+                }, if caller_gone.is_none() => match i {
                     Interrupt::RemoteHangup(c) => {
-                        self.remote_gone = true;
+                        remote_hangup = true;
                         caller_gone = Some(c);
                         engine.handle_input(Instant::now(), originate::Input::Cancel);
                     }
@@ -1337,8 +1552,17 @@ impl Runner {
                     engine.handle_input(Instant::now(), originate::Input::Timeout);
                 }
             }
+            if remote_hangup {
+                if let Some(r) = caller.as_deref_mut() {
+                    r.remote_gone = true;
+                }
+                remote_hangup = false;
+            }
         }
     }
+}
+
+impl Runner {
 
     /// An outbound leg: report the far side's events to the originator and
     /// obey commands, until hangup.
@@ -1351,6 +1575,24 @@ impl Runner {
                 Interrupt::RemoteHangup(c) => {
                     self.remote_gone = true;
                     break c;
+                }
+                Interrupt::Command(c) if self.redirect.is_some() => {
+                    if self.chan.call_state != CallState::Active {
+                        // Only an answered leg can be taken over.
+                        tracing::info!(uuid = %self.chan.uuid, "transfer of an unanswered outbound leg ignored");
+                        self.redirect = None;
+                        continue;
+                    }
+                    // The leg leaves its originator (whose bridge ends) and
+                    // goes through the dialplan on its own.
+                    let _ = link.send((leg, RemoteEvent::Hangup(HangupCause::NormalClearing)));
+                    let cause = match self.take_redirect() {
+                        Some(Ok(first)) => self.route_and_execute_boxed(first).await,
+                        Some(Err(c)) => c,
+                        None => c,
+                    };
+                    self.finish(cause).await;
+                    return;
                 }
                 Interrupt::Command(c) => break c,
                 Interrupt::Other(ev) => {

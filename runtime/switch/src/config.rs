@@ -125,6 +125,8 @@ pub struct Config {
     pub sandbox: SandboxSection,
     /// `[events]`.
     pub events: EventsSection,
+    /// `[control]`.
+    pub control: ControlSection,
     /// `[variables]`: global variables, in file order.
     pub variables: Vec<(String, String)>,
     /// The tenants, in file-name order.
@@ -305,6 +307,44 @@ impl Default for EventsSection {
     }
 }
 
+/// `[control]`: the event socket, the HTTP listener (metrics, tenant
+/// uploads) and the CDR journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSection {
+    /// Event socket (ESL) address.
+    pub esl_listen: SocketAddr,
+    /// Event socket password.
+    pub esl_password: String,
+    /// HTTP address: `/metrics` and the tenant API.
+    pub http_listen: SocketAddr,
+    /// Largest component upload, in bytes.
+    pub upload_max_bytes: usize,
+    /// Uploads per tenant per minute.
+    pub uploads_per_minute: u32,
+    /// Also append every CDR to `<state_dir>/cdr.jsonl`.
+    pub cdr_jsonl: bool,
+    /// Seconds between HEARTBEAT events; 0 = none.
+    pub heartbeat_s: u32,
+}
+
+/// FreeSWITCH's default event socket password; refused on a non-loopback
+/// `esl_listen`.
+pub const DEFAULT_ESL_PASSWORD: &str = "ClueCon";
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        ControlSection {
+            esl_listen: "127.0.0.1:8021".parse().expect("literal"),
+            esl_password: DEFAULT_ESL_PASSWORD.into(),
+            http_listen: "127.0.0.1:8080".parse().expect("literal"),
+            upload_max_bytes: 16 << 20,
+            uploads_per_minute: 10,
+            cdr_jsonl: true,
+            heartbeat_s: 20,
+        }
+    }
+}
+
 /// A tenant's `[limits]`: `None` means only the global cap applies. Each
 /// value is at most the global one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -391,6 +431,7 @@ pub fn load(conf_dir: &Path) -> Result<Config, ConfigError> {
         "dialplan",
         "sandbox",
         "events",
+        "control",
         "variables",
         "sip",
         "media",
@@ -417,6 +458,7 @@ pub fn load(conf_dir: &Path) -> Result<Config, ConfigError> {
         ));
     }
     let events = read_events(&root)?;
+    let control = read_control(&root)?;
     let variables = match root.get("variables") {
         Some(f) => read_vars(&f)?,
         None => Vec::new(),
@@ -487,6 +529,7 @@ pub fn load(conf_dir: &Path) -> Result<Config, ConfigError> {
         dialplan,
         sandbox,
         events,
+        control,
         variables,
         tenants,
         directory,
@@ -503,6 +546,22 @@ pub fn load(conf_dir: &Path) -> Result<Config, ConfigError> {
 /// The shipped configuration uses FreeSWITCH's `1234` on loopback only;
 /// this check keeps it from being exposed by changing `listen` alone.
 pub fn validate_safe_defaults(config: &Config) -> Result<(), ConfigError> {
+    let c = &config.control;
+    if !c.esl_listen.ip().to_canonical().is_loopback()
+        && (c.esl_password == DEFAULT_ESL_PASSWORD
+            || WELL_KNOWN_PASSWORDS
+                .iter()
+                .any(|p| c.esl_password.eq_ignore_ascii_case(p)))
+    {
+        return Err(config.error(
+            "control.esl_password",
+            format!(
+                "the well-known event socket password with a non-loopback \
+                 esl_listen (`{}`): set a strong password or listen on loopback only",
+                c.esl_listen
+            ),
+        ));
+    }
     let sip_binds = config
         .sip
         .profiles
@@ -1110,6 +1169,45 @@ fn read_events(root: &Table<'_>) -> Result<EventsSection, ConfigError> {
         e.subscriber_queue = f.int_u32(1, 10_000_000)? as usize;
     }
     Ok(e)
+}
+
+fn read_control(root: &Table<'_>) -> Result<ControlSection, ConfigError> {
+    let mut c = ControlSection::default();
+    let Some(t) = root.get("control") else {
+        return Ok(c);
+    };
+    let t = t.table()?;
+    t.check_keys(&[
+        "esl_listen",
+        "esl_password",
+        "http_listen",
+        "upload_max_mb",
+        "uploads_per_minute",
+        "cdr_jsonl",
+        "heartbeat_s",
+    ])?;
+    if let Some(f) = t.get("esl_listen") {
+        c.esl_listen = socket_addr(&f)?;
+    }
+    if let Some(f) = t.get("esl_password") {
+        c.esl_password = f.nonempty_str()?.to_string();
+    }
+    if let Some(f) = t.get("http_listen") {
+        c.http_listen = socket_addr(&f)?;
+    }
+    if let Some(f) = t.get("upload_max_mb") {
+        c.upload_max_bytes = (f.int_u32(1, 256)? as usize) << 20;
+    }
+    if let Some(f) = t.get("uploads_per_minute") {
+        c.uploads_per_minute = f.int_u32(1, 10_000)?;
+    }
+    if let Some(f) = t.get("cdr_jsonl") {
+        c.cdr_jsonl = boolean(&f)?;
+    }
+    if let Some(f) = t.get("heartbeat_s") {
+        c.heartbeat_s = f.int_u32(0, 86_400)?;
+    }
+    Ok(c)
 }
 
 /// A `name = "value"` table of variables or params.
