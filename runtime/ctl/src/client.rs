@@ -509,9 +509,10 @@ mod tests {
             "api fast" => vec![Act::Send(testing::api_response("fast"))],
             _ => vec![],
         });
-        let mut c = EslClient::connect("127.0.0.1", s.port, "ClueCon", Duration::from_millis(100))
+        let mut c = EslClient::connect("127.0.0.1", s.port, "ClueCon", T)
             .await
             .unwrap();
+        c.timeout = Duration::from_millis(100);
         let err = c.api("slow").await.unwrap_err().to_string();
         assert!(err.contains("no reply"), "{err}");
         c.timeout = T;
