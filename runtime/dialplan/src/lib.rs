@@ -48,4 +48,4 @@ mod exports;
 pub use engine::{Engine, EngineSettings, LoadError, Loaded, Role};
 pub use sandbox::{InvokeError, SandboxSettings};
 pub use services::{DirectoryUser, TenantServices};
-pub use tenants::{Tenant, TenantInfo, Tenants, WasmDialplan};
+pub use tenants::{Tenant, TenantInfo, Tenants, VersionInfo, WasmDialplan};

@@ -42,6 +42,23 @@ pub struct Tenant {
     warm: Mutex<Vec<Live>>,
     invocations: AtomicU64,
     failures: AtomicU64,
+    /// Dialplan versions replaced by later ones, newest last (at most
+    /// [`HISTORY`]): what `dialplan rollback` goes back to.
+    history: Mutex<Vec<Arc<Loaded>>>,
+}
+
+/// Earlier dialplan versions kept per tenant for rollback.
+pub const HISTORY: usize = 8;
+
+/// One version in `dialplan versions`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// `"<sequence>-<hash>"`.
+    pub version: String,
+    /// Where it came from (a file path, or `upload`).
+    pub source: String,
+    /// Whether it is the running one.
+    pub active: bool,
 }
 
 /// What `dialplan versions` and metrics show of a tenant.
@@ -126,6 +143,7 @@ impl Tenants {
             warm: Mutex::new(Vec::new()),
             invocations: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            history: Mutex::new(Vec::new()),
         });
         self.tenants.rcu(|cur| {
             let mut next = HashMap::clone(cur);
@@ -189,15 +207,26 @@ impl Tenants {
     /// Installs an already loaded component, replacing the running one.
     /// Returns the new version.
     pub fn install(&self, tenant: &Arc<Tenant>, loaded: Loaded) -> String {
+        self.install_arc(tenant, Arc::new(loaded), true)
+    }
+
+    fn install_arc(&self, tenant: &Arc<Tenant>, loaded: Arc<Loaded>, keep_old: bool) -> String {
         let version = loaded.version();
         let role = loaded.role;
         let slot = match role {
             Role::Dialplan => &tenant.dialplan,
             Role::Helpers => &tenant.helpers,
         };
-        let old = slot.swap(Some(Arc::new(loaded)));
+        let old = slot.swap(Some(loaded));
         if role == Role::Dialplan {
             tenant.warm.lock().clear();
+            if let (Some(o), true) = (&old, keep_old) {
+                let mut h = tenant.history.lock();
+                h.push(o.clone());
+                if h.len() > HISTORY {
+                    h.remove(0);
+                }
+            }
         }
         let old_version = old.map(|o| o.version()).unwrap_or_default();
         tracing::info!(tenant = %tenant.name, version, old_version, ?role, "component installed");
@@ -213,6 +242,50 @@ impl Tenants {
             .header("Old-Version", old_version),
         );
         version
+    }
+
+    /// A tenant's dialplan versions: the running one first, then earlier
+    /// ones newest first. `None` if there is no such tenant.
+    pub fn versions(&self, tenant: &str) -> Option<Vec<VersionInfo>> {
+        let t = self.tenant(tenant)?;
+        let source = |l: &Loaded| {
+            l.source
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "upload".into())
+        };
+        let mut v = Vec::new();
+        if let Some(cur) = t.dialplan.load().as_ref() {
+            v.push(VersionInfo {
+                version: cur.version(),
+                source: source(cur),
+                active: true,
+            });
+        }
+        for l in t.history.lock().iter().rev() {
+            v.push(VersionInfo {
+                version: l.version(),
+                source: source(l),
+                active: false,
+            });
+        }
+        Some(v)
+    }
+
+    /// Puts the previous dialplan version back in force (calls in progress
+    /// keep theirs); the replaced one is dropped from the history. Returns
+    /// the version now running.
+    pub fn rollback(&self, tenant: &str) -> Result<String, String> {
+        let t = self
+            .tenant(tenant)
+            .ok_or_else(|| format!("no tenant `{tenant}`"))?;
+        let prev = t
+            .history
+            .lock()
+            .pop()
+            .ok_or_else(|| format!("tenant `{tenant}` has no earlier dialplan version"))?;
+        tracing::info!(tenant, version = %prev.version(), "dialplan rolled back");
+        Ok(self.install_arc(&t, prev, false))
     }
 
     /// Versions and counters of every tenant.

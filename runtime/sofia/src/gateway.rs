@@ -35,6 +35,18 @@ impl GatewayStatus {
         self.up.lock().get(name).copied().unwrap_or(true)
     }
 
+    /// Every gateway that has a state yet, by name.
+    pub fn all(&self) -> Vec<(String, bool)> {
+        let mut v: Vec<(String, bool)> = self
+            .up
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        v.sort();
+        v
+    }
+
     fn set(&self, name: &str, up: bool) {
         self.up.lock().insert(name.to_string(), up);
     }

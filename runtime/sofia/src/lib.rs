@@ -330,6 +330,21 @@ impl Sofia {
         &self.shared
     }
 
+    /// The SIP settings the profiles run with.
+    pub fn settings(&self) -> &SipSettings {
+        &self.shared.sip
+    }
+
+    /// UP/DOWN of each gateway.
+    pub fn gateways_up(&self) -> Vec<(String, bool)> {
+        self.shared.gateway_status.all()
+    }
+
+    /// The location service, once started.
+    pub fn location(&self) -> Option<&Arc<Location>> {
+        self.shared.location.get()
+    }
+
     /// Live SIP legs (leak checks).
     pub fn legs(&self) -> usize {
         self.shared.legs.lock().len()

@@ -340,6 +340,20 @@ impl Location {
             .cloned()
     }
 
+    /// Every unexpired binding, by domain, user and contact.
+    pub fn all(&self, now: u64) -> Vec<Binding> {
+        let mut v: Vec<Binding> = self
+            .bindings
+            .lock()
+            .bindings
+            .values()
+            .filter(|b| b.expires > now)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (&a.domain, &a.user, &a.contact).cmp(&(&b.domain, &b.user, &b.contact)));
+        v
+    }
+
     /// Number of unexpired bindings.
     pub fn count(&self, now: u64) -> usize {
         self.bindings

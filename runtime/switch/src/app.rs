@@ -49,6 +49,8 @@ pub struct App {
     admission: Arc<Admission>,
     /// Content hash of each (tenant, role) component file in force.
     loaded: Mutex<HashMap<(String, Role), String>>,
+    /// The control plane, once started.
+    pub control: std::sync::OnceLock<crate::control::Control>,
 }
 
 /// Sandbox settings from their configuration section.
@@ -146,6 +148,7 @@ impl App {
             services,
             admission,
             loaded: Mutex::new(HashMap::new()),
+            control: std::sync::OnceLock::new(),
         });
         let errors = app.apply(&config);
         if let Some(e) = errors.into_iter().next() {
@@ -247,6 +250,28 @@ impl App {
         }
     }
 
+    /// Loads a tenant's dialplan component from its configured file again
+    /// (even if unchanged) and swaps it in; a component that fails to load
+    /// is refused and the running version keeps serving. Returns the new
+    /// version.
+    pub fn reload_dialplan(&self, tenant: &str) -> anyhow::Result<String> {
+        let config = self.config.load();
+        let t = config
+            .tenant(tenant)
+            .ok_or_else(|| anyhow::anyhow!("no tenant `{tenant}`"))?;
+        let path = t.dialplan.clone();
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("tenant {tenant}: cannot read component {}", path.display()))?;
+        let version = self
+            .tenants
+            .load_file(tenant, Role::Dialplan, &path)
+            .with_context(|| format!("tenant {tenant}: component {}", path.display()))?;
+        self.loaded
+            .lock()
+            .insert((tenant.to_string(), Role::Dialplan), short_hash(&bytes));
+        Ok(version)
+    }
+
     /// Files whose change triggers a reload: the configuration files and
     /// every component file.
     pub fn watched_files(&self) -> Vec<PathBuf> {
@@ -285,9 +310,11 @@ pub async fn start_endpoints(app: &App) -> anyhow::Result<()> {
 
 /// Runs the switch: starts the endpoints, then watches the configuration
 /// (files and SIGHUP) until SIGTERM or SIGINT.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
+pub async fn run(app: Arc<App>, logs: dialtone_control::esl::logs::LogHub) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     start_endpoints(&app).await?;
+    let control = crate::control::start(&app, logs).await?;
+    let _ = app.control.set(control);
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -5,11 +5,15 @@
 //! - [`app`]: builds the engine, the tenants, the core and the endpoints from
 //!   a snapshot, and applies new snapshots on reload.
 //! - [`services`]: the data behind the dialplan host imports.
+//! - [`api`]: the API commands of the event socket and `dialtone ctl`.
+//! - [`control`]: starts the control plane (event socket, CDRs, heartbeat).
 //! - [`tls`]: the SIP profiles' certificates, checked (and the switch's own
 //!   self-signed one generated) before the switch starts.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod services;
 pub mod tls;

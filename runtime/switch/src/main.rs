@@ -21,6 +21,7 @@ use serde_json::json;
 
 use dialtone::app::{self, App};
 use dialtone::config;
+use dialtone_control::esl::logs::LogHub;
 use dialtone_core::dialstring;
 use dialtone_core::routing::{Action, ChannelSnapshot, Direction};
 
@@ -103,13 +104,18 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn init_logs() {
+fn init_logs() -> LogHub {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let hub = LogHub::new();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(dialtone::control::EslLogLayer(hub.clone()))
         .init();
+    hub
 }
 
 fn load_config(dir: &std::path::Path) -> Result<config::Config, String> {
@@ -171,7 +177,7 @@ fn main() -> ExitCode {
             dialplan_test(&cli.conf, tenant, from, to, context, vars)
         }
         Command::Run => {
-            init_logs();
+            let logs = init_logs();
             let mut config = match load_config(&cli.conf) {
                 Ok(c) => c,
                 Err(e) => {
@@ -196,7 +202,7 @@ fn main() -> ExitCode {
             let result = rt.block_on(async {
                 let conf = cli.conf.clone();
                 let app = tokio::task::spawn_blocking(move || App::build(&conf, config)).await??;
-                app::run(app).await
+                app::run(app, logs).await
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
