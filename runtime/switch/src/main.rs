@@ -6,6 +6,7 @@
 //! - `dialtone dialstring explain 'DS'` prints the parsed dialstring as JSON,
 //!   or the parse error with its position.
 //! - `dialtone config check` validates the configuration.
+//! - `dialtone ctl [-x CMD]...` is an fs_cli-like client of the event socket.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// An fs_cli-like client of the event socket: `-x CMD` runs commands,
+    /// without it an interactive prompt shows events.
+    Ctl(dialtone_ctl::CtlArgs),
 }
 
 #[derive(Subcommand)]
@@ -128,6 +132,7 @@ fn load_config(dir: &std::path::Path) -> Result<config::Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Ctl(args) => ExitCode::from(dialtone_ctl::run(args).clamp(0, 255) as u8),
         Command::Dialstring {
             command: DialstringCommand::Explain { dialstring: ds },
         } => match dialstring::parse(&ds) {
