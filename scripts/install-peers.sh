@@ -4,7 +4,8 @@
 #
 #   Debian packages: sip-tester (sipp), sipsak, baresip, tshark, sox, kamailio,
 #                    openssl (the TLS audio test makes its certificates with it),
-#                    rtpengine-daemon (the RTP benchmark's baseline relay)
+#                    rtpengine-daemon (the RTP benchmark's baseline relay),
+#                    prometheus (its promtool checks /metrics)
 #   PyPI:            sipvicious, in a venv at build/venv-sipvicious
 #                    (entry points sipvicious_svwar, sipvicious_svmap, ...)
 #
@@ -45,6 +46,7 @@ DEB_TOOLS=(
     "kamailio:kamailio"
     "openssl:openssl"
     "rtpengine:rtpengine-daemon"
+    "promtool:prometheus"
 )
 
 missing_debs() {

@@ -13,6 +13,7 @@
 //! | `show channels\|calls\|registrations [as json]`, `show channels count` | live state |
 //! | `sofia status` | profiles, gateways, registrations |
 //! | `reload`, `reload dialplan TENANT`, `dialplan versions TENANT`, `dialplan rollback TENANT` | configuration and components |
+//! | `cdr list [AFTER_SEQ] [LIMIT]`, `cdr stats` | the CDR journal (JSON lines) |
 //!
 //! `uuid_bridge` is answered `-ERR` with the reason: bridging two
 //! existing channels is not supported yet.
@@ -81,6 +82,7 @@ impl SwitchApi {
             "sofia" => self.sofia(&words),
             "reload" => self.reload(&words).await,
             "dialplan" => self.dialplan(&words),
+            "cdr" => self.cdr(&words),
             _ => format!("-ERR {command} Command not found!\n"),
         }
     }
@@ -413,6 +415,46 @@ impl SwitchApi {
         }
     }
 
+    /// `cdr list [AFTER_SEQ] [LIMIT]`: committed CDRs as JSON lines, in
+    /// journal order (at most 1,000 per call; page with AFTER_SEQ);
+    /// `cdr stats`: the journal's counters.
+    fn cdr(&self, w: &[&str]) -> String {
+        let Some(control) = self.app.control.get() else {
+            return "-ERR the CDR journal is not running\n".into();
+        };
+        match w.first().map(|s| s.to_ascii_lowercase()).as_deref() {
+            Some("list") => {
+                let after = w.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let limit = w
+                    .get(2)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(1000usize)
+                    .min(1000);
+                match control.cdr.list(after, limit) {
+                    Ok(v) => {
+                        let mut s = String::new();
+                        for c in v {
+                            let _ = writeln!(s, "{}", serde_json::to_string(&c).unwrap_or_default());
+                        }
+                        if s.is_empty() {
+                            s.push('\n');
+                        }
+                        s
+                    }
+                    Err(e) => format!("-ERR {e}\n"),
+                }
+            }
+            Some("stats") => {
+                let st = control.cdr.stats();
+                format!(
+                    "cdrs={} commits={} failed_commits={} open_channels={} queued={}\n",
+                    st.cdrs, st.commits, st.failed_commits, st.open_channels, st.queued
+                )
+            }
+            _ => "-USAGE: cdr list [<after_seq>] [<limit>] | cdr stats\n".into(),
+        }
+    }
+
     fn dialplan(&self, w: &[&str]) -> String {
         match (w.first().map(|s| s.to_ascii_lowercase()).as_deref(), w.get(1)) {
             (Some("versions"), Some(t)) => match self.app.tenants.versions(t) {
@@ -468,6 +510,8 @@ reload
 reload dialplan <tenant>
 dialplan versions <tenant>
 dialplan rollback <tenant>
+cdr list [<after_seq>] [<limit>]
+cdr stats
 ";
 
 fn plural(n: usize) -> &'static str {
