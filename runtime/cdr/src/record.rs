@@ -92,6 +92,9 @@ pub struct Cdr {
     pub dialplan_version: Option<String>,
     /// The audio codec (`variable_read_codec`).
     pub codec: Option<String>,
+    /// The SIP Call-ID of a SIP leg (`variable_sip_call_id`).
+    #[serde(default)]
+    pub sip_call_id: Option<String>,
     /// The audio stream's counters, if the switch reported any.
     pub rtp: Option<RtpStats>,
     /// Whether the journal wrote this record at start-up for a channel that
@@ -130,6 +133,9 @@ pub struct Open {
     pub context: String,
     /// When the channel was created, unix microseconds.
     pub start_us: u64,
+    /// The SIP Call-ID of a SIP leg (`variable_sip_call_id`).
+    #[serde(default)]
+    pub sip_call_id: Option<String>,
 }
 
 /// Now, in unix microseconds.
@@ -216,6 +222,7 @@ impl Open {
             destination: text(ev, header::CALLER_DESTINATION_NUMBER),
             context: text(ev, header::CALLER_CONTEXT),
             start_us: var_time_us(ev, "start").unwrap_or_else(|| event_time_us(ev)),
+            sip_call_id: var_str(ev, "sip_call_id"),
         })
     }
 }
@@ -274,6 +281,7 @@ impl Cdr {
             sip_code: var_u16(ev, "sip_term_status"),
             dialplan_version: var_str(ev, "dialplan_version"),
             codec: var_str(ev, "read_codec"),
+            sip_call_id: var_str(ev, "sip_call_id"),
             rtp: RtpStats::from_event(ev),
             cut_by_crash: false,
             seq: 0,
@@ -306,6 +314,7 @@ impl Cdr {
             sip_code: None,
             dialplan_version: None,
             codec: None,
+            sip_call_id: open.sip_call_id.clone(),
             rtp: None,
             cut_by_crash: true,
             seq: 0,
@@ -332,6 +341,7 @@ pub(crate) mod sample {
             destination: "2000".into(),
             context: "default".into(),
             start_us: now_us() - ago_s * US,
+            sip_call_id: None,
         }
     }
 
@@ -347,6 +357,7 @@ pub(crate) mod sample {
             hangup_cause_q850: Some(16),
             sip_code: Some(200),
             codec: Some("PCMA".into()),
+            sip_call_id: None,
             cut_by_crash: false,
             ..Cdr::cut_by_crash(&open(uuid, 3), end_us)
         }
@@ -417,6 +428,7 @@ mod tests {
                 sip_code: Some(200),
                 dialplan_version: Some("v42".into()),
                 codec: Some("PCMU".into()),
+                sip_call_id: None,
                 rtp: Some(RtpStats {
                     in_packets: Some(450),
                     out_packets: Some(449),

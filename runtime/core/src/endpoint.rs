@@ -74,6 +74,13 @@ pub trait ChannelMedia: Send + Sync {
         legs: crate::routing::RecordLegs,
         limit: Option<std::time::Duration>,
     ) -> Result<(), String>;
+    /// Variables that describe the leg's media for its CDR, set when the
+    /// channel hangs up: `read_codec`, `write_codec`,
+    /// `rtp_audio_in_packet_count`, `rtp_audio_out_packet_count`,
+    /// `rtp_audio_in_skip_packet_count` (lost), `rtp_audio_in_jitter_ms`.
+    fn report(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Join the channel's media back to the leg it is bridged to, after an
     /// application took it out (`execute_on_answer` on a B-leg). False when
     /// there is nothing to join.

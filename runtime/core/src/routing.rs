@@ -285,6 +285,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Dialplan: Send + Sync {
     /// Route a channel.
     fn route(&self, channel: ChannelSnapshot) -> BoxFuture<'_, Result<Vec<Action>, RouteFailure>>;
+    /// The version of the tenant's dialplan in force (recorded on channels
+    /// it routes, for CDRs); `None` if versions are not tracked.
+    fn version(&self, _tenant: &str) -> Option<String> {
+        None
+    }
     /// Decide on an outbound channel.
     fn route_outbound(
         &self,

@@ -740,6 +740,18 @@ impl Runner {
         self.switch.publish(&self.chan, name);
     }
 
+    /// CHANNEL_CREATE, with the channel's variables as FreeSWITCH sends
+    /// them (`variable_sip_call_id`, ...).
+    fn publish_create(&self) {
+        self.switch.events.publish_with(|| {
+            let mut ev = self.chan.event(EventName::ChannelCreate);
+            for (k, v) in self.chan.variables.iter() {
+                ev.push_header(format!("variable_{k}"), v.clone());
+            }
+            ev
+        });
+    }
+
     /// Waits for the far side or a command. DTMF is published as a `DTMF`
     /// event where it arrives and the wait goes on (cancel-safe: the event
     /// is published in the same poll that received it).
@@ -834,7 +846,7 @@ impl Runner {
     }
 
     async fn run_inbound(mut self) {
-        self.publish(EventName::ChannelCreate);
+        self.publish_create();
         self.state(ChannelState::Init);
         let cause = self.route_and_execute(None).await;
         self.finish(cause).await;
@@ -897,6 +909,11 @@ impl Runner {
                             Interrupt::Other(_) => continue,
                         },
                     };
+                    if actions.is_ok() {
+                        if let Some(v) = self.switch.dialplan.version(&self.chan.tenant) {
+                            self.chan.set_var("dialplan_version", &v);
+                        }
+                    }
                     match actions {
                         Ok(a) if a.is_empty() => return HangupCause::NoRouteDestination,
                         Ok(a) => a,
@@ -1567,7 +1584,7 @@ impl Runner {
     /// An outbound leg: report the far side's events to the originator and
     /// obey commands, until hangup.
     async fn run_outbound(mut self, leg: LegId, link: mpsc::UnboundedSender<(LegId, RemoteEvent)>) {
-        self.publish(EventName::ChannelCreate);
+        self.publish_create();
         self.state(ChannelState::Init);
         self.state(ChannelState::ConsumeMedia);
         let cause = loop {
@@ -1676,6 +1693,27 @@ impl Runner {
     async fn finish(mut self, cause: HangupCause) {
         if !self.remote_gone {
             self.remote.control.hangup(cause);
+        }
+        if let Some(m) = self.remote.control.media() {
+            for (k, v) in m.report() {
+                self.chan.set_var(&k, &v);
+            }
+        }
+        let uepoch = |t: SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros().to_string())
+                .unwrap_or_default()
+        };
+        self.chan.set_var("start_uepoch", &uepoch(self.chan.created));
+        if let Some(a) = self.chan.answered {
+            self.chan.set_var("answer_uepoch", &uepoch(a));
+        }
+        self.chan.set_var("end_uepoch", &uepoch(SystemTime::now()));
+        if self.chan.endpoint == "sofia" && self.chan.var("sip_term_status").is_none() {
+            // The SIP status that ended the leg: 200 for an answered call,
+            // else the cause's SIP mapping.
+            let code = if self.chan.answered.is_some() { 200 } else { cause.to_sip() };
+            self.chan.set_var("sip_term_status", &code.to_string());
         }
         self.chan.hangup_cause = Some(cause);
         self.chan.call_state = CallState::Hangup;

@@ -635,6 +635,12 @@ fn validate_actions(actions: &[Action]) -> Result<(), InvokeError> {
 pub struct WasmDialplan(pub Arc<Tenants>);
 
 impl Dialplan for WasmDialplan {
+    fn version(&self, tenant: &str) -> Option<String> {
+        let t = self.0.tenant(tenant)?;
+        let v = t.dialplan.load().as_ref().map(|l| l.version());
+        v
+    }
+
     fn route(&self, channel: ChannelSnapshot) -> BoxFuture<'_, Result<Vec<Action>, RouteFailure>> {
         Box::pin(async move {
             let tenant = channel.tenant.clone();

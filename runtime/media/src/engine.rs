@@ -633,6 +633,7 @@ impl MediaEngine {
     /// sent in this codec and payload type, and telephone-events of this
     /// payload type are reported as digits.
     pub fn set_format(&self, leg: &LegHandle, format: Format) -> Result<(), MediaError> {
+        leg.stats.set_codec(format.codec);
         self.update(leg, |d| d.format = format)
     }
 

@@ -36,6 +36,9 @@ const FIELDS: usize = 5;
 pub struct LegStats {
     counters: [AtomicU64; 2 * FIELDS],
     relaying: AtomicBool,
+    /// The leg's codec as last set ([`crate::codec::Codec`] index + 1; 0
+    /// before any), for CDRs and `show channels`.
+    codec: std::sync::atomic::AtomicU8,
     /// RFC 3550 reception statistics of the phone's RTP, published by the
     /// owning worker once a second: expected, lost (signed), jitter.
     reception: [AtomicU64; 3],
@@ -80,6 +83,27 @@ pub struct LegCounters {
 }
 
 impl LegStats {
+    /// The codec the leg was last set to, if any.
+    pub fn codec(&self) -> Option<crate::codec::Codec> {
+        use crate::codec::Codec;
+        match self.codec.load(Ordering::Relaxed) {
+            1 => Some(Codec::Pcmu),
+            2 => Some(Codec::Pcma),
+            3 => Some(Codec::L16),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_codec(&self, c: crate::codec::Codec) {
+        use crate::codec::Codec;
+        let v = match c {
+            Codec::Pcmu => 1,
+            Codec::Pcma => 2,
+            Codec::L16 => 3,
+        };
+        self.codec.store(v, Ordering::Relaxed);
+    }
+
     /// Read the counters of both streams.
     pub fn snapshot(&self) -> LegCounters {
         LegCounters {

@@ -137,6 +137,23 @@ struct SipMedia {
 }
 
 impl ChannelMedia for SipMedia {
+    fn report(&self) -> Vec<(String, String)> {
+        let stats = self.leg.stats();
+        let c = stats.snapshot();
+        let r = stats.reception();
+        let mut v = Vec::with_capacity(6);
+        if let Some(codec) = stats.codec() {
+            v.push(("read_codec".to_string(), codec.name().to_string()));
+            v.push(("write_codec".to_string(), codec.name().to_string()));
+        }
+        v.push(("rtp_audio_in_packet_count".into(), c.rtp.packets_received.to_string()));
+        v.push(("rtp_audio_out_packet_count".into(), c.rtp.packets_sent.to_string()));
+        v.push(("rtp_audio_in_skip_packet_count".into(), r.lost.max(0).to_string()));
+        // RTP timestamp units at 8 kHz: 8 per millisecond.
+        v.push(("rtp_audio_in_jitter_ms".into(), format!("{:.3}", r.jitter as f64 / 8.0)));
+        v
+    }
+
     fn echo(&self) -> bool {
         self.shared.media().echo(&self.leg).is_ok()
     }
