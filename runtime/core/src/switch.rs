@@ -164,7 +164,11 @@ pub struct Switch {
     directory: SharedDirectory,
     registrations: Arc<Registrations>,
     channels: Mutex<HashMap<String, ChannelHandle>>,
+    route_observer: std::sync::OnceLock<RouteObserver>,
 }
+
+/// Called with the tenant and the time each routing took (for metrics).
+pub type RouteObserver = Box<dyn Fn(&str, Duration) + Send + Sync>;
 
 /// What to do after an action.
 enum Flow {
@@ -194,7 +198,13 @@ impl Switch {
             directory,
             registrations,
             channels: Mutex::new(HashMap::new()),
+            route_observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the function told how long each routing took (once).
+    pub fn set_route_observer(&self, f: RouteObserver) {
+        let _ = self.route_observer.set(f);
     }
 
     fn arc(&self) -> Arc<Switch> {
@@ -897,6 +907,7 @@ impl Runner {
                     self.state(ChannelState::Routing);
                     let snapshot = self.chan.snapshot();
                     let dialplan = self.switch.dialplan.clone();
+                    let asked = Instant::now();
                     let actions = tokio::select! {
                         r = dialplan.route(snapshot) => r,
                         i = self.interrupt() => match i {
@@ -909,6 +920,9 @@ impl Runner {
                             Interrupt::Other(_) => continue,
                         },
                     };
+                    if let Some(f) = self.switch.route_observer.get() {
+                        f(&self.chan.tenant, asked.elapsed());
+                    }
                     if actions.is_ok() {
                         if let Some(v) = self.switch.dialplan.version(&self.chan.tenant) {
                             self.chan.set_var("dialplan_version", &v);
@@ -1580,7 +1594,6 @@ async fn drive_originate(
 }
 
 impl Runner {
-
     /// An outbound leg: report the far side's events to the originator and
     /// obey commands, until hangup.
     async fn run_outbound(mut self, leg: LegId, link: mpsc::UnboundedSender<(LegId, RemoteEvent)>) {
@@ -1704,7 +1717,8 @@ impl Runner {
                 .map(|d| d.as_micros().to_string())
                 .unwrap_or_default()
         };
-        self.chan.set_var("start_uepoch", &uepoch(self.chan.created));
+        self.chan
+            .set_var("start_uepoch", &uepoch(self.chan.created));
         if let Some(a) = self.chan.answered {
             self.chan.set_var("answer_uepoch", &uepoch(a));
         }
@@ -1712,7 +1726,11 @@ impl Runner {
         if self.chan.endpoint == "sofia" && self.chan.var("sip_term_status").is_none() {
             // The SIP status that ended the leg: 200 for an answered call,
             // else the cause's SIP mapping.
-            let code = if self.chan.answered.is_some() { 200 } else { cause.to_sip() };
+            let code = if self.chan.answered.is_some() {
+                200
+            } else {
+                cause.to_sip()
+            };
             self.chan.set_var("sip_term_status", &code.to_string());
         }
         self.chan.hangup_cause = Some(cause);

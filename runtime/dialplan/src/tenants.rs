@@ -288,6 +288,39 @@ impl Tenants {
         Ok(self.install_arc(&t, prev, false))
     }
 
+    /// Routes `channel` with `loaded` (not installed) in the tenant's
+    /// sandbox: the dry run an upload must pass before it may serve. Runs
+    /// on the calling thread (call it from a blocking context). `Ok` with
+    /// the actions, `Err` with why the component failed.
+    pub fn dry_run(
+        &self,
+        tenant: &str,
+        loaded: &Loaded,
+        channel: ChannelSnapshot,
+    ) -> Result<Vec<Action>, String> {
+        let t = self
+            .tenant(tenant)
+            .ok_or_else(|| format!("no tenant `{tenant}`"))?;
+        let settings = t.settings.load_full();
+        let uuid = channel.uuid.clone();
+        let ctx = InvokeCtx {
+            tenant: &t.name,
+            channel: &uuid,
+            services: &self.services,
+            settings: &settings,
+        };
+        let mut live =
+            sandbox::instantiate(&self.engine, loaded, &ctx).map_err(|e| e.to_string())?;
+        match call_guest(loaded, &mut live, Call::Route(channel), &settings) {
+            Ok(Answer::Route(a)) => Ok(a),
+            Ok(_) => Err("the component answered something else than a route".into()),
+            Err(CallError::Wasm(e)) => {
+                Err(sandbox::classify(e, live.store.data(), &settings).to_string())
+            }
+            Err(CallError::Invalid(e)) => Err(e.to_string()),
+        }
+    }
+
     /// Versions and counters of every tenant.
     pub fn info(&self) -> Vec<TenantInfo> {
         let map = self.tenants.load();

@@ -146,11 +146,23 @@ impl ChannelMedia for SipMedia {
             v.push(("read_codec".to_string(), codec.name().to_string()));
             v.push(("write_codec".to_string(), codec.name().to_string()));
         }
-        v.push(("rtp_audio_in_packet_count".into(), c.rtp.packets_received.to_string()));
-        v.push(("rtp_audio_out_packet_count".into(), c.rtp.packets_sent.to_string()));
-        v.push(("rtp_audio_in_skip_packet_count".into(), r.lost.max(0).to_string()));
+        v.push((
+            "rtp_audio_in_packet_count".into(),
+            c.rtp.packets_received.to_string(),
+        ));
+        v.push((
+            "rtp_audio_out_packet_count".into(),
+            c.rtp.packets_sent.to_string(),
+        ));
+        v.push((
+            "rtp_audio_in_skip_packet_count".into(),
+            r.lost.max(0).to_string(),
+        ));
         // RTP timestamp units at 8 kHz: 8 per millisecond.
-        v.push(("rtp_audio_in_jitter_ms".into(), format!("{:.3}", r.jitter as f64 / 8.0)));
+        v.push((
+            "rtp_audio_in_jitter_ms".into(),
+            format!("{:.3}", r.jitter as f64 / 8.0),
+        ));
         v
     }
 

@@ -116,7 +116,10 @@ impl SwitchApi {
             return "-ERR USAGE: originate <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] [<cid_name>] [<cid_num>] [<timeout_sec>]\n".into();
         }
         let config = self.app.config.load();
-        let context = t.get(3).map(|s| s.to_string()).unwrap_or_else(|| "default".into());
+        let context = t
+            .get(3)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "default".into());
         let then = if let Some(app) = t[1].strip_prefix('&') {
             match app_action(app) {
                 Ok(a) => OriginateThen::Actions(vec![Action::Answer, a]),
@@ -213,8 +216,10 @@ impl SwitchApi {
         };
         let fields = dump_fields(&c);
         if w.get(1).is_some_and(|f| f.eq_ignore_ascii_case("json")) {
-            let m: serde_json::Map<String, Value> =
-                fields.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            let m: serde_json::Map<String, Value> = fields
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
             return Value::Object(m).to_string();
         }
         let mut s = String::new();
@@ -269,7 +274,8 @@ impl SwitchApi {
     }
 
     async fn show(&self, w: &[&str]) -> String {
-        let json = w.len() >= 3 && w[w.len() - 2].eq_ignore_ascii_case("as")
+        let json = w.len() >= 3
+            && w[w.len() - 2].eq_ignore_ascii_case("as")
             && w[w.len() - 1].eq_ignore_ascii_case("json");
         match w.first().map(|s| s.to_ascii_lowercase()).as_deref() {
             Some("channels") if w.get(1).is_some_and(|s| s.eq_ignore_ascii_case("count")) => {
@@ -277,7 +283,8 @@ impl SwitchApi {
             }
             Some("channels") => {
                 let chans = self.app.switch.dump_all().await;
-                let rows: Vec<Vec<(&'static str, String)>> = chans.iter().map(channel_row).collect();
+                let rows: Vec<Vec<(&'static str, String)>> =
+                    chans.iter().map(channel_row).collect();
                 table(&rows, json)
             }
             Some("calls") => {
@@ -292,8 +299,15 @@ impl SwitchApi {
                         let mut row = channel_row(a);
                         row.push(("b_uuid", b_uuid.clone()));
                         row.push(("b_name", b.map(|b| b.name.clone()).unwrap_or_default()));
-                        row.push(("b_state", b.map(|b| b.state.name().to_string()).unwrap_or_default()));
-                        row.push(("b_callstate", b.map(|b| b.call_state.name().to_string()).unwrap_or_default()));
+                        row.push((
+                            "b_state",
+                            b.map(|b| b.state.name().to_string()).unwrap_or_default(),
+                        ));
+                        row.push((
+                            "b_callstate",
+                            b.map(|b| b.call_state.name().to_string())
+                                .unwrap_or_default(),
+                        ));
                         row
                     })
                     .collect();
@@ -325,7 +339,9 @@ impl SwitchApi {
                     .collect();
                 table(&rows, json)
             }
-            _ => "-USAGE: show channels|calls|registrations [as json] | show channels count\n".into(),
+            _ => {
+                "-USAGE: show channels|calls|registrations [as json] | show channels count\n".into()
+            }
         }
     }
 
@@ -335,7 +351,12 @@ impl SwitchApi {
         }
         let sip = self.app.sofia.settings();
         let now = dialtone_core::registrations::unix_now();
-        let regs = self.app.sofia.location().map(|l| l.all(now)).unwrap_or_default();
+        let regs = self
+            .app
+            .sofia
+            .location()
+            .map(|l| l.all(now))
+            .unwrap_or_default();
         let up: std::collections::HashMap<String, bool> =
             self.app.sofia.gateways_up().into_iter().collect();
         let line = "=".repeat(91);
@@ -411,7 +432,9 @@ impl SwitchApi {
                     Err(e) => format!("-ERR {e}\n"),
                 }
             }
-            Some(other) => format!("-ERR cannot reload `{other}`: use `reload` or `reload dialplan <tenant>`\n"),
+            Some(other) => format!(
+                "-ERR cannot reload `{other}`: use `reload` or `reload dialplan <tenant>`\n"
+            ),
         }
     }
 
@@ -434,7 +457,8 @@ impl SwitchApi {
                     Ok(v) => {
                         let mut s = String::new();
                         for c in v {
-                            let _ = writeln!(s, "{}", serde_json::to_string(&c).unwrap_or_default());
+                            let _ =
+                                writeln!(s, "{}", serde_json::to_string(&c).unwrap_or_default());
                         }
                         if s.is_empty() {
                             s.push('\n');
@@ -456,7 +480,10 @@ impl SwitchApi {
     }
 
     fn dialplan(&self, w: &[&str]) -> String {
-        match (w.first().map(|s| s.to_ascii_lowercase()).as_deref(), w.get(1)) {
+        match (
+            w.first().map(|s| s.to_ascii_lowercase()).as_deref(),
+            w.get(1),
+        ) {
             (Some("versions"), Some(t)) => match self.app.tenants.versions(t) {
                 Some(v) => {
                     let mut s = String::new();
@@ -528,7 +555,9 @@ fn hostname() -> String {
 }
 
 fn epoch(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn channel_row(c: &Channel) -> Vec<(&'static str, String)> {
@@ -678,7 +707,9 @@ fn app_action(app: &str) -> Result<Action, String> {
             cause: HangupCause::parse(arg).unwrap_or(HangupCause::NormalClearing),
         },
         "sleep" => Action::Sleep {
-            ms: arg.parse().map_err(|_| format!("sleep needs milliseconds, got `{arg}`"))?,
+            ms: arg
+                .parse()
+                .map_err(|_| format!("sleep needs milliseconds, got `{arg}`"))?,
         },
         "transfer" if !arg.is_empty() => {
             let mut w = arg.split_whitespace();
@@ -719,7 +750,9 @@ mod tests {
         assert_eq!(app_action("park"), Ok(Action::Park));
         assert_eq!(
             app_action("playback(x.wav)"),
-            Ok(Action::Playback { file: "x.wav".into() })
+            Ok(Action::Playback {
+                file: "x.wav".into()
+            })
         );
         assert_eq!(
             app_action("transfer(9196 XML default)"),

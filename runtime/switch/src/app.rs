@@ -260,8 +260,9 @@ impl App {
             .tenant(tenant)
             .ok_or_else(|| anyhow::anyhow!("no tenant `{tenant}`"))?;
         let path = t.dialplan.clone();
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("tenant {tenant}: cannot read component {}", path.display()))?;
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!("tenant {tenant}: cannot read component {}", path.display())
+        })?;
         let version = self
             .tenants
             .load_file(tenant, Role::Dialplan, &path)

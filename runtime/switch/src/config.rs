@@ -396,6 +396,9 @@ pub struct TenantConfig {
     pub sandbox: SandboxSection,
     /// The tenant's variables, in file order.
     pub variables: Vec<(String, String)>,
+    /// SHA-256 digests (lower-case hex) of the bearer tokens that may
+    /// manage this tenant's dialplan over HTTP (`api_tokens_sha256`).
+    pub api_tokens_sha256: Vec<String>,
     /// Where each setting of the file was written.
     pub locations: Locations,
 }
@@ -1242,6 +1245,7 @@ fn load_tenant(src: &Source, g: &Globals<'_>) -> Result<LoadedTenant, ConfigErro
         "helpers",
         "default_context",
         "dial_string",
+        "api_tokens_sha256",
         "limits",
         "sandbox",
         "variables",
@@ -1249,6 +1253,17 @@ fn load_tenant(src: &Source, g: &Globals<'_>) -> Result<LoadedTenant, ConfigErro
         "groups",
     ])?;
     let base = src.file.parent().unwrap_or(Path::new(""));
+    let mut api_tokens_sha256 = Vec::new();
+    if let Some(f) = root.get("api_tokens_sha256") {
+        for (v, item) in f.str_array()? {
+            if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(item.err(
+                    "not a SHA-256 digest: 64 hex digits, e.g. `printf %s \"$TOKEN\" | sha256sum`",
+                ));
+            }
+            api_tokens_sha256.push(v.to_ascii_lowercase());
+        }
+    }
 
     let domain_field = root.required("domain")?;
     let domain = domain_field.domain()?.to_string();
@@ -1351,6 +1366,7 @@ fn load_tenant(src: &Source, g: &Globals<'_>) -> Result<LoadedTenant, ConfigErro
             limits,
             sandbox,
             variables,
+            api_tokens_sha256,
             locations: cx.into_locations(),
         },
         directory,

@@ -28,13 +28,18 @@ pub async fn start(app: &Arc<App>, logs: LogHub) -> anyhow::Result<Control> {
     // recorded before any new call starts.
     let path = config.switch.state_dir.join("cdr.redb");
     let options = dialtone_cdr::JournalOptions {
-        jsonl: c.cdr_jsonl.then(|| config.switch.state_dir.join("cdr.jsonl")),
+        jsonl: c
+            .cdr_jsonl
+            .then(|| config.switch.state_dir.join("cdr.jsonl")),
         ..Default::default()
     };
     let (journal, cut) = dialtone_cdr::Journal::open_with(&path, options)
         .map_err(|e| anyhow::anyhow!("CDR journal {}: {e}", path.display()))?;
     if !cut.is_empty() {
-        tracing::warn!(count = cut.len(), "CDRs written for channels the last run left open (cut by a crash)");
+        tracing::warn!(
+            count = cut.len(),
+            "CDRs written for channels the last run left open (cut by a crash)"
+        );
     }
     let journal = Arc::new(journal);
     dialtone_cdr::spawn_bus_writer(&app.events, journal.clone());
@@ -75,12 +80,30 @@ pub async fn start(app: &Arc<App>, logs: LogHub) -> anyhow::Result<Control> {
                 app.events.publish(
                     Event::new(EventName::Heartbeat)
                         .header("Event-Info", "System Ready")
-                        .header("Up-Time", format!("0 years, {} days, {} hours, {} minutes, {} seconds", up / 86_400, up / 3600 % 24, up / 60 % 60, up % 60))
+                        .header(
+                            "Up-Time",
+                            format!(
+                                "0 years, {} days, {} hours, {} minutes, {} seconds",
+                                up / 86_400,
+                                up / 3600 % 24,
+                                up / 60 % 60,
+                                up % 60
+                            ),
+                        )
                         .header("Uptime-msec", (up * 1000).to_string())
                         .header("Session-Count", app.switch.channel_count().to_string())
-                        .header("Session-Since-Startup", stats.since_start.load(Ordering::Relaxed).to_string())
-                        .header("Session-Peak-Max", stats.peak.load(Ordering::Relaxed).to_string())
-                        .header("Max-Sessions", app.config.load().limits.max_channels.to_string()),
+                        .header(
+                            "Session-Since-Startup",
+                            stats.since_start.load(Ordering::Relaxed).to_string(),
+                        )
+                        .header(
+                            "Session-Peak-Max",
+                            stats.peak.load(Ordering::Relaxed).to_string(),
+                        )
+                        .header(
+                            "Max-Sessions",
+                            app.config.load().limits.max_channels.to_string(),
+                        ),
                 );
             }
         });
@@ -91,6 +114,7 @@ pub async fn start(app: &Arc<App>, logs: LogHub) -> anyhow::Result<Control> {
         .await
         .map_err(|e| anyhow::anyhow!("event socket {}: {e}", c.esl_listen))?;
     tracing::info!(listen = %c.esl_listen, "event socket listening");
+    crate::http::start(app, stats.clone()).await?;
     let api = Arc::new(SwitchApi::new(app.clone(), stats));
     tokio::spawn(esl::serve(
         listener,
@@ -111,7 +135,11 @@ pub async fn start(app: &Arc<App>, logs: LogHub) -> anyhow::Result<Control> {
 pub struct EslLogLayer(pub LogHub);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EslLogLayer {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
         if !self.0.wanted() {
             return;
         }

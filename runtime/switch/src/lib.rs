@@ -7,6 +7,7 @@
 //! - [`services`]: the data behind the dialplan host imports.
 //! - [`api`]: the API commands of the event socket and `dialtone ctl`.
 //! - [`control`]: starts the control plane (event socket, CDRs, heartbeat).
+//! - [`http`]: `/metrics` and the tenant dialplan API.
 //! - [`tls`]: the SIP profiles' certificates, checked (and the switch's own
 //!   self-signed one generated) before the switch starts.
 #![deny(missing_docs)]
@@ -15,5 +16,6 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod control;
+pub mod http;
 pub mod services;
 pub mod tls;

@@ -141,7 +141,8 @@ impl CommandParser {
             };
             for l in lines {
                 if let Some((k, v)) = l.split_once(':') {
-                    cmd.headers.push((k.trim().to_string(), v.trim().to_string()));
+                    cmd.headers
+                        .push((k.trim().to_string(), v.trim().to_string()));
                 }
             }
             match cmd.header("Content-Length") {
@@ -229,7 +230,14 @@ pub fn disconnect_notice() -> Vec<u8> {
 }
 
 /// A `log/data` frame.
-pub fn log_data(level: u8, file: &str, func: &str, line: u32, user_data: &str, text: &str) -> Vec<u8> {
+pub fn log_data(
+    level: u8,
+    file: &str,
+    func: &str,
+    line: u32,
+    user_data: &str,
+    text: &str,
+) -> Vec<u8> {
     let mut out = format!(
         "Content-Type: log/data\nContent-Length: {}\nLog-Level: {level}\nText-Channel: 3\nLog-File: {file}\nLog-Func: {func}\nLog-Line: {line}\nUser-Data: {user_data}\n\n",
         text.len()
@@ -418,6 +426,8 @@ mod tests {
             api_response("x"),
             b"Content-Type: api/response\nContent-Length: 1\n\nx"
         );
-        assert!(String::from_utf8(api_response("")).unwrap().ends_with("-ERR no reply\n"));
+        assert!(String::from_utf8(api_response(""))
+            .unwrap()
+            .ends_with("-ERR no reply\n"));
     }
 }

@@ -224,7 +224,10 @@ impl Connection {
         match d {
             Some(Delivery::Event(ev)) => self.write_event(&ev),
             Some(Delivery::Lost { count }) => {
-                tracing::warn!(count, "event socket subscriber fell behind; events dropped for it");
+                tracing::warn!(
+                    count,
+                    "event socket subscriber fell behind; events dropped for it"
+                );
                 let ev = Event::custom(EVENTS_LOST).header("Events-Lost", count.to_string());
                 self.write_event(&ev);
             }
@@ -524,8 +527,11 @@ impl Connection {
             };
             if h.eq_ignore_ascii_case("all") {
                 let names = self.filter.clone();
-                let headers: Vec<String> =
-                    names.header_filters().iter().map(|(k, _)| k.clone()).collect();
+                let headers: Vec<String> = names
+                    .header_filters()
+                    .iter()
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for k in headers {
                     self.filter.remove_header(&k, None);
                 }
