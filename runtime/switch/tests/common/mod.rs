@@ -79,6 +79,20 @@ impl Running {
         main_extra: &str,
         edits: &[(&str, &str)],
     ) -> Running {
+        Running::start_full(dir, base, rtp_base, "", tenant_extra, main_extra, edits)
+    }
+
+    /// The same with `tenant_top` (top-level keys, e.g.
+    /// `api_tokens_sha256 = [...]`) put at the start of the tenant file.
+    pub fn start_full(
+        dir: tempfile::TempDir,
+        base: u16,
+        rtp_base: u16,
+        tenant_top: &str,
+        tenant_extra: &str,
+        main_extra: &str,
+        edits: &[(&str, &str)],
+    ) -> Running {
         let conf = dir.path().join("conf");
         std::fs::create_dir_all(conf.join("tenants")).unwrap();
         let comps = components();
@@ -129,6 +143,7 @@ impl Running {
             let end = start + tenant[start..].find("\n\n").unwrap();
             format!("{}{}{}", &tenant[..start], tenant_extra, &tenant[end..])
         };
+        let tenant = format!("{tenant_top}\n{tenant}");
         std::fs::write(conf.join("tenants/dialtone.local.toml"), tenant).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_dialtone"))
             .arg("--conf")
