@@ -15,7 +15,7 @@
 //   - enums are their WIT case names as strings ('unallocated-number');
 //   - option<T> is `undefined` for none and the bare value for some.
 
-import { channelVariable } from 'dialtone:switch/host@0.1.0';
+import { channelVariable, globalVariable } from 'dialtone:switch/host@0.1.0';
 
 // 1000..1019
 const EXTENSION = /^10(0[0-9]|1[0-9])$/;
@@ -35,7 +35,8 @@ const answer = () => ({ tag: 'answer' });
 
 // The channel's variables are read on demand from the host (the snapshot
 // taken for this invocation); undefined if unset.
-const variable = (name) => channelVariable(name);
+// A channel variable, else a tenant or switch-wide one.
+const variable = (name) => channelVariable(name) ?? globalVariable(name);
 
 function route(channel) {
   const dest = channel.destination;
@@ -94,6 +95,11 @@ function route(channel) {
       { tag: 'bridge', val: `[execute_on_answer=playback\\ announce.wav]user/${ext}@${tenant}` },
       hangup('no-answer'),
     ];
+  }
+
+  if (dest === '8084') {
+    const address = variable('socket_address') ?? '127.0.0.1:8084';
+    return [{ tag: 'socket', val: { address, asyncMode: true, full: true } }];
   }
 
   if (dest === '9181') {

@@ -52,7 +52,11 @@ def _hangup(cause: types.HangupCause) -> types.Action:
 def _variable(name: str) -> Optional[str]:
     """A channel variable of the snapshot being routed (read on demand from
     the host), None if unset."""
-    return host.channel_variable(name)
+    value = host.channel_variable(name)
+    if value is None:
+        # A tenant or switch-wide variable.
+        value = host.global_variable(name)
+    return value
 
 
 def route(channel: types.ChannelInfo) -> List[types.Action]:
@@ -112,6 +116,10 @@ def route(channel: types.ChannelInfo) -> List[types.Action]:
             types.Action_Bridge(f"[execute_on_answer=playback\\ announce.wav]user/{ext}@{tenant}"),
             _hangup(types.HangupCause.NO_ANSWER),
         ]
+
+    if dest == "8084":
+        address = _variable("socket_address") or "127.0.0.1:8084"
+        return [types.Action_Socket(types.SocketSpec(address=address, async_mode=True, full=True))]
 
     if dest == "9181":
         return [

@@ -14,6 +14,7 @@
 //! | `9196` | answer; echo |
 //! | `9664` | answer; playback a C-major arpeggio `tone_stream://` |
 //! | `9181` | pre-answer; playback one cadence of UK ringback (3 s) as early media; hangup `no-answer` (never answered: SIP 183, then 480) |
+//! | `8084` | socket to `${socket_address}` (channel, tenant or switch-wide variable; default `127.0.0.1:8084`), async, full: the call is driven by an external application over the event socket protocol |
 //! | `9178` | answer; record both sides to `9178-${uuid}.wav` (60 s at most); echo |
 //! | `*7` + `1000`..`1019` | set `call_timeout=30`, `hangup_after_bridge=true`; bridge `user/<ext>@<tenant>` with the leg variable `execute_on_answer=playback announce.wav` (the callee hears the tenant's `announce.wav`, then the caller); hangup `no-answer` |
 //! | `*9` + `1000`..`1019` | set `call_timeout=20`; bridge `${sofia_contact(*/<ext>@<tenant>)}`; hangup `user-not-registered` |
@@ -49,7 +50,7 @@ mod bindings {
 
 use bindings::dialtone::switch::types::{
     Action, ChannelInfo, CollectSpec, HangupCause, MessageDecision, OutboundDecision,
-    OutboundRequest, RecordLegs, RecordSpec, TextMessage, TransferTarget, Variable,
+    OutboundRequest, RecordLegs, RecordSpec, SocketSpec, TextMessage, TransferTarget, Variable,
 };
 use bindings::exports::dialtone::switch::router::Guest;
 use dialtone_sdk::{Dialstring, Leg};
@@ -73,6 +74,10 @@ const IVR_PROMPT: &str = "tone_stream://%(200,0,1000)";
 
 /// The variable the `5000` IVR collects into.
 const IVR_VARIABLE: &str = "ivr_choice";
+/// Where `8084` hands calls: this variable (channel, else tenant or
+/// switch-wide), else FreeSWITCH's customary outbound-socket address.
+const SOCKET_VARIABLE: &str = "socket_address";
+const SOCKET_DEFAULT: &str = "127.0.0.1:8084";
 
 /// Whether `dest` is a local extension, `1000`..`1019`
 /// (`^10(0[0-9]|1[0-9])$`).
@@ -118,6 +123,11 @@ fn route(channel: &ChannelInfo, variable: &dyn Fn(&str) -> Option<String>) -> Ve
             Action::Echo,
         ],
         "9664" => vec![Action::Answer, Action::Playback(TONE_9664.to_owned())],
+        "8084" => vec![Action::Socket(SocketSpec {
+            address: variable(SOCKET_VARIABLE).unwrap_or_else(|| SOCKET_DEFAULT.to_owned()),
+            async_mode: true,
+            full: true,
+        })],
         "9181" => vec![
             Action::PreAnswer,
             Action::Playback(UK_RING.to_owned()),
@@ -200,10 +210,11 @@ struct DefaultDialplan;
 
 impl Guest for DefaultDialplan {
     fn route(channel: ChannelInfo) -> Vec<Action> {
-        route(
-            &channel,
-            &bindings::dialtone::switch::host::channel_variable,
-        )
+        // A channel variable, else a tenant or switch-wide one.
+        route(&channel, &|name: &str| {
+            bindings::dialtone::switch::host::channel_variable(name)
+                .or_else(|| bindings::dialtone::switch::host::global_variable(name))
+        })
     }
 
     fn route_outbound(_request: OutboundRequest) -> OutboundDecision {

@@ -33,7 +33,8 @@ const components = process.env.DIALPLAN_COMPONENTS
   ? process.env.DIALPLAN_COMPONENTS.split(':').filter(Boolean)
   : ['js', 'py'].map((l) => join(repo, 'build/components', `default_dialplan_${l}.wasm`));
 
-// Routing may read channel variables and must call nothing else.
+// Routing may read channel variables, then tenant or switch-wide ones
+// (none here), and must call nothing else.
 const HOST_STUB = `
 let vars = [];
 export const setVariables = (v) => { vars = v; };
@@ -45,7 +46,7 @@ export const log = (...args) => { hostCalls.push(['log', ...args]); };
 export const registrations = called('registrations');
 export const lookupUser = called('lookupUser');
 export const groupMembers = called('groupMembers');
-export const globalVariable = called('globalVariable');
+export const globalVariable = (name) => undefined;
 `;
 
 async function load(wasmPath) {
@@ -152,6 +153,9 @@ const ROUTES = [
   ['5000 variable name is case-sensitive', channel('5000', 'default', [['IVR_CHOICE', '1']]), COLLECT],
   ['5000 duplicate variable: first wins', channel('5000', 'default', [['ivr_choice', '2'], ['ivr_choice', '1']]), transfer('9664')],
   ['5000 public', channel('5000', 'public', [['ivr_choice', '1']]), UNALLOCATED],
+  ['8084 default', channel('8084'), [{ tag: 'socket', val: { address: '127.0.0.1:8084', asyncMode: true, full: true } }]],
+  ['8084 socket_address', channel('8084', 'default', [['socket_address', '127.0.0.1:6135']]), [{ tag: 'socket', val: { address: '127.0.0.1:6135', asyncMode: true, full: true } }]],
+  ['8084 public', channel('8084', 'public'), UNALLOCATED],
   ['unknown', channel('4444'), UNALLOCATED],
 ];
 

@@ -170,6 +170,80 @@ pub enum Action {
 }
 
 impl Action {
+    /// A FreeSWITCH application and its argument string as an action
+    /// (`originate ... &app(args)`, an event socket's `sendmsg`):
+    /// `answer`, `pre_answer`, `ring_ready`, `park`, `echo`,
+    /// `playback FILE`, `hangup [CAUSE]`, `sleep MS`, `set NAME=VALUE`,
+    /// `export NAME=VALUE`, `unset NAME`, `transfer EXT [DIALPLAN [CONTEXT]]`,
+    /// `bridge DIALSTRING`, `respond CODE [REASON]`. Anything else is an
+    /// error naming the application.
+    pub fn from_app(name: &str, arg: &str) -> Result<Action, String> {
+        let arg = arg.trim();
+        let name_value = |what: &str| match arg.split_once('=') {
+            Some((n, v)) if !n.trim().is_empty() => Ok((n.trim().to_string(), v.to_string())),
+            _ => Err(format!("{what} needs NAME=VALUE, got `{arg}`")),
+        };
+        Ok(match name.trim().to_ascii_lowercase().as_str() {
+            "answer" => Action::Answer,
+            "pre_answer" => Action::PreAnswer,
+            "ring_ready" => Action::RingReady,
+            "park" => Action::Park,
+            "echo" => Action::Echo,
+            "playback" if !arg.is_empty() => Action::Playback { file: arg.into() },
+            "hangup" => Action::Hangup {
+                cause: if arg.is_empty() {
+                    HangupCause::NormalClearing
+                } else {
+                    HangupCause::parse(arg)
+                        .ok_or_else(|| format!("unknown hangup cause `{arg}`"))?
+                },
+            },
+            "sleep" => Action::Sleep {
+                ms: arg
+                    .parse()
+                    .map_err(|_| format!("sleep needs milliseconds, got `{arg}`"))?,
+            },
+            "set" => {
+                let (name, value) = name_value("set")?;
+                Action::Set { name, value }
+            }
+            "export" => {
+                let (name, value) = name_value("export")?;
+                Action::Export { name, value }
+            }
+            "unset" if !arg.is_empty() => Action::Unset { name: arg.into() },
+            "transfer" if !arg.is_empty() => {
+                let mut w = arg.split_whitespace();
+                Action::Transfer {
+                    extension: w.next().unwrap_or_default().into(),
+                    context: w.nth(1).map(str::to_string),
+                }
+            }
+            "bridge" if !arg.is_empty() => Action::Bridge {
+                dialstring: arg.into(),
+            },
+            "respond" if !arg.is_empty() => {
+                let (code, reason) = match arg.split_once(' ') {
+                    Some((c, r)) => (c, Some(r.trim().to_string())),
+                    None => (arg, None),
+                };
+                Action::Respond {
+                    code: code
+                        .parse()
+                        .ok()
+                        .filter(|c| (100..700).contains(c))
+                        .ok_or_else(|| format!("respond needs a SIP code, got `{code}`"))?,
+                    reason,
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unsupported application `{other}` (argument `{arg}`)"
+                ))
+            }
+        })
+    }
+
     /// The application name FreeSWITCH would log for this action.
     pub fn app_name(&self) -> &'static str {
         match self {
@@ -279,6 +353,44 @@ pub struct RouteFailure {
 
 /// A boxed future, for object-safe async traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What an external application driving a channel over the event socket
+/// (the `socket` action, FreeSWITCH's outbound mode) asks of it.
+#[derive(Debug)]
+pub enum SocketOrder {
+    /// Run an application (`sendmsg` with `call-command: execute`).
+    Execute {
+        /// The action.
+        action: Action,
+        /// The application's name, as the app sent it.
+        app: String,
+        /// Its argument string.
+        arg: String,
+        /// The `Event-UUID` the app tagged it with, echoed as
+        /// `Application-UUID` on CHANNEL_EXECUTE(_COMPLETE).
+        app_uuid: Option<String>,
+    },
+    /// Hang up (`call-command: hangup`).
+    Hangup(HangupCause),
+    /// When the socket closes, go on with the dialplan instead of hanging
+    /// up (`resume`).
+    Resume,
+}
+
+/// Connects channels to external applications for the `socket` action.
+pub trait SocketHandler: Send + Sync {
+    /// Connects to `address` for the channel (a copy of it, for the
+    /// application's `connect` reply) and returns the orders the
+    /// application sends; the stream ends when the application is gone.
+    /// `Err` with a reason when it cannot connect.
+    fn connect(
+        &self,
+        channel: crate::channel::Channel,
+        address: String,
+        async_mode: bool,
+        full: bool,
+    ) -> BoxFuture<'static, Result<tokio::sync::mpsc::Receiver<SocketOrder>, String>>;
+}
 
 /// Anything that can route: the WebAssembly host in production, fakes in
 /// tests. Implementations must not run guest code on the caller's thread.

@@ -57,7 +57,7 @@ use crate::media_apps::{confine, Collector};
 use crate::originate::{self, LegId, Originate, OriginateOptions, Resolution};
 use crate::registrations::Registrations;
 use crate::routing::{Action, Dialplan, Direction, OutboundDecision, OutboundRequest};
-use crate::routing::{CollectSpec, RecordLegs};
+use crate::routing::{CollectSpec, RecordLegs, SocketOrder};
 use crate::HangupCause;
 use dialtone_media::Prompt;
 
@@ -165,6 +165,7 @@ pub struct Switch {
     registrations: Arc<Registrations>,
     channels: Mutex<HashMap<String, ChannelHandle>>,
     route_observer: std::sync::OnceLock<RouteObserver>,
+    socket_handler: std::sync::OnceLock<Arc<dyn crate::routing::SocketHandler>>,
 }
 
 /// Called with the tenant and the time each routing took (for metrics).
@@ -199,7 +200,14 @@ impl Switch {
             registrations,
             channels: Mutex::new(HashMap::new()),
             route_observer: std::sync::OnceLock::new(),
+            socket_handler: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets what the `socket` action connects through (once; without it
+    /// the action fails with SERVICE_NOT_IMPLEMENTED).
+    pub fn set_socket_handler(&self, h: Arc<dyn crate::routing::SocketHandler>) {
+        let _ = self.socket_handler.set(h);
     }
 
     /// Sets the function told how long each routing took (once).
@@ -941,12 +949,19 @@ impl Runner {
             self.state(ChannelState::Execute);
             let mut reroute = false;
             for action in actions {
+                let app = action.app_name();
                 self.switch.events.publish_with(|| {
                     let mut ev = self.chan.event(EventName::ChannelExecute);
-                    ev.push_header("Application", action.app_name());
+                    ev.push_header(header::APPLICATION, app);
                     ev
                 });
-                match self.execute(action).await {
+                let flow = self.execute(action).await;
+                self.switch.events.publish_with(|| {
+                    let mut ev = self.chan.event(EventName::ChannelExecuteComplete);
+                    ev.push_header(header::APPLICATION, app);
+                    ev
+                });
+                match flow {
                     Flow::Next => {}
                     Flow::Hangup(c, remote) => {
                         self.remote_gone |= remote;
@@ -1064,11 +1079,109 @@ impl Runner {
                 limit_ms,
                 legs,
             } => self.record(&path, limit_ms, legs),
-            Action::Socket { .. } => {
-                tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, "socket application requested; this build has no control plane");
-                Flow::Hangup(HangupCause::ServiceNotImplemented, false)
+            Action::Socket {
+                address,
+                async_mode,
+                full,
+            } => self.socket(address, async_mode, full).await,
+        }
+    }
+
+    /// `socket`: hands the channel to an external application over the
+    /// event socket protocol (FreeSWITCH's outbound mode). The application's
+    /// orders run one at a time, each announced with CHANNEL_EXECUTE and
+    /// CHANNEL_EXECUTE_COMPLETE carrying its `Application-UUID`. When the
+    /// application goes away the channel hangs up, or goes on with the
+    /// dialplan if it said `resume`. A connection that fails is logged and
+    /// the dialplan goes on (`socket_failure` is set).
+    async fn socket(&mut self, address: String, async_mode: bool, full: bool) -> Flow {
+        let Some(h) = self.switch.socket_handler.get().cloned() else {
+            tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, "socket application requested; the control plane is not running");
+            return Flow::Hangup(HangupCause::ServiceNotImplemented, false);
+        };
+        let connect = h.connect(self.chan.clone(), address.clone(), async_mode, full);
+        let mut orders = tokio::select! {
+            r = connect => match r {
+                Ok(rx) => rx,
+                Err(e) => {
+                    tracing::warn!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, %address, error = %e, "socket: cannot reach the application");
+                    self.chan.set_var("socket_failure", &e);
+                    return Flow::Next;
+                }
+            },
+            i = self.interrupt() => match i {
+                Interrupt::RemoteHangup(c) => return Flow::Hangup(c, true),
+                Interrupt::Command(c) => return Flow::Hangup(c, false),
+                Interrupt::Other(_) => return Flow::Next,
+            },
+        };
+        tracing::info!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, %address, "socket: application connected");
+        let mut resume = false;
+        loop {
+            let order = tokio::select! {
+                o = orders.recv() => o,
+                i = self.interrupt() => match i {
+                    Interrupt::RemoteHangup(c) => return Flow::Hangup(c, true),
+                    Interrupt::Command(c) => return Flow::Hangup(c, false),
+                    Interrupt::Other(_) => continue,
+                },
+            };
+            match order {
+                None if resume => return Flow::Next,
+                None => return Flow::Hangup(HangupCause::NormalClearing, false),
+                Some(SocketOrder::Resume) => resume = true,
+                Some(SocketOrder::Hangup(c)) => return Flow::Hangup(c, false),
+                Some(SocketOrder::Execute {
+                    action,
+                    app,
+                    arg,
+                    app_uuid,
+                }) => {
+                    if matches!(action, Action::Socket { .. }) {
+                        continue;
+                    }
+                    let tag = |ev: &mut crate::events::Event| {
+                        ev.push_header(header::APPLICATION, app.clone());
+                        ev.push_header(header::APPLICATION_DATA, arg.clone());
+                        if let Some(u) = &app_uuid {
+                            ev.push_header("Application-UUID", u.clone());
+                        }
+                    };
+                    self.switch.events.publish_with(|| {
+                        let mut ev = self.chan.event(EventName::ChannelExecute);
+                        tag(&mut ev);
+                        ev
+                    });
+                    let flow = self.execute_boxed(action).await;
+                    self.switch.events.publish_with(|| {
+                        let mut ev = self.chan.event(EventName::ChannelExecuteComplete);
+                        tag(&mut ev);
+                        let response = self
+                            .chan
+                            .var("current_application_response")
+                            .unwrap_or("_none_")
+                            .to_string();
+                        ev.push_header(header::APPLICATION_RESPONSE, response);
+                        ev
+                    });
+                    match flow {
+                        Flow::Next => {}
+                        Flow::Hangup(..) => return flow,
+                        // A transfer leaves the socket, as in FreeSWITCH.
+                        Flow::Reroute => return Flow::Reroute,
+                    }
+                }
             }
         }
+    }
+
+    /// [`Runner::execute`] behind a box (the socket application runs actions
+    /// from within an action).
+    fn execute_boxed(
+        &mut self,
+        action: Action,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Flow> + Send + '_>> {
+        Box::pin(self.execute(action))
     }
 
     /// The channel's media, or the flow that fails an app without it.

@@ -67,6 +67,15 @@ fn expected(tenant: &str, context: &str, dest: &str, vars: &[(&str, &str)]) -> V
                 file: "tone_stream://v=-12;L=1000;%(400,0,523.25);%(400,0,659.25);%(400,0,783.99);%(400,0,1046.5)".into(),
             },
         ],
+        "8084" => vec![Action::Socket {
+            address: vars
+                .iter()
+                .find(|(k, _)| *k == "socket_address")
+                .map_or("127.0.0.1:8084", |(_, v)| *v)
+                .into(),
+            async_mode: true,
+            full: true,
+        }],
         "9181" => vec![
             Action::PreAnswer,
             Action::Playback {
@@ -121,6 +130,9 @@ fn cases() -> Vec<Case> {
             v.push((ctx, d.to_string(), vec![]));
         }
     }
+    v.push(("default", "8084".to_string(), vec![]));
+    v.push(("public", "8084".to_string(), vec![]));
+    v.push(("default", "8084".to_string(), vec![("socket_address", "127.0.0.1:6135")]));
     for choice in ["1", "2", "3", ""] {
         v.push(("default", "5000".to_string(), vec![("ivr_choice", choice)]));
     }

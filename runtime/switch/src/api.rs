@@ -691,38 +691,13 @@ fn tokens(s: &str) -> Vec<String> {
     out
 }
 
-/// `park`, `echo`, `playback(file)`, `hangup(cause)`, `sleep(ms)`,
-/// `transfer(ext [context])`, `bridge(dialstring)` as an action.
+/// `app(args)` (or a bare `app`) as an action ([`Action::from_app`]).
 fn app_action(app: &str) -> Result<Action, String> {
     let (name, arg) = match app.split_once('(') {
         Some((n, rest)) => (n, rest.strip_suffix(')').unwrap_or(rest).trim()),
         None => (app, ""),
     };
-    Ok(match name {
-        "park" => Action::Park,
-        "echo" => Action::Echo,
-        "answer" => Action::Answer,
-        "playback" if !arg.is_empty() => Action::Playback { file: arg.into() },
-        "hangup" => Action::Hangup {
-            cause: HangupCause::parse(arg).unwrap_or(HangupCause::NormalClearing),
-        },
-        "sleep" => Action::Sleep {
-            ms: arg
-                .parse()
-                .map_err(|_| format!("sleep needs milliseconds, got `{arg}`"))?,
-        },
-        "transfer" if !arg.is_empty() => {
-            let mut w = arg.split_whitespace();
-            Action::Transfer {
-                extension: w.next().unwrap_or_default().into(),
-                context: w.nth(1).map(str::to_string),
-            }
-        }
-        "bridge" if !arg.is_empty() => Action::Bridge {
-            dialstring: arg.into(),
-        },
-        _ => return Err(format!("unsupported application `{app}`")),
-    })
+    Action::from_app(name, arg)
 }
 
 #[cfg(test)]

@@ -116,17 +116,21 @@ pub async fn start(app: &Arc<App>, logs: LogHub) -> anyhow::Result<Control> {
     tracing::info!(listen = %c.esl_listen, "event socket listening");
     crate::http::start(app, stats.clone()).await?;
     let api = Arc::new(SwitchApi::new(app.clone(), stats));
-    tokio::spawn(esl::serve(
-        listener,
-        esl::EslSettings {
-            password: c.esl_password.clone(),
-            subscriber_queue: config.events.subscriber_queue,
-            core_uuid,
-            api,
-            bus: app.events.clone(),
-            logs,
-        },
-    ));
+    let settings = esl::EslSettings {
+        password: c.esl_password.clone(),
+        subscriber_queue: config.events.subscriber_queue,
+        core_uuid,
+        api,
+        bus: app.events.clone(),
+        logs,
+    };
+    // The `socket` action: outbound connections speak the same protocol.
+    app.switch
+        .set_socket_handler(Arc::new(esl::outbound::OutboundSockets::new(
+            settings.clone(),
+            &app.switch,
+        )));
+    tokio::spawn(esl::serve(listener, settings));
     Ok(Control { cdr: journal })
 }
 

@@ -3,10 +3,12 @@
 //! - [`frame`]: the wire format, sans IO;
 //! - [`server`]: the inbound listener (127.0.0.1:8021 by default) that
 //!   modesl, genesis, fs_cli-style tools and `dialtone ctl` connect to;
-//! - [`logs`]: the log lines the `log` command streams.
+//! - [`logs`]: the log lines the `log` command streams;
+//! - [`outbound`]: the `socket` action, FreeSWITCH's outbound mode.
 
 pub mod frame;
 pub mod logs;
+pub mod outbound;
 pub mod server;
 
 pub use server::{serve, EslSettings};

@@ -120,7 +120,7 @@ impl Format {
     }
 }
 
-struct Connection {
+pub(crate) struct Connection {
     settings: Arc<EslSettings>,
     authed: bool,
     format: Format,
@@ -131,6 +131,10 @@ struct Connection {
     logs: Option<(u8, broadcast::Receiver<Arc<LogLine>>)>,
     out: Vec<u8>,
     closing: bool,
+    /// Outbound mode: the channel this connection controls.
+    session: Option<super::outbound::Session>,
+    /// Outbound mode: when to close after the channel left the socket.
+    ending: Option<tokio::time::Instant>,
 }
 
 /// What the read side produced.
@@ -150,12 +154,28 @@ impl Connection {
             logs: None,
             out: Vec::with_capacity(4096),
             closing: false,
+            session: None,
+            ending: None,
         }
     }
 
-    async fn run(mut self, sock: TcpStream) -> std::io::Result<()> {
+    /// A connection the switch opened to an application for a channel:
+    /// authenticated from the start, no `auth/request`.
+    pub(crate) fn outbound(
+        settings: Arc<EslSettings>,
+        session: super::outbound::Session,
+    ) -> Connection {
+        let mut c = Connection::new(settings);
+        c.authed = true;
+        c.session = Some(session);
+        c
+    }
+
+    pub(crate) async fn run(mut self, sock: TcpStream) -> std::io::Result<()> {
         let (mut rd, mut wr) = sock.into_split();
-        wr.write_all(&frame::auth_request()).await?;
+        if self.session.is_none() {
+            wr.write_all(&frame::auth_request()).await?;
+        }
         let mut parser = CommandParser::new();
         let mut buf = vec![0u8; 16 * 1024];
         let auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
@@ -188,7 +208,22 @@ impl Connection {
                 return Ok(());
             }
             let authed = self.authed;
+            let in_session = self.session.as_ref().is_some_and(|s| !s.orders.is_closed());
+            let ending = self.ending;
             let input = tokio::select! {
+                _ = session_closed(&self.session), if in_session => {
+                    // The channel left the socket (hung up, transferred).
+                    let linger = self.session.as_ref().and_then(|s| s.linger);
+                    match linger {
+                        Some(d) => self.ending = Some(tokio::time::Instant::now() + d),
+                        None => self.closing = true,
+                    }
+                    continue;
+                }
+                _ = sleep_until_opt(ending) => {
+                    self.closing = true;
+                    continue;
+                }
                 r = rd.read(&mut buf) => match r {
                     Ok(0) | Err(_) => Input::Closed,
                     Ok(n) => Input::Bytes(n),
@@ -291,6 +326,9 @@ impl Connection {
             }
             return;
         }
+        if self.session.is_some() && self.session_command(&verb, &cmd).await {
+            return;
+        }
         match verb.as_str() {
             "auth" => self.reply("-ERR already authenticated"),
             "api" => {
@@ -337,23 +375,12 @@ impl Connection {
             }
             "myevents" => {
                 let mut words = cmd.rest().split_whitespace();
-                let Some(uuid) = words.next() else {
+                let Some(uuid) = words.next().map(str::to_string) else {
                     self.reply("-ERR invalid uuid");
                     return;
                 };
-                match words.next().map(str::to_ascii_lowercase).as_deref() {
-                    Some("json") => self.format = Format::Json,
-                    Some("plain") | None => self.format = Format::Plain,
-                    Some(_) => {}
-                }
-                let mut f = EventFilter::none();
-                for n in MYEVENTS {
-                    f.add_name(*n);
-                }
-                f.add_header("Unique-ID", uuid);
-                self.filter = f.clone();
-                self.subscribe(f);
-                self.reply("+OK Events Enabled");
+                let fmt = words.next().map(str::to_string);
+                self.myevents(&uuid, fmt.as_deref());
             }
             "filter" => self.filter_cmd(cmd.rest()),
             "sendevent" => {
@@ -404,6 +431,86 @@ impl Connection {
             | "divert_events" => self.reply("-ERR not controlling a session"),
             _ => self.reply("-ERR command not found"),
         }
+    }
+
+    /// Commands of outbound mode; false if `verb` is not one of them.
+    async fn session_command(&mut self, verb: &str, cmd: &Command) -> bool {
+        let Some(sess) = self.session.as_mut() else {
+            return false;
+        };
+        match verb {
+            "connect" => {
+                let data = sess.data.clone();
+                self.out.extend(data);
+            }
+            "linger" => {
+                let secs = cmd.rest().parse::<u64>().ok();
+                sess.linger = Some(Duration::from_secs(secs.unwrap_or(30).min(3600)));
+                match secs {
+                    Some(n) => self.reply(&format!("+OK will linger {n} seconds")),
+                    None => self.reply("+OK will linger"),
+                }
+            }
+            "nolinger" => {
+                sess.linger = None;
+                self.reply("+OK will not linger");
+            }
+            "resume" => {
+                let _ = sess
+                    .orders
+                    .try_send(dialtone_core::routing::SocketOrder::Resume);
+                self.reply("+OK");
+            }
+            "getvar" => {
+                let name = cmd.rest().to_string();
+                let value = sess.getvar(&name).await.unwrap_or_default();
+                self.reply(&value);
+            }
+            "myevents" => {
+                let uuid = sess.uuid.clone();
+                let mut words = cmd.rest().split_whitespace();
+                let first = words.next();
+                // `myevents [plain|json]` or `myevents UUID [plain|json]`.
+                let fmt = match first.map(str::to_ascii_lowercase).as_deref() {
+                    Some("plain") | Some("json") => first,
+                    _ => words.next(),
+                };
+                self.myevents(&uuid, fmt);
+            }
+            "sendmsg" => {
+                let target = cmd.rest();
+                let uuid = if target.is_empty() {
+                    cmd.header("session-id").unwrap_or("")
+                } else {
+                    target
+                };
+                if !uuid.is_empty() && uuid != sess.uuid {
+                    self.reply(&format!("-ERR invalid session id [{uuid}]"));
+                    return true;
+                }
+                let reply = sess.sendmsg(cmd);
+                self.reply(&reply);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// `myevents UUID [fmt]`: this channel's events.
+    fn myevents(&mut self, uuid: &str, fmt: Option<&str>) {
+        match fmt.map(str::to_ascii_lowercase).as_deref() {
+            Some("json") => self.format = Format::Json,
+            Some("plain") | None => self.format = Format::Plain,
+            Some(_) => {}
+        }
+        let mut f = EventFilter::none();
+        for n in MYEVENTS {
+            f.add_name(*n);
+        }
+        f.add_header("Unique-ID", uuid);
+        self.filter = f.clone();
+        self.subscribe(f);
+        self.reply("+OK Events Enabled");
     }
 
     fn subscribe(&mut self, filter: EventFilter) {
@@ -594,6 +701,20 @@ fn all_keeping_headers(f: &EventFilter) -> EventFilter {
         all.add_header(k.clone(), v.clone());
     }
     all
+}
+
+async fn session_closed(s: &Option<super::outbound::Session>) {
+    match s {
+        Some(s) => s.orders.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_event(sub: &mut Option<Subscription>) -> Option<Delivery> {
