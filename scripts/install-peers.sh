@@ -136,6 +136,7 @@ if [ "${#problems[@]}" -gt 0 ]; then
     die "some peers are still missing after installing"
 fi
 
+"$SCRIPT_DIR/install-esl-clients.sh" $([ "$CHECK_ONLY" = 1 ] && echo --check)  # ESL clients modesl + genesis (tests/esl)
 first_line() { "$@" 2>&1 | grep -m1 -Ev '^[[:space:]]*$|^Running as user' || true; }
 echo "sipp:       $(first_line sipp -v | sed 's/^[[:space:]]*//')"
 echo "sipsak:     $(first_line sipsak -V)"
