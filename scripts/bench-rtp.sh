@@ -154,6 +154,8 @@ bench_dialtone() {
     -e 's|^rtp_port_max = .*|rtp_port_max = 49999|' \
     -e 's|^max_channels = .*|max_channels = 100000|' \
     -e 's|^max_cps = .*|max_cps = 100000|' \
+    -e 's|^esl_listen = .*|esl_listen = "127.0.0.1:5746"|' \
+    -e 's|^http_listen = .*|http_listen = "127.0.0.1:5747"|' \
     "$REPO/conf/dialtone.toml")
   for want in "state_dir = \"$d/var\"" '127.0.0.1:5740' '127.0.0.1:5741' \
     'rtp_port_min = 40000' 'max_channels = 100000' 'max_cps = 100000'; do

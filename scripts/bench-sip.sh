@@ -57,7 +57,8 @@
 # the first step of a target had no successful call at all.
 #
 # The switch runs from a copy of conf/ in a temporary directory with:
-# internal profile 127.0.0.1:5600 (digest auth), external 127.0.0.1:5601,
+# internal profile 127.0.0.1:5600 (digest auth), external 127.0.0.1:5601
+# (TLS 5602 and 5603), event socket 5608, HTTP 5609,
 # RTP 20000-39999 (10,000 port pairs: every call holds two, one per leg, and
 # at 1000 calls/s a backlog of a few seconds exhausted 30000-39999),
 # [limits] max_cps = 100000 and max_channels = 100000 (defaults 200 and
@@ -74,7 +75,12 @@
 #   BENCH_CALLS [30000 / 300]            calls per step
 #   BENCH_RATES ["250 500 750 1000 1500 2000 3000 4000 5000" / "250"]
 #   BENCH_CPU_RATE [2000 / 250]          rate the summary quotes CPU/call at
-#   BENCH_STEP_S [40 / 10]               longest stretch of calls in one step
+#   BENCH_STEP_S [40 / 10]               longest stretch of calls in one step (at most 60)
+#   BENCH_ESL [0 / 1]                    1: an event socket client subscribed to
+#                                        ALL (bench/eslcount) listens to Dialtone
+#                                        through its call steps; a
+#                                        {"bench":"sip_esl",...} line reports
+#                                        events/s and sequence gaps (lost events)
 #   BENCH_REGISTERS [10000 / 300]        registrations per REGISTER pass
 #   BENCH_REG_CONCURRENCY [50]           registrations in flight
 #   BENCH_TARGETS ["dialtone kamailio"]
@@ -130,7 +136,12 @@ else
   SETTLE_S[dialtone]=33; SETTLE_S[kamailio]=6
 fi
 TARGETS="${BENCH_TARGETS:-dialtone kamailio}"
-[ "$STEP_S" -le 50 ] || { echo "BENCH_STEP_S must be at most 50" >&2; exit 2; }
+[ "$STEP_S" -le 60 ] || { echo "BENCH_STEP_S must be at most 60" >&2; exit 2; }
+ESL="${BENCH_ESL:-$SMOKE}"
+ESLCOUNT="${ESLCOUNT_BIN:-$CARGO_TARGET_DIR/release/eslcount}"
+if [ "$ESL" = 1 ] && [ ! -x "$ESLCOUNT" ]; then
+  (cd "$REPO" && cargo build --release -p dialtone-eslcount) >&2
+fi
 
 SIPP_DIR="$REPO/bench/sipp"
 KAM_CFG="$REPO/bench/kamailio/kamailio.cfg"
@@ -235,13 +246,17 @@ start_dialtone() {
     -e "s|^cache_dir = \"\.\./var/cache/components\"|cache_dir = \"$d/cache\"|" \
     -e 's|"127\.0\.0\.1:5060"|"127.0.0.1:5600"|' \
     -e 's|"127\.0\.0\.1:5080"|"127.0.0.1:5601"|' \
+    -e 's|"127\.0\.0\.1:5061"|"127.0.0.1:5602"|' \
+    -e 's|"127\.0\.0\.1:5081"|"127.0.0.1:5603"|' \
     -e 's|^rtp_port_min = .*|rtp_port_min = 20000|' \
     -e 's|^rtp_port_max = .*|rtp_port_max = 39999|' \
     -e 's|^max_channels = .*|max_channels = 100000|' \
     -e 's|^max_cps = .*|max_cps = 100000|' \
+    -e 's|^esl_listen = .*|esl_listen = "127.0.0.1:5608"|' \
+    -e 's|^http_listen = .*|http_listen = "127.0.0.1:5609"|' \
     "$REPO/conf/dialtone.toml")
   for want in "state_dir = \"$d/var\"" "cache_dir = \"$d/cache\"" '127.0.0.1:5600' '127.0.0.1:5601' \
-    'rtp_port_min = 20000' 'max_channels = 100000' 'max_cps = 100000'; do
+    'rtp_port_min = 20000' 'max_channels = 100000' 'max_cps = 100000' '127.0.0.1:5608' '127.0.0.1:5609'; do
     grep -qF "$want" <<<"$main" || die "conf/dialtone.toml changed: could not set $want"
   done
   echo "$main" >"$d/conf/dialtone.toml"
@@ -471,6 +486,13 @@ run_target() {
 
   register_callee "$t" "$rport" $((base + 1))
   start_callee "$t" $((base + 1))
+  local esl_pid="" esl_out="$WORK/$t.eslcount.json"
+  if [ "$ESL" = 1 ] && [ "$t" = dialtone ]; then
+    "$ESLCOUNT" 127.0.0.1:5608 ClueCon 3600 >"$esl_out" 2>"$WORK/$t.eslcount.err" &
+    esl_pid=$!
+    PIDS+=("$esl_pid")
+    sleep 1
+  fi
   MAXRATE[$t]=0
   local first=1 r
   if [ "$WARMUP" -gt 0 ]; then
@@ -510,6 +532,13 @@ run_target() {
     CPU_PROBE[$t]=${CPU_AT[$t:$CPU_RATE]:-null}
   fi
   stop_pid "$UAS_PID"
+  if [ -n "$esl_pid" ]; then
+    # The last events (hangups) arrive within the step's settle time.
+    sleep 2
+    kill -TERM "$esl_pid" 2>/dev/null || true
+    wait "$esl_pid" 2>/dev/null || true
+    emit "{\"bench\":\"sip_esl\",\"target\":\"$t\",\"eslcount\":$(cat "$esl_out" 2>/dev/null || echo null)}"
+  fi
   # Memory once the calls' transactions have ended (after the last step,
   # memory still holds up to Timer J / tm wait worth of them).
   sleep "$settle"
