@@ -2108,7 +2108,8 @@ impl ProfileCore {
                 events: ev_rx,
                 control,
             },
-            name: format!("sofia/{}/{}", self.settings.name, target.uri),
+            // As FreeSWITCH names it: the dialstring's endpoint part.
+            name: format!("sofia/{}", req.data),
             profile: self.settings.name.clone(),
             destination: target.uri.user.clone().unwrap_or_default(),
         })
