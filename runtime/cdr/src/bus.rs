@@ -23,6 +23,16 @@ impl Journal {
             EventName::ChannelHangupComplete => Cdr::from_hangup_complete(ev)
                 .map(|c| self.closed(c))
                 .is_some(),
+            EventName::ChannelBridge => {
+                match (ev.get("Unique-ID"), ev.get("Other-Leg-Unique-ID")) {
+                    (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => {
+                        self.bridged(a, b);
+                        self.bridged(b, a);
+                        true
+                    }
+                    _ => false,
+                }
+            }
             _ => false,
         }
     }
@@ -43,7 +53,11 @@ impl Journal {
 /// in the journal until the next start cuts it.
 pub fn spawn_bus_writer(bus: &EventBus, journal: Arc<Journal>) -> tokio::task::JoinHandle<()> {
     let mut sub = bus.subscribe(
-        EventFilter::names([EventName::ChannelCreate, EventName::ChannelHangupComplete]),
+        EventFilter::names([
+            EventName::ChannelCreate,
+            EventName::ChannelBridge,
+            EventName::ChannelHangupComplete,
+        ]),
         BUS_QUEUE,
     );
     tokio::spawn(async move {

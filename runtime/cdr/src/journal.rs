@@ -126,6 +126,9 @@ struct Counters {
 enum Op {
     Open(Box<Open>),
     Close(Box<Cdr>),
+    /// `uuid` was bridged to `other`: its open record learns its other leg
+    /// (so a CDR cut by a crash still names it).
+    Bridge(Box<(String, String)>),
 }
 
 enum Msg {
@@ -232,7 +235,18 @@ impl Journal {
         }
         let mut jsonl = options.jsonl.as_deref().map(JsonlSink::open).transpose()?;
         if let Some(sink) = &mut jsonl {
-            sink.append(&cut);
+            // The copy is appended after each commit: a crash between the
+            // two leaves it behind the journal. Catch up (the records cut
+            // just now included) from the last seq the file holds.
+            let last = sink.last_seq();
+            let behind = read_after(&db, last)?;
+            if behind.len() > cut.len() {
+                tracing::info!(
+                    records = behind.len() - cut.len(),
+                    "CDR journal: JSON-lines copy caught up after an unclean stop"
+                );
+            }
+            sink.append(&behind);
         }
         let counters = Arc::new(Counters::default());
         counters.cdrs.store(count, Ordering::Relaxed);
@@ -278,6 +292,12 @@ impl Journal {
     /// blocks and never touches the disk.
     pub fn opened(&self, open: Open) {
         self.queue(Op::Open(Box::new(open)));
+    }
+
+    /// A channel was bridged: its open record (if still open) takes
+    /// `other` as its other leg. Never blocks.
+    pub fn bridged(&self, uuid: &str, other: &str) {
+        self.queue(Op::Bridge(Box::new((uuid.to_owned(), other.to_owned()))));
     }
 
     /// A channel finished: queues its CDR for the writer, which appends it
@@ -374,6 +394,18 @@ impl Drop for Journal {
 }
 
 /// The JSON-lines copy.
+/// Every committed CDR with a seq above `after`, in seq order.
+fn read_after(db: &Database, after: u64) -> Result<Vec<Cdr>> {
+    let r = db.begin_read()?;
+    let t = r.open_table(CDRS)?;
+    let mut out = Vec::new();
+    for item in t.range::<u64>((Bound::Excluded(after), Bound::Unbounded))? {
+        let (_, v) = item?;
+        out.push(serde_json::from_slice(v.value())?);
+    }
+    Ok(out)
+}
+
 struct JsonlSink {
     path: PathBuf,
     file: File,
@@ -389,6 +421,23 @@ impl JsonlSink {
             path: path.to_owned(),
             file,
         })
+    }
+
+    /// The seq of the file's last complete line (0 for an empty file or
+    /// one whose last line does not parse).
+    fn last_seq(&self) -> u64 {
+        let Ok(text) = std::fs::read(&self.path) else {
+            return 0;
+        };
+        let end = text.iter().rposition(|b| *b == b'\n').unwrap_or(0);
+        let start = text[..end]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        serde_json::from_slice::<serde_json::Value>(&text[start..end])
+            .ok()
+            .and_then(|v| v.get("seq").and_then(|s| s.as_u64()))
+            .unwrap_or(0)
     }
 
     fn append<'a>(&mut self, cdrs: impl IntoIterator<Item = &'a Cdr>) {
@@ -558,7 +607,7 @@ impl Writer {
                     .iter()
                     .filter_map(|op| match op {
                         Op::Close(c) => Some(&**c),
-                        Op::Open(_) => None,
+                        Op::Open(_) | Op::Bridge(_) => None,
                     })
                     .collect();
                 let c = &self.counters;
@@ -606,6 +655,16 @@ impl Writer {
                 match op {
                     Op::Open(o) => {
                         open.insert(o.uuid.as_str(), to_json(o)?.as_slice())?;
+                    }
+                    Op::Bridge(b) => {
+                        let (uuid, other) = &**b;
+                        let found = open
+                            .get(uuid.as_str())?
+                            .and_then(|v| serde_json::from_slice::<Open>(v.value()).ok());
+                        if let Some(mut o) = found {
+                            o.other_leg_uuid = Some(other.clone());
+                            open.insert(uuid.as_str(), to_json(&o)?.as_slice())?;
+                        }
                     }
                     Op::Close(c) => {
                         if let Some(old) = open.remove(c.uuid.as_str())? {
@@ -887,6 +946,64 @@ mod tests {
             lines.iter().map(|c| c.seq).collect::<Vec<_>>(),
             vec![1, 2, 3, 4, 5]
         );
+    }
+
+    #[test]
+    fn a_jsonl_copy_left_behind_by_a_crash_catches_up_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cdr.redb");
+        let jsonl = dir.path().join("cdr.jsonl");
+        let options = JournalOptions {
+            jsonl: Some(jsonl.clone()),
+            ..JournalOptions::default()
+        };
+        let (j, _) = Journal::open_with(&path, options.clone()).unwrap();
+        for i in 0..4 {
+            j.closed(sample::cdr(&format!("u{i}")));
+        }
+        j.opened(sample::open("cut", 1));
+        j.flush().unwrap();
+        j.abandon();
+        // The copy lost its last two lines (the process died between the
+        // commit and the append).
+        let text = std::fs::read_to_string(&jsonl).unwrap();
+        let kept: Vec<&str> = text.lines().take(2).collect();
+        std::fs::write(&jsonl, format!("{}\n", kept.join("\n"))).unwrap();
+        let (j, cut) = Journal::open_with(&path, options).unwrap();
+        assert_eq!(cut.len(), 1);
+        let lines: Vec<Cdr> = std::fs::read_to_string(&jsonl)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines, all(&j));
+        assert_eq!(
+            lines.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+    }
+
+    #[test]
+    fn a_bridge_names_the_other_leg_of_channels_a_crash_cuts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cdr.redb");
+        let (j, _) = Journal::open(&path).unwrap();
+        j.opened(sample::open("a", 5));
+        j.opened(sample::open("b", 4));
+        j.bridged("a", "b");
+        j.bridged("b", "a");
+        j.bridged("gone", "a");
+        j.flush().unwrap();
+        j.abandon();
+        let (_j, cut) = Journal::open(&path).unwrap();
+        assert_eq!(cut.len(), 2);
+        let other = |u: &str| {
+            cut.iter()
+                .find(|c| c.uuid == u)
+                .and_then(|c| c.other_leg_uuid.clone())
+        };
+        assert_eq!(other("a").as_deref(), Some("b"));
+        assert_eq!(other("b").as_deref(), Some("a"));
     }
 
     #[test]

@@ -189,6 +189,8 @@ pub struct Dialed {
     pub profile: String,
     /// Destination number to record on the channel.
     pub destination: String,
+    /// Variables the endpoint adds to the channel (e.g. `sip_call_id`).
+    pub variables: Vec<(String, String)>,
 }
 
 /// A protocol module.

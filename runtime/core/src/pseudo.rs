@@ -77,6 +77,7 @@ impl Endpoint for NullEndpoint {
                 name: format!("null/{}", request.data),
                 profile: String::new(),
                 destination: request.data,
+                variables: Vec::new(),
             })
         })
     }
@@ -174,6 +175,7 @@ impl Endpoint for LoopbackEndpoint {
                 name: format!("loopback/{ext}-a"),
                 profile: String::new(),
                 destination: ext,
+                variables: Vec::new(),
             })
         })
     }

@@ -410,7 +410,9 @@ impl Switch {
         chan.destination = dialed.destination;
         chan.caller_id_name = request.caller_id_name.clone();
         chan.caller_id_number = request.caller_id_number.clone();
-        chan.variables = Arc::new(request.vars.clone());
+        let mut vars = request.vars.clone();
+        vars.extend(dialed.variables);
+        chan.variables = Arc::new(vars);
         chan.depth = request.depth;
         if let Some(o) = &request.originator {
             chan.set_var("originator", o);

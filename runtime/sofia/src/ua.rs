@@ -2112,6 +2112,7 @@ impl ProfileCore {
             name: format!("sofia/{}", req.data),
             profile: self.settings.name.clone(),
             destination: target.uri.user.clone().unwrap_or_default(),
+            variables: vec![("sip_call_id".to_string(), call_id)],
         })
     }
 
