@@ -29,6 +29,9 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
+/// A frame's headers and body.
+type Frame = (Vec<(String, String)>, Vec<u8>);
+
 struct Reader {
     sock: TcpStream,
     buf: Vec<u8>,
@@ -37,7 +40,7 @@ struct Reader {
 
 impl Reader {
     /// The next frame: (headers, body). `None` at end of stream or stop.
-    fn frame(&mut self) -> Option<(Vec<(String, String)>, Vec<u8>)> {
+    fn frame(&mut self) -> Option<Frame> {
         loop {
             let avail = &self.buf[self.start..];
             if let Some(end) = avail.windows(2).position(|w| w == b"\n\n") {
@@ -69,7 +72,9 @@ impl Reader {
             match self.sock.read(&mut chunk) {
                 Ok(0) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return None,
             }
@@ -93,7 +98,8 @@ fn main() {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
     let sock = TcpStream::connect(&args[1]).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut w = sock.try_clone().unwrap();
     let mut r = Reader {
         sock,
@@ -110,7 +116,10 @@ fn main() {
     }
     w.write_all(b"event plain ALL\n\n").unwrap();
     let (h, _) = r.frame().expect("event reply");
-    assert_eq!(header(&h, "Reply-Text"), Some("+OK event listener enabled plain"));
+    assert_eq!(
+        header(&h, "Reply-Text"),
+        Some("+OK event listener enabled plain")
+    );
     eprintln!("eslcount: subscribed to ALL");
 
     let begun = Instant::now();
@@ -170,8 +179,14 @@ fn main() {
             prev_seq = Some(s);
         }
     }
-    let window = first.map(|f| last.duration_since(f).as_secs_f64()).unwrap_or(0.0);
-    let rate = if window > 0.0 { events as f64 / window } else { 0.0 };
+    let window = first
+        .map(|f| last.duration_since(f).as_secs_f64())
+        .unwrap_or(0.0);
+    let rate = if window > 0.0 {
+        events as f64 / window
+    } else {
+        0.0
+    };
     let names_json: Vec<String> = names.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     println!(
         "{{\"events\":{events},\"window_s\":{window:.3},\"events_per_s\":{rate:.1},\"sequence_gaps\":{gaps},\"sequence_missing\":{missing},\"events_lost_reported\":{reported_lost},\"by_name\":{{{}}}}}",

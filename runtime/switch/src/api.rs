@@ -368,20 +368,18 @@ impl SwitchApi {
             let n = regs.iter().filter(|b| b.profile == p.name).count();
             let _ = writeln!(
                 s,
-                "{:>25}\t{:>10}\t{:<50}\t{} ({n})",
+                "{:>25}\t{:>10}\t{:<50}\tRUNNING ({n})",
                 p.name,
                 "profile",
                 format!("sip:mod_sofia@{}", p.bind),
-                "RUNNING"
             );
             if let Some(tls) = p.tls_bind {
                 let _ = writeln!(
                     s,
-                    "{:>25}\t{:>10}\t{:<50}\t{} (TLS)",
+                    "{:>25}\t{:>10}\t{:<50}\tRUNNING (TLS)",
                     p.name,
                     "profile",
                     format!("sips:mod_sofia@{tls}"),
-                    "RUNNING"
                 );
             }
         }

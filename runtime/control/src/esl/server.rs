@@ -557,16 +557,13 @@ impl Connection {
                 keys += 1;
                 continue;
             }
-            match EventName::parse(w) {
-                Some(n) => {
-                    keys += 1;
-                    if n == EventName::Custom {
-                        custom = true;
-                        // Named subclasses follow; alone, CUSTOM means every one.
-                    }
-                    f.add_name(n);
+            if let Some(n) = EventName::parse(w) {
+                keys += 1;
+                if n == EventName::Custom {
+                    // Named subclasses follow; alone, CUSTOM means every one.
+                    custom = true;
                 }
-                None => {}
+                f.add_name(n);
             }
         }
         if keys == 0 {
