@@ -333,6 +333,16 @@ pub enum ChannelCommand {
     /// Leave what the channel does and run these actions instead
     /// (`originate ... &app(args)`).
     Execute(Vec<crate::routing::Action>),
+    /// Leave what the channel does and stay bridged to `other` until
+    /// either ends (`uuid_bridge`); the initiator joins the media.
+    Join {
+        /// The other channel's UUID.
+        other: String,
+        /// Its handle (hung up when this channel ends).
+        partner: ChannelHandle,
+        /// Whether this side joins the media and publishes the bridge.
+        initiator: bool,
+    },
 }
 
 /// How others reach a channel.

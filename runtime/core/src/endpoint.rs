@@ -81,6 +81,11 @@ pub trait ChannelMedia: Send + Sync {
     fn report(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Join this channel's media to another channel's (`uuid_bridge`):
+    /// false when the other has no media this endpoint can reach.
+    fn join(&self, _other_uuid: &str) -> bool {
+        false
+    }
     /// Join the channel's media back to the leg it is bridged to, after an
     /// application took it out (`execute_on_answer` on a B-leg). False when
     /// there is nothing to join.

@@ -291,6 +291,38 @@ impl Switch {
         out
     }
 
+    /// `uuid_bridge A B`: both channels leave what they do and are bridged
+    /// to each other until either ends. Fails if either is gone, or they
+    /// are the same.
+    pub fn uuid_bridge(&self, a: &str, b: &str) -> Result<(), String> {
+        if a == b {
+            return Err("a channel cannot be bridged to itself".into());
+        }
+        let ha = self
+            .channel(a)
+            .ok_or_else(|| format!("no such channel {a}"))?;
+        let hb = self
+            .channel(b)
+            .ok_or_else(|| format!("no such channel {b}"))?;
+        // B first: it waits in the bridge; then A joins the media.
+        if !hb.send(ChannelCommand::Join {
+            other: a.to_string(),
+            partner: ha.clone(),
+            initiator: false,
+        }) {
+            return Err(format!("channel {b} is busy"));
+        }
+        if !ha.send(ChannelCommand::Join {
+            other: b.to_string(),
+            partner: hb.clone(),
+            initiator: true,
+        }) {
+            hb.hangup(HangupCause::NormalClearing);
+            return Err(format!("channel {a} is busy"));
+        }
+        Ok(())
+    }
+
     /// The `originate` API: dials `dialstring` without a caller; when a leg
     /// answers, it is routed to the extension (or runs the actions) of
     /// `then`, and its UUID is returned. Fails with the originate's cause.
@@ -739,6 +771,21 @@ struct Runner {
 enum Redirect {
     Transfer(String, Option<String>),
     Execute(Vec<Action>),
+    Join(String, ChannelHandle, bool),
+}
+
+/// What a channel does next instead of routing.
+enum Next {
+    /// Run these actions.
+    Run(Vec<Action>),
+    /// Stay bridged to another channel (`uuid_bridge`) until either ends.
+    Join {
+        other: String,
+        partner: ChannelHandle,
+        /// The side `uuid_bridge` named first: it joins the media and
+        /// publishes CHANNEL_BRIDGE.
+        initiator: bool,
+    },
 }
 
 /// Digits a channel keeps for a later `collect` (type-ahead).
@@ -814,6 +861,10 @@ impl Runner {
                         self.redirect = Some(Redirect::Execute(actions));
                         Interrupt::Command(HangupCause::BlindTransfer)
                     }
+                    Some(ChannelCommand::Join { other, partner, initiator }) => {
+                        self.redirect = Some(Redirect::Join(other, partner, initiator));
+                        Interrupt::Command(HangupCause::BlindTransfer)
+                    }
                     None => Interrupt::Command(HangupCause::NormalClearing),
                 },
             };
@@ -875,13 +926,18 @@ impl Runner {
     /// Takes a pending redirect: `Ok(Some(actions))` to run, `Ok(None)` to
     /// route again (the destination was changed), `Err` when the channel
     /// must hang up instead.
-    fn take_redirect(&mut self) -> Option<Result<Option<Vec<Action>>, HangupCause>> {
+    fn take_redirect(&mut self) -> Option<Result<Option<Next>, HangupCause>> {
         if self.remote_gone {
             self.redirect = None;
             return None;
         }
         Some(match self.redirect.take()? {
-            Redirect::Execute(actions) => Ok(Some(actions)),
+            Redirect::Execute(actions) => Ok(Some(Next::Run(actions))),
+            Redirect::Join(other, partner, initiator) => Ok(Some(Next::Join {
+                other,
+                partner,
+                initiator,
+            })),
             Redirect::Transfer(extension, context) => {
                 self.chan.transfers += 1;
                 if self.chan.transfers > self.switch.settings.max_transfers {
@@ -901,18 +957,37 @@ impl Runner {
     /// itself (through `bridge` and `dial`).
     fn route_and_execute_boxed(
         &mut self,
-        first: Option<Vec<Action>>,
+        first: Option<Next>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = HangupCause> + Send + '_>> {
         Box::pin(self.route_and_execute(first))
     }
 
     /// Routing and execution until the channel must hang up; `first`, when
     /// given, runs instead of the first routing.
-    async fn route_and_execute(&mut self, first: Option<Vec<Action>>) -> HangupCause {
+    async fn route_and_execute(&mut self, first: Option<Next>) -> HangupCause {
         let mut pending = first;
         loop {
             let actions = match pending.take() {
-                Some(a) => a,
+                Some(Next::Run(a)) => a,
+                Some(Next::Join {
+                    other,
+                    partner,
+                    initiator,
+                }) => match self.join(other, partner, initiator).await {
+                    Flow::Hangup(c, remote) => {
+                        self.remote_gone |= remote;
+                        match self.take_redirect() {
+                            Some(Ok(next)) => {
+                                pending = next;
+                                continue;
+                            }
+                            Some(Err(c)) => return c,
+                            None => return c,
+                        }
+                    }
+                    Flow::Next => return HangupCause::NormalClearing,
+                    Flow::Reroute => continue,
+                },
                 None => {
                     self.state(ChannelState::Routing);
                     let snapshot = self.chan.snapshot();
@@ -1184,6 +1259,55 @@ impl Runner {
         action: Action,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Flow> + Send + '_>> {
         Box::pin(self.execute(action))
+    }
+
+    /// `uuid_bridge`: this channel and `other` are bridged until either
+    /// ends (the other is then hung up), or a command takes this one away.
+    /// The initiator joins the two media streams and publishes
+    /// CHANNEL_BRIDGE / CHANNEL_UNBRIDGE; both answer if they had not.
+    async fn join(&mut self, other: String, partner: ChannelHandle, initiator: bool) -> Flow {
+        self.answer();
+        if initiator {
+            let joined = self.remote.control.media().is_some_and(|m| m.join(&other));
+            if !joined {
+                tracing::warn!(uuid = %self.chan.uuid, tenant = %self.chan.tenant, %other, "uuid_bridge: the two channels' media cannot be joined");
+                partner.hangup(HangupCause::IncompatibleDestination);
+                return Flow::Hangup(HangupCause::IncompatibleDestination, false);
+            }
+        }
+        self.chan.set_var("bridge_uuid", &other);
+        self.chan.set_var("last_bridge_to", &other);
+        self.state(ChannelState::ExchangeMedia);
+        if initiator {
+            self.switch.events.publish_with(|| {
+                let mut ev = self.chan.event(EventName::ChannelBridge);
+                ev.push_header(header::OTHER_LEG_UNIQUE_ID, other.clone());
+                ev
+            });
+        }
+        let flow = loop {
+            match self.interrupt().await {
+                Interrupt::RemoteHangup(c) => {
+                    partner.hangup(HangupCause::NormalClearing);
+                    break Flow::Hangup(c, true);
+                }
+                Interrupt::Command(c) => {
+                    // Killed, transferred, or the partner ended (then this
+                    // is a no-op): either way the bridge ends for both.
+                    partner.hangup(HangupCause::NormalClearing);
+                    break Flow::Hangup(c, false);
+                }
+                Interrupt::Other(_) => {}
+            }
+        };
+        if initiator {
+            self.switch.events.publish_with(|| {
+                let mut ev = self.chan.event(EventName::ChannelUnbridge);
+                ev.push_header(header::OTHER_LEG_UNIQUE_ID, other.clone());
+                ev
+            });
+        }
+        flow
     }
 
     /// The channel's media, or the flow that fails an app without it.

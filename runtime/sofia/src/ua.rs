@@ -137,6 +137,13 @@ struct SipMedia {
 }
 
 impl ChannelMedia for SipMedia {
+    fn join(&self, other_uuid: &str) -> bool {
+        match self.shared.media_of(other_uuid) {
+            Some(other) => self.shared.media().bridge(&self.leg, &other).is_ok(),
+            None => false,
+        }
+    }
+
     fn report(&self) -> Vec<(String, String)> {
         let stats = self.leg.stats();
         let c = stats.snapshot();

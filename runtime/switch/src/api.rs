@@ -15,8 +15,7 @@
 //! | `reload`, `reload dialplan TENANT`, `dialplan versions TENANT`, `dialplan rollback TENANT` | configuration and components |
 //! | `cdr list [AFTER_SEQ] [LIMIT]`, `cdr stats` | the CDR journal (JSON lines) |
 //!
-//! `uuid_bridge` is answered `-ERR` with the reason: bridging two
-//! existing channels is not supported yet.
+//! | `uuid_bridge A B` | both leave what they do and are bridged until either ends |
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -75,9 +74,13 @@ impl SwitchApi {
             "uuid_setvar" => self.uuid_setvar(args),
             "uuid_dump" => self.uuid_dump(&words).await,
             "uuid_transfer" => self.uuid_transfer(&words).await,
-            "uuid_bridge" => {
-                "-ERR uuid_bridge is not supported: channels are bridged by `bridge` in a dialplan or by `originate`\n".to_string()
-            }
+            "uuid_bridge" => match (words.first(), words.get(1)) {
+                (Some(a), Some(b)) => match self.app.switch.uuid_bridge(a, b) {
+                    Ok(()) => format!("+OK {b}\n"),
+                    Err(e) => format!("-ERR {e}\n"),
+                },
+                _ => "-USAGE: <uuid> <other_uuid>\n".into(),
+            },
             "show" => self.show(&words).await,
             "sofia" => self.sofia(&words),
             "reload" => self.reload(&words).await,
@@ -524,6 +527,7 @@ const HELP: &str = "\
 status, version, hostname, uptime, help
 originate <dialstring> <exten>|&<app>(<args>) [<dialplan>] [<context>] [<cid_name>] [<cid_num>] [<timeout_sec>]
 uuid_kill <uuid> [<cause>]
+uuid_bridge <uuid> <other_uuid>
 uuid_transfer <uuid> [-bleg|-both] <exten> [<dialplan>] [<context>]
 uuid_getvar <uuid> <var>
 uuid_setvar <uuid> <var> [<value>]
