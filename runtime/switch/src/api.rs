@@ -225,9 +225,13 @@ impl SwitchApi {
                 .collect();
             return Value::Object(m).to_string();
         }
+        // Values URL-encoded, as FreeSWITCH's plain format has them.
         let mut s = String::new();
         for (k, v) in fields {
-            let _ = writeln!(s, "{k}: {v}");
+            s.push_str(&k);
+            s.push_str(": ");
+            dialtone_control::esl::frame::url_encode_into(&v, &mut s);
+            s.push('\n');
         }
         s
     }

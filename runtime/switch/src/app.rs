@@ -330,8 +330,8 @@ pub async fn run(app: Arc<App>, logs: dialtone_control::esl::logs::LogHub) -> an
     loop {
         let reason = tokio::select! {
             _ = hup.recv() => "SIGHUP",
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
+            _ = term.recv() => return shutdown(&app).await,
+            _ = int.recv() => return shutdown(&app).await,
             _ = tick.tick() => {
                 // One line whenever the switch's load changes: what leak
                 // checks and operators read until the control plane lands.
@@ -365,6 +365,36 @@ pub async fn run(app: Arc<App>, logs: dialtone_control::esl::logs::LogHub) -> an
             stamps = file_stamps(&watched);
         }
     }
+}
+
+/// SIGTERM/SIGINT: every channel is hung up (SYSTEM_SHUTDOWN, a BYE to
+/// each phone), the switch waits up to 5 s for them to end, then commits
+/// the CDRs still queued. Calls that outlive the wait are recorded as cut
+/// at the next start, as after a crash.
+async fn shutdown(app: &Arc<App>) -> anyhow::Result<()> {
+    let uuids = app.switch.channel_uuids();
+    if !uuids.is_empty() {
+        tracing::info!(
+            channels = uuids.len(),
+            "shutting down: hanging up every channel"
+        );
+    }
+    for u in &uuids {
+        app.switch
+            .hangup(u, dialtone_core::HangupCause::SystemShutdown);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.switch.channel_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the last hangup events reach the CDR writer, then commit.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Some(c) = app.control.get() {
+        let cdr = c.cdr.clone();
+        let _ = tokio::task::spawn_blocking(move || cdr.flush()).await;
+    }
+    tracing::info!("dialtone stopped");
+    Ok(())
 }
 
 fn file_stamps(files: &[PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)>> {
