@@ -208,7 +208,18 @@ impl Connection {
                 return Ok(());
             }
             let authed = self.authed;
-            let in_session = self.session.as_ref().is_some_and(|s| !s.orders.is_closed());
+            // The channel may have left the socket while a command ran.
+            let gone = self.session.as_ref().is_some_and(|s| s.orders.is_closed());
+            if gone && self.ending.is_none() {
+                match self.session.as_ref().and_then(|s| s.linger) {
+                    Some(d) => self.ending = Some(tokio::time::Instant::now() + d),
+                    None => {
+                        self.closing = true;
+                        continue;
+                    }
+                }
+            }
+            let in_session = self.session.is_some() && !gone;
             let ending = self.ending;
             let input = tokio::select! {
                 _ = session_closed(&self.session), if in_session => {
