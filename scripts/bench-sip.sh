@@ -486,18 +486,20 @@ run_target() {
 
   register_callee "$t" "$rport" $((base + 1))
   start_callee "$t" $((base + 1))
+  MAXRATE[$t]=0
+  local first=1 r
+  if [ "$WARMUP" -gt 0 ]; then
+    # Not part of the ramp: first calls pay for page faults, caches, pools.
+    cps_step "$t" "$dport" $((base + 2)) "$WARMUP_RATE" "$WARMUP"
+  fi
+  # The event subscriber listens through the ramp (and the probe), not the
+  # warm-up.
   local esl_pid="" esl_out="$WORK/$t.eslcount.json"
   if [ "$ESL" = 1 ] && [ "$t" = dialtone ]; then
     "$ESLCOUNT" 127.0.0.1:5608 ClueCon 3600 >"$esl_out" 2>"$WORK/$t.eslcount.err" &
     esl_pid=$!
     PIDS+=("$esl_pid")
     sleep 1
-  fi
-  MAXRATE[$t]=0
-  local first=1 r
-  if [ "$WARMUP" -gt 0 ]; then
-    # Not part of the ramp: first calls pay for page faults, caches, pools.
-    cps_step "$t" "$dport" $((base + 2)) "$WARMUP_RATE" "$WARMUP"
   fi
   for r in $RATES; do
     if [ $(( $(date +%s) - T_START )) -gt "$RAMP_DEADLINE_S" ]; then

@@ -247,51 +247,85 @@ pub fn log_data(
     out
 }
 
-/// The headers FreeSWITCH puts first on every event, then the event's own.
-fn all_headers(ev: &Event, core_uuid: &str) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = Vec::with_capacity(ev.headers.len() + 6);
-    v.push((header::EVENT_NAME.into(), ev.name.as_str().into()));
+/// Writes the headers FreeSWITCH puts first on every event, then the
+/// event's own, each through `put(name, value)`.
+fn each_header(ev: &Event, core_uuid: &str, mut put: impl FnMut(&str, &str)) {
+    put(header::EVENT_NAME, ev.name.as_str());
     if let Some(s) = &ev.subclass {
-        v.push((header::EVENT_SUBCLASS.into(), s.clone()));
+        put(header::EVENT_SUBCLASS, s);
     }
-    v.push((header::CORE_UUID.into(), core_uuid.into()));
-    v.push((
-        header::EVENT_DATE_TIMESTAMP.into(),
-        ev.timestamp_us.to_string(),
-    ));
-    v.push((header::EVENT_SEQUENCE.into(), ev.sequence.to_string()));
-    for (k, val) in &ev.headers {
-        v.push((k.to_string(), val.clone()));
+    put(header::CORE_UUID, core_uuid);
+    let mut num = itoa_buf(ev.timestamp_us);
+    put(header::EVENT_DATE_TIMESTAMP, num.as_str());
+    num = itoa_buf(ev.sequence);
+    put(header::EVENT_SEQUENCE, num.as_str());
+    for (k, v) in &ev.headers {
+        put(k, v);
     }
-    v
+}
+
+/// A small stack buffer holding a number's decimal digits.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits are written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
+fn itoa_buf(mut n: u64) -> Digits {
+    let mut d = Digits {
+        buf: [b'0'; 20],
+        start: 20,
+    };
+    loop {
+        d.start -= 1;
+        d.buf[d.start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    d
 }
 
 /// The body of a `text/event-plain` frame: `Name: url-encoded value` lines,
 /// an empty line, and the event's body after its own `Content-Length`.
 pub fn event_plain_body(ev: &Event, core_uuid: &str) -> String {
-    let mut s = String::with_capacity(512);
-    for (k, v) in all_headers(ev, core_uuid) {
-        s.push_str(&k);
+    let mut s = String::with_capacity(1024);
+    event_plain_body_into(ev, core_uuid, &mut s);
+    s
+}
+
+/// [`event_plain_body`] into a reused buffer (cleared first).
+pub fn event_plain_body_into(ev: &Event, core_uuid: &str, s: &mut String) {
+    s.clear();
+    each_header(ev, core_uuid, |k, v| {
+        s.push_str(k);
         s.push_str(": ");
-        url_encode_into(&v, &mut s);
+        url_encode_into(v, s);
         s.push('\n');
-    }
+    });
     match &ev.body {
         Some(b) => {
             let _ = write!(s, "Content-Length: {}\n\n{b}", b.len());
         }
         None => s.push('\n'),
     }
-    s
 }
 
 /// The body of a `text/event-json` frame: one object, header values as
 /// strings, the event's body as `_body`.
 pub fn event_json_body(ev: &Event, core_uuid: &str) -> String {
     let mut m = serde_json::Map::new();
-    for (k, v) in all_headers(ev, core_uuid) {
-        m.entry(k).or_insert(serde_json::Value::String(v));
-    }
+    each_header(ev, core_uuid, |k, v| {
+        m.entry(k.to_string())
+            .or_insert(serde_json::Value::String(v.to_string()));
+    });
     if let Some(b) = &ev.body {
         m.insert("Content-Length".into(), b.len().to_string().into());
         m.insert("_body".into(), b.clone().into());
@@ -301,25 +335,40 @@ pub fn event_json_body(ev: &Event, core_uuid: &str) -> String {
 
 /// Wraps an event body in its `Content-Length` / `Content-Type` frame.
 pub fn event_frame(kind: &str, body: &str) -> Vec<u8> {
-    let mut out = format!(
-        "Content-Length: {}\nContent-Type: text/event-{kind}\n\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body.as_bytes());
+    let mut out = Vec::with_capacity(body.len() + 64);
+    event_frame_into(kind, body, &mut out);
     out
+}
+
+/// [`event_frame`], appended to `out`.
+pub fn event_frame_into(kind: &str, body: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(itoa_buf(body.len() as u64).as_str().as_bytes());
+    out.extend_from_slice(b"\nContent-Type: text/event-");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\n\n");
+    out.extend_from_slice(body.as_bytes());
 }
 
 /// Percent-encodes like FreeSWITCH's `switch_url_encode`: everything but
 /// ASCII letters, digits and `-_.!~*'()` is escaped.
 pub fn url_encode_into(v: &str, out: &mut String) {
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = v.as_bytes();
+    let safe = |b: u8| b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b);
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if safe(b) {
+            continue;
         }
+        // Runs of safe bytes are ASCII, so these slices are char boundaries.
+        out.push_str(&v[run..i]);
+        out.push('%');
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+        run = i + 1;
     }
+    out.push_str(&v[run..]);
 }
 
 /// Decodes `%XX` escapes (and leaves anything else alone).

@@ -130,6 +130,8 @@ pub(crate) struct Connection {
     filter: EventFilter,
     logs: Option<(u8, broadcast::Receiver<Arc<LogLine>>)>,
     out: Vec<u8>,
+    /// Reused for each event's body.
+    scratch: String,
     closing: bool,
     /// Outbound mode: the channel this connection controls.
     session: Option<super::outbound::Session>,
@@ -153,6 +155,7 @@ impl Connection {
             filter: EventFilter::none(),
             logs: None,
             out: Vec::with_capacity(4096),
+            scratch: String::with_capacity(2048),
             closing: false,
             session: None,
             ending: None,
@@ -286,12 +289,16 @@ impl Connection {
 
     fn write_event(&mut self, ev: &Event) {
         let core = &self.settings.core_uuid;
-        let body = match self.format {
-            Format::Plain => frame::event_plain_body(ev, core),
-            Format::Json => frame::event_json_body(ev, core),
-        };
-        self.out
-            .extend(frame::event_frame(self.format.name(), &body));
+        match self.format {
+            Format::Plain => {
+                frame::event_plain_body_into(ev, core, &mut self.scratch);
+                frame::event_frame_into("plain", &self.scratch, &mut self.out);
+            }
+            Format::Json => {
+                let body = frame::event_json_body(ev, core);
+                frame::event_frame_into("json", &body, &mut self.out);
+            }
+        }
     }
 
     fn log_line(&mut self, l: Option<Result<Arc<LogLine>, u64>>) {
