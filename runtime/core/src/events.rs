@@ -626,6 +626,33 @@ impl EventBus {
         self.publish(build())
     }
 
+    /// Like [`EventBus::publish_with`], but builds the event only if some
+    /// subscriber's filter can take an event named `name` (a CUSTOM event
+    /// needs a subscriber to CUSTOM or to some subclass). The channel
+    /// events of a busy switch are built only for the subscribers that
+    /// want them: the CDR journal and the metrics ask for a few names,
+    /// an event socket client for ALL. Returns 0 when nothing was
+    /// published.
+    pub fn publish_named(&self, name: EventName, build: impl FnOnce() -> Event) -> u64 {
+        let inner = &*self.inner;
+        let subs = inner.subscribers.load();
+        if subs.is_empty() {
+            return inner.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        }
+        let wanted = subs.iter().any(|sub| {
+            let f = sub.filter.load();
+            f.has_name(name) || (name == EventName::Custom && f.subclasses().next().is_some())
+        });
+        if !wanted {
+            // Still numbered: a subscriber to ALL sees no gap in
+            // Event-Sequence for events nobody wanted (there are none:
+            // ALL wants every name), and sequence numbers stay unique.
+            return inner.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        }
+        drop(subs);
+        self.publish(build())
+    }
+
     /// Publishes an event and returns the sequence number it was given
     /// (also stored in the delivered [`Event::sequence`]; the first event is
     /// 1). Never blocks on a consumer and never awaits: a subscriber whose

@@ -407,7 +407,7 @@ impl Switch {
     }
 
     fn publish(&self, chan: &Channel, name: EventName) {
-        self.events.publish_with(|| chan.event(name));
+        self.events.publish_named(name, || chan.event(name));
     }
 
     fn set_state(&self, chan: &mut Channel, state: ChannelState) {
@@ -810,7 +810,7 @@ impl Runner {
     /// CHANNEL_CREATE, with the channel's variables as FreeSWITCH sends
     /// them (`variable_sip_call_id`, ...).
     fn publish_create(&self) {
-        self.switch.events.publish_with(|| {
+        self.switch.events.publish_named(EventName::ChannelCreate, || {
             let mut ev = self.chan.event(EventName::ChannelCreate);
             for (k, v) in self.chan.variables.iter() {
                 ev.push_header(format!("variable_{k}"), v.clone());
@@ -879,7 +879,7 @@ impl Runner {
             self.digits.pop_front();
         }
         self.digits.push_back(digit);
-        self.switch.events.publish_with(|| {
+        self.switch.events.publish_named(EventName::Dtmf, || {
             let mut ev = self.chan.event(EventName::Dtmf);
             ev.push_header(header::DTMF_DIGIT, digit.to_string());
             ev.push_header(
@@ -1027,13 +1027,13 @@ impl Runner {
             let mut reroute = false;
             for action in actions {
                 let app = action.app_name();
-                self.switch.events.publish_with(|| {
+                self.switch.events.publish_named(EventName::ChannelExecute, || {
                     let mut ev = self.chan.event(EventName::ChannelExecute);
                     ev.push_header(header::APPLICATION, app);
                     ev
                 });
                 let flow = self.execute(action).await;
-                self.switch.events.publish_with(|| {
+                self.switch.events.publish_named(EventName::ChannelExecuteComplete, || {
                     let mut ev = self.chan.event(EventName::ChannelExecuteComplete);
                     ev.push_header(header::APPLICATION, app);
                     ev
@@ -1224,13 +1224,13 @@ impl Runner {
                             ev.push_header("Application-UUID", u.clone());
                         }
                     };
-                    self.switch.events.publish_with(|| {
+                    self.switch.events.publish_named(EventName::ChannelExecute, || {
                         let mut ev = self.chan.event(EventName::ChannelExecute);
                         tag(&mut ev);
                         ev
                     });
                     let flow = self.execute_boxed(action).await;
-                    self.switch.events.publish_with(|| {
+                    self.switch.events.publish_named(EventName::ChannelExecuteComplete, || {
                         let mut ev = self.chan.event(EventName::ChannelExecuteComplete);
                         tag(&mut ev);
                         let response = self
@@ -1279,7 +1279,7 @@ impl Runner {
         self.chan.set_var("last_bridge_to", &other);
         self.state(ChannelState::ExchangeMedia);
         if initiator {
-            self.switch.events.publish_with(|| {
+            self.switch.events.publish_named(EventName::ChannelBridge, || {
                 let mut ev = self.chan.event(EventName::ChannelBridge);
                 ev.push_header(header::OTHER_LEG_UNIQUE_ID, other.clone());
                 ev
@@ -1301,7 +1301,7 @@ impl Runner {
             }
         };
         if initiator {
-            self.switch.events.publish_with(|| {
+            self.switch.events.publish_named(EventName::ChannelUnbridge, || {
                 let mut ev = self.chan.event(EventName::ChannelUnbridge);
                 ev.push_header(header::OTHER_LEG_UNIQUE_ID, other.clone());
                 ev
@@ -1584,7 +1584,7 @@ impl Runner {
                 self.chan.set_var("bridge_uuid", &handle.uuid);
                 self.chan.set_var("last_bridge_to", &handle.uuid);
                 self.state(ChannelState::ExchangeMedia);
-                self.switch.events.publish_with(|| {
+                self.switch.events.publish_named(EventName::ChannelBridge, || {
                     let mut ev = self.chan.event(EventName::ChannelBridge);
                     ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
                     ev
@@ -1607,7 +1607,7 @@ impl Runner {
                         },
                     }
                 };
-                self.switch.events.publish_with(|| {
+                self.switch.events.publish_named(EventName::ChannelUnbridge, || {
                     let mut ev = self.chan.event(EventName::ChannelUnbridge);
                     ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
                     ev
@@ -1978,7 +1978,7 @@ impl Runner {
         self.chan
             .set_var("hangup_cause_q850", &cause.code().to_string());
         self.state(ChannelState::Hangup);
-        self.switch.events.publish_with(|| {
+        self.switch.events.publish_named(EventName::ChannelHangup, || {
             let mut ev = self.chan.event(EventName::ChannelHangup);
             ev.push_header("Hangup-Cause", cause.name());
             ev
@@ -1995,7 +1995,7 @@ impl Runner {
             .and_then(|a| now.duration_since(a).ok())
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        self.switch.events.publish_with(|| {
+        self.switch.events.publish_named(EventName::ChannelHangupComplete, || {
             let mut ev = self.chan.event(EventName::ChannelHangupComplete);
             ev.push_header("Hangup-Cause", cause.name());
             ev.push_header("variable_duration", duration.to_string());
