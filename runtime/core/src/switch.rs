@@ -810,13 +810,15 @@ impl Runner {
     /// CHANNEL_CREATE, with the channel's variables as FreeSWITCH sends
     /// them (`variable_sip_call_id`, ...).
     fn publish_create(&self) {
-        self.switch.events.publish_named(EventName::ChannelCreate, || {
-            let mut ev = self.chan.event(EventName::ChannelCreate);
-            for (k, v) in self.chan.variables.iter() {
-                ev.push_header(format!("variable_{k}"), v.clone());
-            }
-            ev
-        });
+        self.switch
+            .events
+            .publish_named(EventName::ChannelCreate, || {
+                let mut ev = self.chan.event(EventName::ChannelCreate);
+                for (k, v) in self.chan.variables.iter() {
+                    ev.push_header(format!("variable_{k}"), v.clone());
+                }
+                ev
+            });
     }
 
     /// Waits for the far side or a command. DTMF is published as a `DTMF`
@@ -1027,17 +1029,21 @@ impl Runner {
             let mut reroute = false;
             for action in actions {
                 let app = action.app_name();
-                self.switch.events.publish_named(EventName::ChannelExecute, || {
-                    let mut ev = self.chan.event(EventName::ChannelExecute);
-                    ev.push_header(header::APPLICATION, app);
-                    ev
-                });
+                self.switch
+                    .events
+                    .publish_named(EventName::ChannelExecute, || {
+                        let mut ev = self.chan.event(EventName::ChannelExecute);
+                        ev.push_header(header::APPLICATION, app);
+                        ev
+                    });
                 let flow = self.execute(action).await;
-                self.switch.events.publish_named(EventName::ChannelExecuteComplete, || {
-                    let mut ev = self.chan.event(EventName::ChannelExecuteComplete);
-                    ev.push_header(header::APPLICATION, app);
-                    ev
-                });
+                self.switch
+                    .events
+                    .publish_named(EventName::ChannelExecuteComplete, || {
+                        let mut ev = self.chan.event(EventName::ChannelExecuteComplete);
+                        ev.push_header(header::APPLICATION, app);
+                        ev
+                    });
                 match flow {
                     Flow::Next => {}
                     Flow::Hangup(c, remote) => {
@@ -1224,23 +1230,27 @@ impl Runner {
                             ev.push_header("Application-UUID", u.clone());
                         }
                     };
-                    self.switch.events.publish_named(EventName::ChannelExecute, || {
-                        let mut ev = self.chan.event(EventName::ChannelExecute);
-                        tag(&mut ev);
-                        ev
-                    });
+                    self.switch
+                        .events
+                        .publish_named(EventName::ChannelExecute, || {
+                            let mut ev = self.chan.event(EventName::ChannelExecute);
+                            tag(&mut ev);
+                            ev
+                        });
                     let flow = self.execute_boxed(action).await;
-                    self.switch.events.publish_named(EventName::ChannelExecuteComplete, || {
-                        let mut ev = self.chan.event(EventName::ChannelExecuteComplete);
-                        tag(&mut ev);
-                        let response = self
-                            .chan
-                            .var("current_application_response")
-                            .unwrap_or("_none_")
-                            .to_string();
-                        ev.push_header(header::APPLICATION_RESPONSE, response);
-                        ev
-                    });
+                    self.switch
+                        .events
+                        .publish_named(EventName::ChannelExecuteComplete, || {
+                            let mut ev = self.chan.event(EventName::ChannelExecuteComplete);
+                            tag(&mut ev);
+                            let response = self
+                                .chan
+                                .var("current_application_response")
+                                .unwrap_or("_none_")
+                                .to_string();
+                            ev.push_header(header::APPLICATION_RESPONSE, response);
+                            ev
+                        });
                     match flow {
                         Flow::Next => {}
                         Flow::Hangup(..) => return flow,
@@ -1279,11 +1289,13 @@ impl Runner {
         self.chan.set_var("last_bridge_to", &other);
         self.state(ChannelState::ExchangeMedia);
         if initiator {
-            self.switch.events.publish_named(EventName::ChannelBridge, || {
-                let mut ev = self.chan.event(EventName::ChannelBridge);
-                ev.push_header(header::OTHER_LEG_UNIQUE_ID, other.clone());
-                ev
-            });
+            self.switch
+                .events
+                .publish_named(EventName::ChannelBridge, || {
+                    let mut ev = self.chan.event(EventName::ChannelBridge);
+                    ev.push_header(header::OTHER_LEG_UNIQUE_ID, other.clone());
+                    ev
+                });
         }
         let flow = loop {
             match self.interrupt().await {
@@ -1301,11 +1313,13 @@ impl Runner {
             }
         };
         if initiator {
-            self.switch.events.publish_named(EventName::ChannelUnbridge, || {
-                let mut ev = self.chan.event(EventName::ChannelUnbridge);
-                ev.push_header(header::OTHER_LEG_UNIQUE_ID, other.clone());
-                ev
-            });
+            self.switch
+                .events
+                .publish_named(EventName::ChannelUnbridge, || {
+                    let mut ev = self.chan.event(EventName::ChannelUnbridge);
+                    ev.push_header(header::OTHER_LEG_UNIQUE_ID, other.clone());
+                    ev
+                });
         }
         flow
     }
@@ -1584,11 +1598,13 @@ impl Runner {
                 self.chan.set_var("bridge_uuid", &handle.uuid);
                 self.chan.set_var("last_bridge_to", &handle.uuid);
                 self.state(ChannelState::ExchangeMedia);
-                self.switch.events.publish_named(EventName::ChannelBridge, || {
-                    let mut ev = self.chan.event(EventName::ChannelBridge);
-                    ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
-                    ev
-                });
+                self.switch
+                    .events
+                    .publish_named(EventName::ChannelBridge, || {
+                        let mut ev = self.chan.event(EventName::ChannelBridge);
+                        ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
+                        ev
+                    });
                 let outcome = loop {
                     tokio::select! {
                         e = events.recv() => match e {
@@ -1607,11 +1623,13 @@ impl Runner {
                         },
                     }
                 };
-                self.switch.events.publish_named(EventName::ChannelUnbridge, || {
-                    let mut ev = self.chan.event(EventName::ChannelUnbridge);
-                    ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
-                    ev
-                });
+                self.switch
+                    .events
+                    .publish_named(EventName::ChannelUnbridge, || {
+                        let mut ev = self.chan.event(EventName::ChannelUnbridge);
+                        ev.push_header("Other-Leg-Unique-ID", handle.uuid.clone());
+                        ev
+                    });
                 match outcome {
                     Err((c, remote)) => Flow::Hangup(c, remote),
                     Ok(b_cause) => {
@@ -1978,11 +1996,13 @@ impl Runner {
         self.chan
             .set_var("hangup_cause_q850", &cause.code().to_string());
         self.state(ChannelState::Hangup);
-        self.switch.events.publish_named(EventName::ChannelHangup, || {
-            let mut ev = self.chan.event(EventName::ChannelHangup);
-            ev.push_header("Hangup-Cause", cause.name());
-            ev
-        });
+        self.switch
+            .events
+            .publish_named(EventName::ChannelHangup, || {
+                let mut ev = self.chan.event(EventName::ChannelHangup);
+                ev.push_header("Hangup-Cause", cause.name());
+                ev
+            });
         self.state(ChannelState::Reporting);
         let now = SystemTime::now();
         let duration = now
@@ -1995,16 +2015,18 @@ impl Runner {
             .and_then(|a| now.duration_since(a).ok())
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        self.switch.events.publish_named(EventName::ChannelHangupComplete, || {
-            let mut ev = self.chan.event(EventName::ChannelHangupComplete);
-            ev.push_header("Hangup-Cause", cause.name());
-            ev.push_header("variable_duration", duration.to_string());
-            ev.push_header("variable_billsec", billsec.to_string());
-            for (k, v) in self.chan.variables.iter() {
-                ev.push_header(format!("variable_{k}"), v.clone());
-            }
-            ev
-        });
+        self.switch
+            .events
+            .publish_named(EventName::ChannelHangupComplete, || {
+                let mut ev = self.chan.event(EventName::ChannelHangupComplete);
+                ev.push_header("Hangup-Cause", cause.name());
+                ev.push_header("variable_duration", duration.to_string());
+                ev.push_header("variable_billsec", billsec.to_string());
+                for (k, v) in self.chan.variables.iter() {
+                    ev.push_header(format!("variable_{k}"), v.clone());
+                }
+                ev
+            });
         self.state(ChannelState::Destroy);
         self.publish(EventName::ChannelDestroy);
         self.switch.channels.lock().remove(&self.chan.uuid);

@@ -132,7 +132,11 @@ fn cases() -> Vec<Case> {
     }
     v.push(("default", "8084".to_string(), vec![]));
     v.push(("public", "8084".to_string(), vec![]));
-    v.push(("default", "8084".to_string(), vec![("socket_address", "127.0.0.1:6135")]));
+    v.push((
+        "default",
+        "8084".to_string(),
+        vec![("socket_address", "127.0.0.1:6135")],
+    ));
     for choice in ["1", "2", "3", ""] {
         v.push(("default", "5000".to_string(), vec![("ivr_choice", choice)]));
     }

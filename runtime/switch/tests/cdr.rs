@@ -568,7 +568,7 @@ fn every_ended_call_has_one_cdr_per_leg_and_calls_cut_by_kill_9_are_marked() {
             report()
         );
         let a = ins.first().copied();
-        let outs = a.map(|a| legs_of(a)).unwrap_or_default();
+        let outs = a.map(&legs_of).unwrap_or_default();
         assert!(
             outs.len() <= 1,
             "call {n} has {} outbound CDRs: {:?}\n{}",

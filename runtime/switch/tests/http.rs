@@ -256,12 +256,12 @@ fn try_request(
     })
 }
 
+/// A response head: status, headers, where it ends in the buffer.
+type Head = (u16, Vec<(String, String)>, usize);
+
 /// Reads until `buf` holds a whole response head; returns its status, its
 /// headers and where it ends in `buf`.
-fn read_head(
-    s: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<(u16, Vec<(String, String)>, usize)> {
+fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Head> {
     let mut chunk = [0u8; 65536];
     loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -582,6 +582,8 @@ impl Load {
         if code.is_none() {
             common::signal_and_reap(&mut child, "-TERM");
         }
+        // Reaped either way (try_wait above, or signal_and_reap).
+        let _ = child.wait();
         let text = format!(
             "{}\nerrors:\n{}",
             std::fs::read_to_string(&self.out).unwrap_or_default(),
@@ -615,7 +617,7 @@ impl Counters {
         let Some(head) = lines.next() else {
             return Counters::default();
         };
-        let Some(last) = lines.last() else {
+        let Some(last) = lines.next_back() else {
             return Counters::default();
         };
         let names: Vec<&str> = head.split(';').collect();
