@@ -47,6 +47,11 @@ impl GatewayStatus {
         v
     }
 
+    /// Forgets gateways for which `keep` is false (removed by a reload).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.up.lock().retain(|k, _| keep(k));
+    }
+
     fn set(&self, name: &str, up: bool) {
         self.up.lock().insert(name.to_string(), up);
     }

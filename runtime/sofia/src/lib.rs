@@ -89,6 +89,8 @@ pub struct Shared {
     pub load: Mutex<HashMap<String, (u64, u64)>>,
     /// UP/DOWN of every gateway.
     pub gateway_status: gateway::GatewayStatus,
+    /// The gateways in force (replaced by [`Sofia::reload`]).
+    gateways: Mutex<Arc<Vec<settings::GatewaySettings>>>,
 }
 
 impl Shared {
@@ -183,11 +185,11 @@ impl Shared {
         let (first, rest) = data.split_once('/').ok_or(HangupCause::InvalidUrl)?;
         if first == "gateway" {
             let (name, number) = rest.split_once('/').ok_or(HangupCause::InvalidUrl)?;
-            let gw = self
-                .sip
-                .gateways
+            let gateways = self.gateways.lock().clone();
+            let gw = gateways
                 .iter()
                 .find(|g| g.name == name)
+                .cloned()
                 .ok_or(HangupCause::InvalidGateway)?;
             if !self.gateway_status.is_up(name) {
                 return Err(HangupCause::GatewayDown);
@@ -287,7 +289,6 @@ impl Sofia {
     ) -> Arc<Sofia> {
         Arc::new(Sofia {
             shared: Arc::new(Shared {
-                sip,
                 default_domain,
                 retry_after,
                 location: OnceLock::new(),
@@ -301,6 +302,8 @@ impl Sofia {
                 switch: OnceLock::new(),
                 load: Mutex::new(HashMap::new()),
                 gateway_status: gateway::GatewayStatus::default(),
+                gateways: Mutex::new(Arc::new(sip.gateways.clone())),
+                sip,
             }),
             profiles: Arc::new(Mutex::new(HashMap::new())),
         })
@@ -333,6 +336,78 @@ impl Sofia {
     /// The SIP settings the profiles run with.
     pub fn settings(&self) -> &SipSettings {
         &self.shared.sip
+    }
+
+    /// The gateways in force.
+    pub fn gateways(&self) -> Arc<Vec<settings::GatewaySettings>> {
+        self.shared.gateways.lock().clone()
+    }
+
+    /// Applies a new SIP configuration to the running profiles: gateways
+    /// added, changed (restarted: registration and pings from scratch) or
+    /// removed; each profile's context, auth and registrar settings. A
+    /// profile's addresses and certificates, and profiles added or removed,
+    /// take effect at the next start: each such difference is returned as
+    /// a warning. Gateways whose proxy does not resolve are left out (and
+    /// named in the warnings).
+    pub async fn reload(&self, sip: &SipSettings) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut resolved = Vec::new();
+        for g in &sip.gateways {
+            match resolve(&g.proxy, &g.transport).await {
+                Ok((transport, addr)) => resolved.push((g.clone(), Peer { transport, addr })),
+                Err(cause) => warnings.push(format!(
+                    "gateway {}: proxy {} does not resolve ({cause})",
+                    g.name, g.proxy
+                )),
+            }
+        }
+        *self.shared.gateways.lock() = Arc::new(sip.gateways.clone());
+        self.shared
+            .gateway_status
+            .retain(|name| sip.gateways.iter().any(|g| g.name == name));
+        let running: Vec<(String, mpsc::UnboundedSender<Cmd>)> = self
+            .profiles
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, tx) in &running {
+            let settings = sip.profiles.iter().find(|p| &p.name == name).cloned();
+            if settings.is_none() {
+                warnings.push(format!(
+                    "profile {name} is no longer configured: it stops at the next start"
+                ));
+            }
+            let gateways = resolved
+                .iter()
+                .filter(|(g, _)| &g.profile == name)
+                .cloned()
+                .collect();
+            let _ = tx.send(Cmd::Reload(Box::new(ua::Reload { settings, gateways })));
+        }
+        for p in &sip.profiles {
+            if !running.iter().any(|(n, _)| n == &p.name) {
+                warnings.push(format!(
+                    "profile {} is new: it starts at the next start",
+                    p.name
+                ));
+            }
+            if let Some(old) = self.shared.sip.profiles.iter().find(|o| o.name == p.name) {
+                if old.bind != p.bind
+                    || old.tls_bind != p.tls_bind
+                    || old.tls_cert != p.tls_cert
+                    || old.tls_key != p.tls_key
+                    || old.tls_ca != p.tls_ca
+                {
+                    warnings.push(format!(
+                        "profile {}: addresses and certificates take effect at the next start",
+                        p.name
+                    ));
+                }
+            }
+        }
+        warnings
     }
 
     /// UP/DOWN of each gateway.

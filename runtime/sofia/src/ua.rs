@@ -67,6 +67,8 @@ use crate::Shared;
 
 /// What the core asks a profile to do.
 pub enum Cmd {
+    /// A configuration reload ([`crate::Sofia::reload`]).
+    Reload(Box<Reload>),
     /// A channel's control: act on call `call`.
     Control(u64, Control),
     /// Forget a call whose transactions had time to finish.
@@ -118,6 +120,16 @@ pub struct Target {
     pub peer: Peer,
     /// Digest credentials for a gateway that challenges.
     pub credentials: Option<(String, String)>,
+}
+
+/// What a reload changes in one profile.
+#[derive(Debug)]
+pub struct Reload {
+    /// The profile's new settings (`None`: no longer configured; it keeps
+    /// running until the next start).
+    pub settings: Option<crate::settings::ProfileSettings>,
+    /// The profile's gateways, their proxies resolved.
+    pub gateways: Vec<(crate::settings::GatewaySettings, Peer)>,
 }
 
 /// The RemoteControl handed to the core for one SIP leg.
@@ -420,12 +432,8 @@ impl ProfileCore {
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .with_nonce_lifetime(shared.sip.nonce_ttl.as_secs());
         let mut gateways = Vec::new();
-        for g in shared
-            .sip
-            .gateways
-            .iter()
-            .filter(|g| g.profile == settings.name)
-        {
+        let configured = shared.gateways.lock().clone();
+        for g in configured.iter().filter(|g| g.profile == settings.name) {
             match crate::resolve(&g.proxy, &g.transport).await {
                 Ok((transport, addr)) => {
                     if let Some(name) = tls_name(transport, &g.proxy) {
@@ -1716,7 +1724,66 @@ impl ProfileCore {
                 let r = self.dial(*req, target);
                 let _ = reply.send(r);
             }
+            Cmd::Reload(r) => self.on_reload(*r),
         }
+    }
+
+    /// A reload: new context/auth/registrar settings (addresses and
+    /// certificates only at the next start), gateways kept when unchanged,
+    /// restarted when changed, added and removed.
+    fn on_reload(&mut self, r: Reload) {
+        if let Some(mut new) = r.settings {
+            // Sockets stay as bound.
+            new.bind = self.settings.bind;
+            new.tls_bind = self.settings.tls_bind;
+            new.tls_cert = self.settings.tls_cert.clone();
+            new.tls_key = self.settings.tls_key.clone();
+            new.tls_ca = self.settings.tls_ca.clone();
+            if new != self.settings {
+                tracing::info!(profile = %new.name, context = %new.context, auth_calls = new.auth_calls, accept_register = new.accept_register, "profile settings reloaded");
+                self.settings = new;
+            }
+        }
+        let now = Instant::now();
+        let mut old: Vec<Option<Gateway>> = std::mem::take(&mut self.gateways)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut moved: HashMap<usize, usize> = HashMap::new();
+        let mut next = Vec::with_capacity(r.gateways.len());
+        for (g, peer) in r.gateways {
+            let same = old.iter().position(|o| {
+                o.as_ref()
+                    .is_some_and(|o| o.settings == g && o.peer == peer)
+            });
+            match same.and_then(|i| old[i].take().map(|gw| (i, gw))) {
+                Some((i, gw)) => {
+                    moved.insert(i, next.len());
+                    next.push(gw);
+                }
+                None => {
+                    tracing::info!(profile = %self.settings.name, gateway = %g.name, proxy = %g.proxy, "gateway (re)started by reload");
+                    if let Some(name) = tls_name(peer.transport, &g.proxy) {
+                        self.transports.set_tls_name(peer.addr, &name);
+                    }
+                    let call_id = format!("gw-{}-{:x}@dialtone", g.name, rand_u64());
+                    next.push(Gateway::new(g, peer, now, call_id));
+                }
+            }
+        }
+        for gw in old.into_iter().flatten() {
+            if !next.iter().any(|n| n.settings.name == gw.settings.name) {
+                tracing::info!(profile = %self.settings.name, gateway = %gw.settings.name, "gateway removed by reload");
+            }
+        }
+        self.gateways = next;
+        // Transactions of kept gateways follow them; the others' answers
+        // are dropped.
+        let txs = std::mem::take(&mut self.gw_txs);
+        self.gw_txs = txs
+            .into_iter()
+            .filter_map(|(tx, (i, kind))| moved.get(&i).map(|n| (tx, (*n, kind))))
+            .collect();
     }
 
     fn on_control(&mut self, id: u64, ctl: Control) {

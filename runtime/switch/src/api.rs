@@ -390,7 +390,8 @@ impl SwitchApi {
                 );
             }
         }
-        for g in &sip.gateways {
+        let gateways = self.app.sofia.gateways();
+        for g in gateways.iter() {
             let state = match up.get(&g.name) {
                 Some(true) | None => "UP",
                 Some(false) => "DOWN",
@@ -409,8 +410,8 @@ impl SwitchApi {
             "{line}\n{} profile{} {} gateway{} {} registration{}",
             sip.profiles.len(),
             plural(sip.profiles.len()),
-            sip.gateways.len(),
-            plural(sip.gateways.len()),
+            gateways.len(),
+            plural(gateways.len()),
             regs.len(),
             plural(regs.len())
         );

@@ -2,7 +2,9 @@
 //!
 //! [`App::build`] turns one configuration snapshot into a running switch.
 //! [`App::reload`] reads the configuration again and, only if it is valid,
-//! applies it: new directory snapshot, new limits, new sandbox settings, and
+//! applies it: new directory snapshot, new limits, new sandbox settings,
+//! SIP gateways (added, changed, removed) and profile settings (context,
+//! auth, registrar; addresses and certificates at the next start), and
 //! every tenant component whose file content changed is compiled and swapped
 //! (calls in progress keep their version). A component that fails to load is
 //! refused and the running version keeps serving. Reloads happen when a
@@ -238,6 +240,13 @@ impl App {
         let config = config::load(&self.conf_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
         config::validate_safe_defaults(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let errors = self.apply(&config);
+        // SIP gateways and profile settings: applied by the running
+        // profiles (this runs on a blocking thread of the runtime).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            for w in rt.block_on(self.sofia.reload(&config.sip)) {
+                tracing::warn!("reload: {w}");
+            }
+        }
         self.config.store(Arc::new(config));
         for e in &errors {
             tracing::warn!("{e:#}");
