@@ -625,30 +625,13 @@ fn table(rows: &[Vec<(&'static str, String)>], json: bool) -> String {
     s
 }
 
-/// `uuid_dump`'s fields: the channel's headers, then `variable_*`.
+/// `uuid_dump`'s fields: the channel's event headers (as every channel
+/// event carries them), then `variable_*`.
 fn dump_fields(c: &Channel) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = vec![
-        ("Event-Name".into(), "CHANNEL_DATA".into()),
-        ("Unique-ID".into(), c.uuid.clone()),
-        ("Channel-Name".into(), c.name.clone()),
-        ("Channel-State".into(), c.state.name().into()),
-        ("Channel-Call-State".into(), c.call_state.name().into()),
-        (
-            "Call-Direction".into(),
-            match c.direction {
-                dialtone_core::routing::Direction::Inbound => "inbound",
-                dialtone_core::routing::Direction::Outbound => "outbound",
-            }
-            .into(),
-        ),
-        ("Caller-Caller-ID-Name".into(), c.caller_id_name.clone()),
-        ("Caller-Caller-ID-Number".into(), c.caller_id_number.clone()),
-        ("Caller-Destination-Number".into(), c.destination.clone()),
-        ("Caller-Context".into(), c.context.clone()),
-        ("Caller-Network-Addr".into(), c.network_addr.clone()),
-        ("Caller-Source".into(), c.endpoint.clone()),
-        ("Tenant".into(), c.tenant.clone()),
-    ];
+    let ev = c.event(dialtone_core::events::EventName::ChannelState);
+    let mut v: Vec<(String, String)> = Vec::with_capacity(ev.headers.len() + c.variables.len() + 1);
+    v.push(("Event-Name".into(), "CHANNEL_DATA".into()));
+    v.extend(ev.headers.into_iter().map(|(k, val)| (k.into_owned(), val)));
     for (k, val) in c.variables.iter() {
         v.push((format!("variable_{k}"), val.clone()));
     }

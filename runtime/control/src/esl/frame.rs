@@ -361,34 +361,15 @@ pub fn url_encode_into(v: &str, out: &mut String) {
         if safe(b) {
             continue;
         }
-        // Runs of safe bytes are ASCII, so these slices are char boundaries.
-        out.push_str(&v[run..i]);
+        // A run of safe bytes is ASCII (valid UTF-8 whatever the bytes
+        // around it); `v[run..i]` could split a multi-byte character.
+        out.push_str(std::str::from_utf8(&bytes[run..i]).unwrap_or_default());
         out.push('%');
         out.push(HEX[(b >> 4) as usize] as char);
         out.push(HEX[(b & 15) as usize] as char);
         run = i + 1;
     }
-    out.push_str(&v[run..]);
-}
-
-/// Decodes `%XX` escapes (and leaves anything else alone).
-pub fn url_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    out.push_str(std::str::from_utf8(&bytes[run..]).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -462,7 +443,9 @@ mod tests {
         let body = event_plain_body(&ev, "c");
         assert!(body.contains("Caller-Caller-ID-Name: A%20b%3Ac%25\n"));
         assert!(body.ends_with("%25\n\n"));
-        assert_eq!(url_decode("A%20b%3Ac%25"), "A b:c%");
+        let mut enc = String::new();
+        url_encode_into("é-x_y", &mut enc);
+        assert_eq!(enc, "%C3%A9-x_y");
     }
 
     #[test]
