@@ -4,6 +4,7 @@
 //! * `open`: channel UUID -> [`Open`] as JSON, the channels that exist;
 //! * `meta`: `last_commit_us` -> the wall clock of the latest commit.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::ops::Bound;
@@ -260,6 +261,7 @@ impl Journal {
             pending: Vec::new(),
             waiters: Vec::new(),
             jsonl,
+            jsonl_buf: Vec::new(),
             heartbeat: options.heartbeat.max(COMMIT_WINDOW),
         };
         let thread = std::thread::Builder::new()
@@ -440,6 +442,16 @@ impl JsonlSink {
             .unwrap_or(0)
     }
 
+    /// Appends lines already serialised (each ends with a newline).
+    fn append_bytes(&mut self, buf: &[u8]) {
+        if buf.is_empty() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(buf) {
+            tracing::error!(path = %self.path.display(), error = %e, "CDR journal: JSON-lines file write failed");
+        }
+    }
+
     fn append<'a>(&mut self, cdrs: impl IntoIterator<Item = &'a Cdr>) {
         let mut buf = Vec::new();
         for c in cdrs {
@@ -474,6 +486,9 @@ struct Writer {
     /// Flushes waiting for `pending` to commit.
     waiters: Vec<SyncSender<Result<(), String>>>,
     jsonl: Option<JsonlSink>,
+    /// The committed CDRs' JSON lines, written by [`Writer::write`] for
+    /// the JSON-lines copy.
+    jsonl_buf: Vec<u8>,
     heartbeat: Duration,
 }
 
@@ -622,7 +637,7 @@ impl Writer {
                     "CDR journal commit"
                 );
                 if let Some(sink) = &mut self.jsonl {
-                    sink.append(closes);
+                    sink.append_bytes(&self.jsonl_buf);
                 }
                 self.answer(Ok(()));
                 true
@@ -642,40 +657,73 @@ impl Writer {
 
     /// The transaction: opens inserted, closes appended with the next seqs
     /// and their opens removed, the commit time. Returns the open count.
+    ///
+    /// A channel that opens and closes within one batch (most calls, at
+    /// one commit per [`COMMIT_WINDOW`]) never touches the open table: its
+    /// open record only lends the CDR its start, and a bridge of a channel
+    /// opened in the batch is applied to the record before it is written.
+    /// The JSON of each CDR is kept for the JSON-lines copy (`jsonl_buf`).
     fn write(&mut self) -> Result<u64> {
+        let plan = plan(&self.pending);
         let mut w = self.db.begin_write()?;
         w.set_durability(Durability::Immediate);
         let mut seq = self.next_seq;
         let open_channels;
+        self.jsonl_buf.clear();
         {
             let mut cdrs = w.open_table(CDRS)?;
             let mut open = w.open_table(OPEN)?;
             let mut meta = w.open_table(META)?;
-            for op in &mut self.pending {
-                match op {
-                    Op::Open(o) => {
-                        open.insert(o.uuid.as_str(), to_json(o)?.as_slice())?;
+            for (i, step) in plan.into_iter().enumerate() {
+                match step {
+                    Step::Skip => {}
+                    Step::Insert { other } => {
+                        let Op::Open(o) = &self.pending[i] else {
+                            continue;
+                        };
+                        let other = other.and_then(|b| match &self.pending[b] {
+                            Op::Bridge(b) => Some(b.1.clone()),
+                            _ => None,
+                        });
+                        let bytes = match other {
+                            None => to_json(&**o)?,
+                            Some(other) => to_json(&Open {
+                                other_leg_uuid: Some(other),
+                                ..(**o).clone()
+                            })?,
+                        };
+                        open.insert(o.uuid.as_str(), bytes.as_slice())?;
                     }
-                    Op::Bridge(b) => {
-                        let (uuid, other) = &**b;
-                        let found = open
-                            .get(uuid.as_str())?
-                            .and_then(|v| serde_json::from_slice::<Open>(v.value()).ok());
-                        if let Some(mut o) = found {
-                            o.other_leg_uuid = Some(other.clone());
-                            open.insert(uuid.as_str(), to_json(&o)?.as_slice())?;
-                        }
-                    }
-                    Op::Close(c) => {
-                        if let Some(old) = open.remove(c.uuid.as_str())? {
-                            if let Ok(o) = serde_json::from_slice::<Open>(old.value()) {
-                                c.start_us = c.start_us.min(o.start_us);
+                    Step::Table | Step::CloseInBatch { .. } => match &mut self.pending[i] {
+                        Op::Open(_) => {}
+                        Op::Bridge(b) => {
+                            let (uuid, other) = &**b;
+                            let found = open
+                                .get(uuid.as_str())?
+                                .and_then(|v| serde_json::from_slice::<Open>(v.value()).ok());
+                            if let Some(mut o) = found {
+                                o.other_leg_uuid = Some(other.clone());
+                                open.insert(uuid.as_str(), to_json(&o)?.as_slice())?;
                             }
                         }
-                        c.seq = seq;
-                        seq += 1;
-                        cdrs.insert(c.seq, to_json(c)?.as_slice())?;
-                    }
+                        Op::Close(c) => {
+                            if let Step::CloseInBatch { start_us } = step {
+                                c.start_us = c.start_us.min(start_us);
+                            } else if let Some(old) = open.remove(c.uuid.as_str())? {
+                                if let Ok(o) = serde_json::from_slice::<Open>(old.value()) {
+                                    c.start_us = c.start_us.min(o.start_us);
+                                }
+                            }
+                            c.seq = seq;
+                            seq += 1;
+                            let bytes = to_json(&**c)?;
+                            cdrs.insert(c.seq, bytes.as_slice())?;
+                            if self.jsonl.is_some() {
+                                self.jsonl_buf.extend_from_slice(&bytes);
+                                self.jsonl_buf.push(b'\n');
+                            }
+                        }
+                    },
                 }
             }
             meta.insert(LAST_COMMIT_US, now_us())?;
@@ -685,6 +733,58 @@ impl Writer {
         self.next_seq = seq;
         Ok(open_channels)
     }
+}
+
+/// What a commit does with one pending op (see [`Writer::write`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Nothing: an open closed later in the batch, or a bridge of an open
+    /// of the batch (applied to it instead).
+    Skip,
+    /// Insert this open record; `other`: the index of the batch's last
+    /// bridge of it, whose other leg the record names.
+    Insert { other: Option<usize> },
+    /// The op as it stands, through the open table (a bridge or close of a
+    /// channel opened before this batch).
+    Table,
+    /// A close whose open is in this batch: that open's start.
+    CloseInBatch { start_us: u64 },
+}
+
+/// Plans a batch for [`Writer::write`].
+fn plan(pending: &[Op]) -> Vec<Step> {
+    // The batch's opens not closed yet, by uuid.
+    let mut opens: HashMap<&str, usize> = HashMap::new();
+    let mut steps: Vec<Step> = Vec::with_capacity(pending.len());
+    for (i, op) in pending.iter().enumerate() {
+        let step = match op {
+            Op::Open(o) => {
+                opens.insert(o.uuid.as_str(), i);
+                Step::Insert { other: None }
+            }
+            Op::Bridge(b) => match opens.get(b.0.as_str()) {
+                Some(&at) => {
+                    steps[at] = Step::Insert { other: Some(i) };
+                    Step::Skip
+                }
+                None => Step::Table,
+            },
+            Op::Close(c) => match opens.remove(c.uuid.as_str()) {
+                Some(at) => {
+                    steps[at] = Step::Skip;
+                    match &pending[at] {
+                        Op::Open(o) => Step::CloseInBatch {
+                            start_us: o.start_us,
+                        },
+                        _ => Step::Table,
+                    }
+                }
+                None => Step::Table,
+            },
+        };
+        steps.push(step);
+    }
+    steps
 }
 
 #[cfg(test)]
@@ -1004,6 +1104,38 @@ mod tests {
         };
         assert_eq!(other("a").as_deref(), Some("b"));
         assert_eq!(other("b").as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_batch_plans_its_opens_bridges_and_closes() {
+        let ops = vec![
+            Op::Open(Box::new(sample::open("a", 5))),
+            Op::Open(Box::new(sample::open("b", 4))),
+            Op::Bridge(Box::new(("a".into(), "b".into()))),
+            Op::Bridge(Box::new(("b".into(), "a".into()))),
+            Op::Bridge(Box::new(("old".into(), "a".into()))),
+            Op::Close(Box::new(sample::cdr("a"))),
+            Op::Close(Box::new(sample::cdr("old"))),
+        ];
+        let start_a = match &ops[0] {
+            Op::Open(o) => o.start_us,
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            plan(&ops),
+            vec![
+                // a opens and closes in the batch: only its CDR is written
+                Step::Skip,
+                // b stays open, naming the other leg of the batch's bridge
+                Step::Insert { other: Some(3) },
+                Step::Skip,
+                Step::Skip,
+                // a channel of an earlier batch goes through the table
+                Step::Table,
+                Step::CloseInBatch { start_us: start_a },
+                Step::Table,
+            ]
+        );
     }
 
     #[test]

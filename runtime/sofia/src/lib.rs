@@ -33,6 +33,7 @@ pub mod ua;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
@@ -86,11 +87,21 @@ pub struct Shared {
     switch: OnceLock<Weak<Switch>>,
     /// Live transactions and calls per profile, for leak checks and the
     /// load log line ([`Sofia::load`]).
-    pub load: Mutex<HashMap<String, (u64, u64)>>,
+    pub load: Mutex<HashMap<String, Arc<ProfileLoad>>>,
     /// UP/DOWN of every gateway.
     pub gateway_status: gateway::GatewayStatus,
     /// The gateways in force (replaced by [`Sofia::reload`]).
     gateways: Mutex<Arc<Vec<settings::GatewaySettings>>>,
+}
+
+/// One profile's live transactions and calls, written by its task after
+/// every step (two relaxed stores, no lock on the signalling path).
+#[derive(Default)]
+pub struct ProfileLoad {
+    /// Live SIP transactions.
+    pub transactions: AtomicU64,
+    /// Live calls (dialogs and INVITEs in progress).
+    pub calls: AtomicU64,
 }
 
 impl Shared {
@@ -427,11 +438,12 @@ impl Sofia {
 
     /// Live SIP transactions and calls, over every profile.
     pub fn load(&self) -> (u64, u64) {
-        self.shared
-            .load
-            .lock()
-            .values()
-            .fold((0, 0), |(t, c), (t2, c2)| (t + t2, c + c2))
+        self.shared.load.lock().values().fold((0, 0), |(t, c), l| {
+            (
+                t + l.transactions.load(Ordering::Relaxed),
+                c + l.calls.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// RTP ports in use (leak checks).

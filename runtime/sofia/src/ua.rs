@@ -37,7 +37,7 @@
 //! digit in an INFO (`application/dtmf-relay`, `application/dtmf`) also
 //! goes to the leg's channel, which publishes it as a `DTMF` event.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -386,6 +386,11 @@ pub struct ProfileCore {
     gw_txs: GwTxs,
     /// Requests relayed from a bridged leg, by our client transaction.
     relays: HashMap<TxId, Relayed>,
+    /// When each call's pending 2xx is due again, ordered: an entry whose
+    /// call has been ACKed, ended or re-armed since is stale and skipped
+    /// when it comes due, so neither the deadline nor the timer scans the
+    /// calls.
+    retx_2xx: BTreeSet<(Instant, u64)>,
 }
 
 /// A request relayed from the bridged leg: where its answer goes.
@@ -455,6 +460,7 @@ impl ProfileCore {
             gateways,
             gw_txs: GwTxs::new(),
             relays: HashMap::new(),
+            retx_2xx: BTreeSet::new(),
             settings,
             shared,
             transports,
@@ -489,7 +495,11 @@ impl ProfileCore {
                 "SIP profile listening (udp, tcp)"
             ),
         }
-        let mut last_load = (0u64, 0u64);
+        let load = Arc::new(crate::ProfileLoad::default());
+        self.shared
+            .load
+            .lock()
+            .insert(self.settings.name.clone(), load.clone());
         loop {
             let deadline = self.next_deadline();
             let sleep = async {
@@ -509,23 +519,14 @@ impl ProfileCore {
                 },
                 _ = sleep => self.on_timer(),
             }
-            let load = (self.tx.len() as u64, self.calls.len() as u64);
-            if load != last_load {
-                last_load = load;
-                self.shared
-                    .load
-                    .lock()
-                    .insert(self.settings.name.clone(), load);
-            }
+            load.transactions
+                .store(self.tx.len() as u64, Ordering::Relaxed);
+            load.calls.store(self.calls.len() as u64, Ordering::Relaxed);
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let retx = self
-            .calls
-            .values()
-            .filter_map(|c| c.pending_2xx.as_ref().map(|p| p.1))
-            .min();
+        let retx = self.retx_2xx.first().map(|e| e.0);
         let gw = self.gateways.iter().filter_map(Gateway::deadline).min();
         [self.tx.next_deadline(), retx, gw]
             .into_iter()
@@ -582,22 +583,33 @@ impl ProfileCore {
         self.run_gateways(now);
         // 2xx retransmissions (RFC 3261 13.3.1.4), UDP only.
         let mut give_up = Vec::new();
-        for c in self.calls.values_mut() {
-            if let Some((resp, at, interval)) = &mut c.pending_2xx {
-                if *at <= now {
-                    if *interval >= Duration::from_secs(32) {
-                        give_up.push(c.id);
-                        continue;
-                    }
-                    let _ = self.transports.send(c.peer, resp);
-                    *interval = (*interval * 2).min(Duration::from_secs(4)).max(*interval);
-                    *at = now + *interval;
-                    if *interval == Duration::from_secs(4) {
-                        // Count the 64*T1 budget in steps of T2.
-                        *interval += Duration::from_millis(1);
-                    }
-                }
+        while let Some(&(at, id)) = self.retx_2xx.first() {
+            if at > now {
+                break;
             }
+            self.retx_2xx.pop_first();
+            let Some(c) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            let Some((resp, due, interval)) = &mut c.pending_2xx else {
+                continue;
+            };
+            if *due != at {
+                continue; // re-armed since: its own entry is queued
+            }
+            if *interval >= Duration::from_secs(32) {
+                give_up.push(c.id);
+                continue;
+            }
+            let _ = self.transports.send(c.peer, resp);
+            *interval = (*interval * 2).min(Duration::from_secs(4)).max(*interval);
+            // Never at `now` exactly: the entry must sort after this one.
+            *due = now.max(at) + *interval;
+            if *interval == Duration::from_secs(4) {
+                // Count the 64*T1 budget in steps of T2.
+                *interval += Duration::from_millis(1);
+            }
+            self.retx_2xx.insert((*due, id));
         }
         for id in give_up {
             // No ACK for 64*T1: the dialog is dead (RFC 3261 13.3.1.4).
@@ -1473,13 +1485,12 @@ impl ProfileCore {
         let peer = c.peer;
         // An UPDATE's 200 is a non-INVITE response: no retransmissions.
         if msg.method() == Some(&Method::Invite) {
-            c.pending_2xx = (!peer.transport.reliable()).then(|| {
-                (
-                    r2,
-                    Instant::now() + Duration::from_millis(500),
-                    Duration::from_millis(500),
-                )
-            });
+            c.pending_2xx = None;
+            if !peer.transport.reliable() {
+                let due = Instant::now() + Duration::from_millis(500);
+                c.pending_2xx = Some((r2, due, Duration::from_millis(500)));
+                self.retx_2xx.insert((due, id));
+            }
         }
         self.server_headers(&mut r);
         self.respond(tx, r);
@@ -1860,11 +1871,9 @@ impl ProfileCore {
                 if code == 200 {
                     c.state = CallState::Answered;
                     if !c.peer.transport.reliable() {
-                        c.pending_2xx = Some((
-                            r.clone(),
-                            Instant::now() + Duration::from_millis(500),
-                            Duration::from_millis(500),
-                        ));
+                        let due = Instant::now() + Duration::from_millis(500);
+                        c.pending_2xx = Some((r.clone(), due, Duration::from_millis(500)));
+                        self.retx_2xx.insert((due, id));
                     }
                 }
                 let answered = code == 200;
