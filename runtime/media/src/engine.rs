@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -109,8 +110,9 @@ const MAX_WORKERS: usize = 1024;
 /// workers.
 pub(crate) struct LegIo {
     pub(crate) id: LegId,
-    /// `[RTP, RTCP]`, non-blocking.
-    pub(crate) sockets: [UdpSocket; 2],
+    /// `[RTP, RTCP]`, non-blocking. Taken by the drop, which parks them
+    /// with the lease when `parkable` (see [`crate::ports`]).
+    pub(crate) sockets: ManuallyDrop<[UdpSocket; 2]>,
     /// Destinations from SDP, `[RTP, RTCP]`.
     pub(crate) remote: [Option<SocketAddr>; 2],
     /// Sources of the latest packets received, `[RTP, RTCP]`.
@@ -120,9 +122,26 @@ pub(crate) struct LegIo {
     /// stream the phone hears, reception statistics); `None` until the leg
     /// first leaves a worker.
     pub(crate) carried: Option<Box<crate::worker::Carried>>,
-    // Declared after the sockets so they are closed before the ports return
-    // to the pool.
-    _lease: PortLease,
+    /// Taken by the drop.
+    lease: Option<PortLease>,
+    /// The sockets are in no epoll set (a worker removed them): the drop
+    /// may park them for reuse instead of closing them.
+    pub(crate) parkable: bool,
+}
+
+impl Drop for LegIo {
+    fn drop(&mut self) {
+        // SAFETY: the sockets are taken once, here, and never used again.
+        let [rtp, rtcp] = unsafe { ManuallyDrop::take(&mut self.sockets) };
+        match self.lease.take() {
+            Some(lease) if self.parkable => lease.park(rtp, rtcp),
+            lease => {
+                // The sockets close before the ports return to the pool.
+                drop((rtp, rtcp));
+                drop(lease);
+            }
+        }
+    }
 }
 
 /// What the API wants for one leg.
@@ -265,13 +284,23 @@ impl Registry {
     fn touch(&mut self, id: LegId, bells: &mut Bells) {
         if let Some(d) = self.legs.get(&id) {
             let (w, h) = (d.worker, d.holder);
-            self.dirty[w].push(id);
-            bells.add(w);
+            self.mark(w, id, bells);
             if let Some(h) = h.filter(|&h| h != w) {
-                self.dirty[h].push(id);
-                bells.add(h);
+                self.mark(h, id, bells);
             }
         }
+    }
+
+    /// Puts `id` on worker `w`'s dirty list; rings `w` only when the list
+    /// was empty. A non-empty list has been rung for and not yet taken: the
+    /// worker drains its doorbell before it takes the list, so it will see
+    /// `id` too. Under load this spares most wake-ups (one eventfd write
+    /// and one epoll round on the worker per API call otherwise).
+    pub(crate) fn mark(&mut self, w: usize, id: LegId, bells: &mut Bells) {
+        if self.dirty[w].is_empty() {
+            bells.add(w);
+        }
+        self.dirty[w].push(id);
     }
 
     /// The least loaded worker, ties broken round robin.
@@ -395,9 +424,16 @@ impl MediaEngine {
         &self.shared.allocator
     }
 
-    /// RTP/RTCP pairs currently bound (legs not yet fully closed included).
+    /// RTP/RTCP pairs held by legs (legs not yet fully closed included;
+    /// parked pairs not).
     pub fn ports_in_use(&self) -> usize {
         self.shared.allocator.in_use()
+    }
+
+    /// Released pairs parked with their sockets open for reuse (see
+    /// [`crate::ports`]); closed when the engine and its last leg are gone.
+    pub fn ports_parked(&self) -> usize {
+        self.shared.allocator.parked()
     }
 
     /// Legs allocated and not released.
@@ -438,23 +474,27 @@ impl MediaEngine {
         }
         let ports = shared.allocator.allocate()?;
         let (rtp_addr, rtcp_addr) = (ports.rtp_addr(), ports.rtcp_addr());
+        let reused = ports.is_reused();
         let (rtp, rtcp, lease) = ports.into_parts();
-        for s in [&rtp, &rtcp] {
-            s.set_nonblocking(true)?;
-            if shared.socket_buffer_bytes > 0 {
-                sys::set_buffers(s.as_raw_fd(), shared.socket_buffer_bytes);
+        if !reused {
+            for s in [&rtp, &rtcp] {
+                s.set_nonblocking(true)?;
+                if shared.socket_buffer_bytes > 0 {
+                    sys::set_buffers(s.as_raw_fd(), shared.socket_buffer_bytes);
+                }
             }
         }
         let id = LegId(shared.next_id.fetch_add(1, Ordering::Relaxed));
         let stats = Arc::new(LegStats::default());
         let io = LegIo {
             id,
-            sockets: [rtp, rtcp],
+            sockets: ManuallyDrop::new([rtp, rtcp]),
             remote: [None, None],
             latched: [None, None],
             stats: Arc::clone(&stats),
             carried: None,
-            _lease: lease,
+            lease: Some(lease),
+            parkable: false,
         };
         let mut bells = Bells::default();
         {
@@ -768,8 +808,7 @@ impl Shared {
             };
             reg.load[d.worker] -= 1;
             if let Some(h) = d.holder {
-                reg.dirty[h].push(id);
-                bells.add(h);
+                reg.mark(h, id, &mut bells);
             }
             d
         };

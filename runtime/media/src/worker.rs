@@ -225,13 +225,19 @@ struct OutStream {
     own: bool,
 }
 
+/// The process id, read once (a system call each time otherwise).
+fn pid() -> u64 {
+    static PID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PID.get_or_init(|| u64::from(std::process::id()))
+}
+
 impl OutStream {
     fn new(id: LegId) -> OutStream {
         // Not cryptographic: distinct per leg and per run.
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
-            ^ std::process::id() as u64;
+            ^ pid();
         let x = (id.0 ^ t.rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         OutStream {
             ssrc: (x >> 32) as u32,
@@ -906,8 +912,7 @@ impl Worker {
                 d.transit = Some(self.remove(slot));
                 d.holder = None;
                 let to = d.worker;
-                reg.dirty[to].push(id);
-                bells.add(to);
+                reg.mark(to, id, bells);
             }
             return;
         }
@@ -1017,6 +1022,7 @@ impl Worker {
             }
         };
         let token = (slot as u64) << 1;
+        io.parkable = false;
         let rtp = io.sockets[0].as_raw_fd();
         let rtcp = io.sockets[1].as_raw_fd();
         if let Err(e) = self.epoll.add(rtp, token) {
@@ -1074,8 +1080,9 @@ impl Worker {
         if self.playing.is_empty() {
             self.next_tick = None;
         }
-        for s in &leg.io.sockets {
-            let _ = self.epoll.delete(s.as_raw_fd());
+        let mut parkable = true;
+        for s in leg.io.sockets.iter() {
+            parkable &= self.epoll.delete(s.as_raw_fd()).is_ok();
         }
         if let Some(p) = leg.peer {
             self.unpoint(p, slot);
@@ -1084,6 +1091,7 @@ impl Worker {
         self.by_id.remove(&leg.io.id);
         self.free.push(slot);
         let mut io = leg.io;
+        io.parkable = parkable;
         io.carried = Some(Box::new(Carried {
             out: leg.out,
             rx: leg.rx,

@@ -263,7 +263,8 @@ fn release_frees_ports_and_counters_stop() {
     wait_ports_free(&engine);
     assert_eq!(engine.legs(), 0);
     let (before_a, before_b) = (sa.snapshot(), sb.snapshot());
-    // The ports are closed: nothing is counted any more.
+    // The pairs are parked for reuse: nothing is counted any more.
+    assert_eq!(engine.ports_parked(), 2);
     for i in 0..10 {
         pa.send(addr_a, &rtp(0xA, i, 80));
         pb.send(addr_b, &rtp(0xB, i, 80));
@@ -271,7 +272,8 @@ fn release_frees_ports_and_counters_stop() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(sa.snapshot(), before_a);
     assert_eq!(sb.snapshot(), before_b);
-    // And the ports can be bound again by anyone.
+    // Once the engine is gone the ports can be bound again by anyone.
+    drop(engine);
     let rebind = UdpSocket::bind(addr_a).expect("released RTP port is free");
     drop(rebind);
 }
