@@ -5,6 +5,9 @@
 //! measurement. `DIALTONE_BENCH_SMOKE=1` runs few iterations (CI).
 //! `--callgrind N` routes exactly N times through the Rust default dialplan
 //! and nothing else, for instruction counts under valgrind.
+//! `--ab A.wasm B.wasm` compares two builds of a dialplan in one process:
+//! alternating blocks of 500 fresh-instance routes, so both see the same
+//! minute of this noisy machine; prints each one's median and their ratio.
 
 use std::sync::Arc;
 
@@ -167,6 +170,39 @@ fn main() {
         for _ in 0..n {
             std::hint::black_box(dialstring::parse(std::hint::black_box(&ds)).expect("parse"));
         }
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--ab") {
+        let (a, b) = match (args.get(i + 1), args.get(i + 2)) {
+            (Some(a), Some(b)) => (a.clone(), b.clone()),
+            _ => panic!("--ab A.wasm B.wasm"),
+        };
+        let (tenants, _rt) = setup(64);
+        for (tenant, path) in [("a.test", &a), ("b.test", &b)] {
+            tenants.configure(tenant, SandboxSettings::default());
+            tenants
+                .load_file(tenant, Role::Dialplan, std::path::Path::new(path))
+                .expect("load dialplan");
+        }
+        let (sa, sb) = (snapshot("a.test", "1000"), snapshot("b.test", "1000"));
+        let blocks = if smoke { 2 } else { 40 };
+        let (mut va, mut vb) = (Vec::new(), Vec::new());
+        for _ in 0..blocks {
+            for (s, v) in [(&sa, &mut va), (&sb, &mut vb)] {
+                for _ in 0..500 {
+                    let c = s.clone();
+                    let t = Instant::now();
+                    std::hint::black_box(tenants.route_blocking(c).expect("route"));
+                    v.push(t.elapsed());
+                }
+            }
+        }
+        let (ma, _, _) = stats(va);
+        let (mb, _, _) = stats(vb);
+        println!(
+            "{{\"bench\":\"route_ab\",\"a\":{a:?},\"b\":{b:?},\"median_us_a\":{ma:.2},\"median_us_b\":{mb:.2},\"b_over_a\":{:.3}}}",
+            mb / ma
+        );
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--callgrind") {

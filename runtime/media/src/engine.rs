@@ -436,6 +436,12 @@ impl MediaEngine {
         self.shared.allocator.parked()
     }
 
+    /// Closes the parked pairs that are too old to reuse (see
+    /// [`crate::ports`]); cheap, meant for a periodic tick.
+    pub fn trim_parked(&self) {
+        self.shared.allocator.trim();
+    }
+
     /// Legs allocated and not released.
     pub fn legs(&self) -> usize {
         lock(&self.shared.registry).legs.len()

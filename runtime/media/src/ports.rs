@@ -20,8 +20,10 @@
 //! close. A parked pair still belongs to the pool (nobody else can bind it)
 //! but does not count as in use. At most [`PortAllocator::park_capacity`]
 //! pairs are parked (an eighth of the process's file descriptor limit,
-//! at most [`PARK_MAX`]); older or surplus ones are closed, and a parked
-//! pair is never kept longer than [`PARK_MAX_AGE`].
+//! at most [`PARK_MAX`]); surplus ones are closed, and a parked pair is
+//! never kept longer than [`PARK_MAX_AGE`]: allocations and parkings close
+//! older ones, and so does [`PortAllocator::trim`], which the switch calls
+//! twice a second, so an idle switch holds no parked socket for long.
 
 use std::collections::VecDeque;
 use std::io;
@@ -57,10 +59,10 @@ struct Pool {
 
 /// How long a parked pair rests before it is handed out again: late packets
 /// of its last call (which the allocation drains) stop well within it.
-pub const PARK_QUARANTINE: Duration = Duration::from_secs(1);
+pub const PARK_QUARANTINE: Duration = Duration::from_millis(250);
 
 /// A parked pair older than this is closed rather than reused.
-pub const PARK_MAX_AGE: Duration = Duration::from_secs(10);
+pub const PARK_MAX_AGE: Duration = Duration::from_secs(2);
 
 /// The most pairs parked at once, whatever the file descriptor limit.
 pub const PARK_MAX: usize = 8192;
@@ -139,7 +141,7 @@ impl PortAllocator {
                 first: first as u16,
                 pairs,
                 in_use: AtomicUsize::new(0),
-                park_capacity: (nofile_limit() / 16).min(PARK_MAX),
+                park_capacity: (nofile_limit() / 8).min(PARK_MAX),
                 quarantine: PARK_QUARANTINE,
                 state: Mutex::new(PoolState {
                     used: vec![false; pairs],
@@ -180,6 +182,16 @@ impl PortAllocator {
     /// parked).
     pub fn in_use(&self) -> usize {
         self.inner.in_use.load(Ordering::Acquire)
+    }
+
+    /// Closes the parked pairs older than [`PARK_MAX_AGE`], freeing their
+    /// ports.
+    pub fn trim(&self) {
+        let mut closing = Closing::new();
+        let mut state = self.inner.lock();
+        state.expire(self.inner.first, Instant::now(), &mut closing);
+        drop(state);
+        drop(closing);
     }
 
     /// How many released pairs are parked with their sockets open.

@@ -450,6 +450,14 @@ impl Sofia {
     pub fn rtp_ports_in_use(&self) -> usize {
         self.shared.media.get().map_or(0, |m| m.ports_in_use())
     }
+
+    /// Closes released RTP ports parked too long for reuse (a periodic
+    /// tick calls it; see `dialtone_media::ports`).
+    pub fn trim_parked_rtp(&self) {
+        if let Some(m) = self.shared.media.get() {
+            m.trim_parked();
+        }
+    }
 }
 
 pub(crate) async fn resolve(

@@ -344,6 +344,7 @@ pub async fn run(app: Arc<App>, logs: dialtone_control::esl::logs::LogHub) -> an
             _ = tick.tick() => {
                 // One line whenever the switch's load changes: what leak
                 // checks and operators read until the control plane lands.
+                app.sofia.trim_parked_rtp();
                 let (transactions, sip_calls) = dialtone_sofia::Sofia::load(&app.sofia);
                 let load = (app.switch.channel_count(), sip_calls, transactions, app.sofia.rtp_ports_in_use());
                 if last_load != Some(load) {

@@ -1284,3 +1284,70 @@ fn ipv6_profile_registers_and_calls_over_udp_and_tcp_with_ipv6_media() {
     }
     sw.assert_no_leaks();
 }
+
+/// RFC 3261 13.3.1.4: the switch retransmits its 2xx to an INVITE over UDP
+/// (T1, then doubling) until the ACK comes, and not after it. The caller
+/// is a bare UDP socket that withholds its ACK; the callee is SIPp.
+#[test]
+fn a_2xx_is_retransmitted_until_the_ack_and_not_after() {
+    let sw = Running::start(6260, 29800);
+    register(&sw, "1001", 6266, "u1");
+    let uas = callee("uas_answer.xml", 6266, "u1", &[]);
+    let caller = UdpSocket::bind("127.0.0.1:6265").unwrap();
+    let target = format!("127.0.0.1:{}", sw.external);
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 29990 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let invite = format!(
+        "INVITE sip:1001@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6265;branch=z9hG4bKretx1\r\nFrom: <sip:2000@127.0.0.1:6265>;tag=retx\r\nTo: <sip:1001@127.0.0.1:{port}>\r\nCall-ID: retx-2xx\r\nCSeq: 1 INVITE\r\nContact: <sip:2000@127.0.0.1:6265>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len(),
+        port = sw.external
+    );
+    caller.send_to(invite.as_bytes(), &target).unwrap();
+    let first = recv_until(&caller, |t| t.starts_with("SIP/2.0 200")).expect("a 200");
+    // No ACK: the same 200 again after T1 (500 ms) and again after 2*T1.
+    let again = recv_until(&caller, |t| t.starts_with("SIP/2.0 200")).expect("a retransmission");
+    let third = recv_until(&caller, |t| t.starts_with("SIP/2.0 200")).expect("a second one");
+    assert_eq!(again, first, "a retransmission is the same response");
+    assert_eq!(third, first);
+    let to = first
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+        .expect("To")
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .to_owned();
+    let in_dialog = |method: &str, cseq: u32, branch: &str| {
+        format!(
+            "{method} sip:1001@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6265;branch=z9hG4bK{branch}\r\nFrom: <sip:2000@127.0.0.1:6265>;tag=retx\r\nTo: {to}\r\nCall-ID: retx-2xx\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            port = sw.external
+        )
+    };
+    caller
+        .send_to(in_dialog("ACK", 1, "retxack").as_bytes(), &target)
+        .unwrap();
+    // After the ACK: nothing more for longer than the next interval (2 s).
+    caller
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let quiet_until = Instant::now() + Duration::from_millis(2500);
+    let mut buf = [0u8; 8192];
+    while Instant::now() < quiet_until {
+        if let Ok((n, _)) = caller.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(
+                !text.starts_with("SIP/2.0 200"),
+                "200 retransmitted after the ACK: {text}"
+            );
+        }
+    }
+    caller
+        .send_to(in_dialog("BYE", 2, "retxbye").as_bytes(), &target)
+        .unwrap();
+    let bye_ok = recv_until(&caller, |t| t.starts_with("SIP/2.0 ") && t.contains("BYE"))
+        .expect("the BYE answered");
+    assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "callee side failed:\n{uout}");
+    sw.assert_no_leaks();
+}
