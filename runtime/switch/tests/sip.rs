@@ -1290,14 +1290,14 @@ fn ipv6_profile_registers_and_calls_over_udp_and_tcp_with_ipv6_media() {
 /// is a bare UDP socket that withholds its ACK; the callee is SIPp.
 #[test]
 fn a_2xx_is_retransmitted_until_the_ack_and_not_after() {
-    let sw = Running::start(6260, 29800);
-    register(&sw, "1001", 6266, "u1");
-    let uas = callee("uas_answer.xml", 6266, "u1", &[]);
-    let caller = UdpSocket::bind("127.0.0.1:6265").unwrap();
+    let sw = Running::start(6400, 29800);
+    register(&sw, "1001", 6406, "u1");
+    let uas = callee("uas_answer.xml", 6406, "u1", &[]);
+    let caller = UdpSocket::bind("127.0.0.1:6405").unwrap();
     let target = format!("127.0.0.1:{}", sw.external);
-    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 29990 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6407 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
     let invite = format!(
-        "INVITE sip:1001@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6265;branch=z9hG4bKretx1\r\nFrom: <sip:2000@127.0.0.1:6265>;tag=retx\r\nTo: <sip:1001@127.0.0.1:{port}>\r\nCall-ID: retx-2xx\r\nCSeq: 1 INVITE\r\nContact: <sip:2000@127.0.0.1:6265>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        "INVITE sip:1001@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6405;branch=z9hG4bKretx1\r\nFrom: <sip:2000@127.0.0.1:6405>;tag=retx\r\nTo: <sip:1001@127.0.0.1:{port}>\r\nCall-ID: retx-2xx\r\nCSeq: 1 INVITE\r\nContact: <sip:2000@127.0.0.1:6405>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len(),
         port = sw.external
     );
@@ -1319,7 +1319,7 @@ fn a_2xx_is_retransmitted_until_the_ack_and_not_after() {
         .to_owned();
     let in_dialog = |method: &str, cseq: u32, branch: &str| {
         format!(
-            "{method} sip:1001@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6265;branch=z9hG4bK{branch}\r\nFrom: <sip:2000@127.0.0.1:6265>;tag=retx\r\nTo: {to}\r\nCall-ID: retx-2xx\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            "{method} sip:1001@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6405;branch=z9hG4bK{branch}\r\nFrom: <sip:2000@127.0.0.1:6405>;tag=retx\r\nTo: {to}\r\nCall-ID: retx-2xx\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
             port = sw.external
         )
     };

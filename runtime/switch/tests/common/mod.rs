@@ -42,7 +42,10 @@ pub struct Running {
 impl Running {
     /// Starts a switch whose profiles listen on `base` (internal) and
     /// `base + 1` (external), TLS on `base + 2` and `base + 3`, RTP on
-    /// `rtp_base..rtp_base+200`.
+    /// `rtp_base..rtp_base+200`, the event socket on `base + 3000` and HTTP
+    /// on `base + 4000`. Tests run in parallel: a new base must differ from
+    /// every other test's base by more than 3, and by anything but 1000
+    /// (its event socket would be another's HTTP port).
     pub fn start(base: u16, rtp_base: u16) -> Running {
         Running::start_in(tempfile::tempdir().unwrap(), base, rtp_base, "")
     }
