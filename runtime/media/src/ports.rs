@@ -152,9 +152,9 @@ impl PortAllocator {
         })
     }
 
-    /// The same pool with another quarantine for parked pairs (tests).
-    #[doc(hidden)]
-    pub fn with_park_quarantine(self, quarantine: Duration) -> Self {
+    /// The same pool with another quarantine for parked pairs.
+    #[cfg(test)]
+    fn with_park_quarantine(self, quarantine: Duration) -> Self {
         let mut pool = Arc::try_unwrap(self.inner)
             .unwrap_or_else(|_| panic!("with_park_quarantine on a shared pool"));
         pool.quarantine = quarantine;
@@ -287,9 +287,7 @@ impl PortAllocator {
             busy,
         })
     }
-}
 
-impl PortAllocator {
     /// Hands out a parked pair, its queued packets discarded.
     fn unpark(&self, p: Parked) -> RtpPorts {
         drain(&p.rtp);

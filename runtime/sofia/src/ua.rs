@@ -386,10 +386,9 @@ pub struct ProfileCore {
     gw_txs: GwTxs,
     /// Requests relayed from a bridged leg, by our client transaction.
     relays: HashMap<TxId, Relayed>,
-    /// When each call's pending 2xx is due again, ordered: an entry whose
-    /// call has been ACKed, ended or re-armed since is stale and skipped
-    /// when it comes due, so neither the deadline nor the timer scans the
-    /// calls.
+    /// When each call's pending 2xx is due again, ordered, so neither the
+    /// deadline nor the timer scans the calls. An entry leaves with its
+    /// 2xx ([`disarm_2xx`]: ACK, end, re-arm, forget).
     retx_2xx: BTreeSet<(Instant, u64)>,
 }
 
@@ -398,6 +397,13 @@ struct Relayed {
     reply: mpsc::UnboundedSender<Cmd>,
     origin: TxId,
     req: Message,
+}
+
+/// Stops retransmitting `c`'s 2xx: takes it and its queue entry.
+fn disarm_2xx(retx: &mut BTreeSet<(Instant, u64)>, c: &mut Call) {
+    if let Some((_, due, _)) = c.pending_2xx.take() {
+        retx.remove(&(due, c.id));
+    }
 }
 
 fn tag() -> String {
@@ -595,7 +601,7 @@ impl ProfileCore {
                 continue;
             };
             if *due != at {
-                continue; // re-armed since: its own entry is queued
+                continue; // not this call's entry any more (defensive)
             }
             if *interval >= Duration::from_secs(32) {
                 give_up.push(c.id);
@@ -1485,7 +1491,7 @@ impl ProfileCore {
         let peer = c.peer;
         // An UPDATE's 200 is a non-INVITE response: no retransmissions.
         if msg.method() == Some(&Method::Invite) {
-            c.pending_2xx = None;
+            disarm_2xx(&mut self.retx_2xx, c);
             if !peer.transport.reliable() {
                 let due = Instant::now() + Duration::from_millis(500);
                 c.pending_2xx = Some((r2, due, Duration::from_millis(500)));
@@ -1499,7 +1505,7 @@ impl ProfileCore {
     fn on_ack(&mut self, msg: Message, _from: Peer) {
         if let Some(id) = self.dialog_of(&msg, true) {
             if let Some(c) = self.calls.get_mut(&id) {
-                c.pending_2xx = None;
+                disarm_2xx(&mut self.retx_2xx, c);
             }
         }
     }
@@ -2010,7 +2016,7 @@ impl ProfileCore {
             return;
         }
         c.state = CallState::Ended;
-        c.pending_2xx = None;
+        disarm_2xx(&mut self.retx_2xx, c);
         let _ = c
             .events
             .try_send(RemoteEvent::Hangup(HangupCause::NormalClearing));
@@ -2048,7 +2054,8 @@ impl ProfileCore {
 
     /// Drops a call: its media port, its SDP, its dialog entry.
     fn forget(&mut self, id: u64) {
-        if let Some(c) = self.calls.remove(&id) {
+        if let Some(mut c) = self.calls.remove(&id) {
+            disarm_2xx(&mut self.retx_2xx, &mut c);
             self.shared.forget_leg(&c.uuid);
             self.by_dialog.remove(&dialog_key(&c.call_id, &c.local_tag));
         }

@@ -4,99 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::esl::{header, Esl};
 use common::{repo, Running};
-
-/// A minimal event socket client (the wire format by hand).
-struct Esl {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-type Frame = (Vec<(String, String)>, String);
-
-impl Esl {
-    fn connect(port: u16) -> Esl {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut e = Esl {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        };
-        assert_eq!(e.frame().0[0].1, "auth/request");
-        e.send("auth ClueCon");
-        assert_eq!(header(&e.frame().0, "Reply-Text"), Some("+OK accepted"));
-        e
-    }
-
-    fn send(&mut self, cmd: &str) {
-        write!(self.w, "{cmd}\n\n").unwrap();
-    }
-
-    fn frame(&mut self) -> Frame {
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = self
-                .r
-                .read_line(&mut line)
-                .unwrap_or_else(|e| panic!("event socket read: {e}"));
-            assert!(n > 0, "closed");
-            let line = line.trim_end();
-            if line.is_empty() {
-                if headers.is_empty() {
-                    continue;
-                }
-                break;
-            }
-            if let Some((k, v)) = line.split_once(": ") {
-                headers.push((k.to_string(), v.to_string()));
-            }
-        }
-        let len: usize = header(&headers, "Content-Length").map_or(0, |v| v.parse().unwrap());
-        let mut body = vec![0u8; len];
-        self.r.read_exact(&mut body).unwrap();
-        (headers, String::from_utf8(body).unwrap())
-    }
-
-    /// `api CMD`, skipping events that arrive first (kept).
-    fn api(&mut self, cmd: &str, events: &mut Vec<Vec<(String, String)>>) -> String {
-        self.send(&format!("api {cmd}"));
-        loop {
-            let (h, body) = self.frame();
-            match header(&h, "Content-Type") {
-                Some("api/response") => return body,
-                Some("text/event-plain") => events.push(parse_event(&body)),
-                _ => {}
-            }
-        }
-    }
-
-    fn event(&mut self) -> Vec<(String, String)> {
-        loop {
-            let (h, body) = self.frame();
-            if header(&h, "Content-Type") == Some("text/event-plain") {
-                return parse_event(&body);
-            }
-        }
-    }
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
-fn parse_event(body: &str) -> Vec<(String, String)> {
-    body.lines()
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_string(), v.replace("%3A", ":").replace("%20", " ")))
-        .collect()
-}
 
 fn callee(port: u16, rtp: u16, dir: &std::path::Path) -> Child {
     Command::new("timeout")
@@ -127,20 +39,13 @@ fn uuid_bridge_joins_two_parked_calls_and_ends_them_together() {
         header(&esl.frame().0, "Reply-Text"),
         Some("+OK event listener enabled plain")
     );
-    let mut events = Vec::new();
-    let a = esl.api(
-        "originate sofia/internal/a@127.0.0.1:6230 &park()",
-        &mut events,
-    );
+    let a = esl.api("originate sofia/internal/a@127.0.0.1:6230 &park()");
     let a = a
         .strip_prefix("+OK ")
         .unwrap_or_else(|| panic!("{a}\n{}", sw.log_tail()))
         .trim()
         .to_string();
-    let b = esl.api(
-        "originate sofia/internal/b@127.0.0.1:6232 &park()",
-        &mut events,
-    );
+    let b = esl.api("originate sofia/internal/b@127.0.0.1:6232 &park()");
     let b = b
         .strip_prefix("+OK ")
         .unwrap_or_else(|| panic!("{b}"))
@@ -148,16 +53,13 @@ fn uuid_bridge_joins_two_parked_calls_and_ends_them_together() {
         .to_string();
     assert_ne!(a, b);
     // Same channel twice, unknown channel: refused.
+    assert!(esl.api(&format!("uuid_bridge {a} {a}")).starts_with("-ERR"));
     assert!(esl
-        .api(&format!("uuid_bridge {a} {a}"), &mut events)
-        .starts_with("-ERR"));
-    assert!(esl
-        .api(
-            &format!("uuid_bridge {a} 00000000-0000-0000-0000-000000000000"),
-            &mut events
-        )
+        .api(&format!(
+            "uuid_bridge {a} 00000000-0000-0000-0000-000000000000"
+        ))
         .starts_with("-ERR no such channel"));
-    let reply = esl.api(&format!("uuid_bridge {a} {b}"), &mut events);
+    let reply = esl.api(&format!("uuid_bridge {a} {b}"));
     assert_eq!(reply.trim(), format!("+OK {b}"));
     let deadline = Instant::now() + Duration::from_secs(20);
     let log = sw.log_path.clone();
@@ -168,23 +70,20 @@ fn uuid_bridge_joins_two_parked_calls_and_ends_them_together() {
             "no CHANNEL_BRIDGE\n{}",
             sw.log_tail()
         );
-        let ev = events.pop().unwrap_or_else(|| esl.event());
+        let ev = esl.event();
         if header(&ev, "Event-Name") == Some("CHANNEL_BRIDGE") {
             break ev;
         }
     };
     assert_eq!(header(&bridge, "Unique-ID"), Some(a.as_str()));
     assert_eq!(header(&bridge, "Other-Leg-Unique-ID"), Some(b.as_str()));
-    let dump = esl.api(&format!("uuid_getvar {b} bridge_uuid"), &mut events);
+    let dump = esl.api(&format!("uuid_getvar {b} bridge_uuid"));
     assert_eq!(dump.trim(), a);
-    let calls = esl.api("show calls as json", &mut events);
+    let calls = esl.api("show calls as json");
     let calls: serde_json::Value = serde_json::from_str(&calls).unwrap();
     assert!(calls["row_count"].as_u64().unwrap() >= 1, "{calls}");
 
-    assert_eq!(
-        esl.api(&format!("uuid_kill {a}"), &mut events).trim(),
-        "+OK"
-    );
+    assert_eq!(esl.api(&format!("uuid_kill {a}")).trim(), "+OK");
     let mut ended = Vec::new();
     while ended.len() < 2 {
         assert!(

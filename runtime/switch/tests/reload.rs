@@ -4,66 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::esl::Esl;
 use common::{repo, Running};
-
-/// A minimal blocking event socket client.
-struct Esl {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Esl {
-    fn connect(port: u16) -> Esl {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut e = Esl {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        };
-        e.frame();
-        write!(e.w, "auth ClueCon\n\n").unwrap();
-        let (h, _) = e.frame();
-        assert!(h.contains("+OK accepted"), "{h}");
-        e
-    }
-
-    fn frame(&mut self) -> (String, String) {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(self.r.read_line(&mut line).unwrap() > 0, "closed");
-            if line == "\n" {
-                if head.is_empty() {
-                    continue;
-                }
-                break;
-            }
-            head.push_str(&line);
-        }
-        let len = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        let mut body = vec![0u8; len];
-        self.r.read_exact(&mut body).unwrap();
-        (head, String::from_utf8(body).unwrap())
-    }
-
-    fn api(&mut self, cmd: &str) -> String {
-        write!(self.w, "api {cmd}\n\n").unwrap();
-        loop {
-            let (h, b) = self.frame();
-            if h.contains("api/response") {
-                return b;
-            }
-        }
-    }
-}
 
 #[test]
 fn reload_adds_and_removes_gateways_on_the_running_switch() {
