@@ -150,6 +150,35 @@ pub struct Transports {
     me: std::sync::Weak<Transports>,
 }
 
+/// Kernel receive and send buffer asked for on a profile's UDP socket.
+/// Linux's default (about 208 KiB) holds a few hundred small datagrams: at
+/// 1000 calls/s that is tens of milliseconds of signalling, so one scheduling
+/// hiccup drops requests and the peers retransmit after 500 ms. The kernel
+/// caps the request at `net.core.rmem_max` / `wmem_max`.
+const UDP_BUFFER_BYTES: usize = 4 << 20;
+
+/// Binds the profile's UDP socket with [`UDP_BUFFER_BYTES`] of buffer.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use std::os::fd::AsRawFd;
+    let std = std::net::UdpSocket::bind(addr)?;
+    let v = UDP_BUFFER_BYTES as libc::c_int;
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: passes a pointer to a live c_int and its size on an open
+        // socket. A failure only leaves the default size, so it is ignored.
+        let _ = unsafe {
+            libc::setsockopt(
+                std.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    std.set_nonblocking(true)?;
+    UdpSocket::from_std(std)
+}
+
 /// Queue depth of one connection's writer.
 const CONN_QUEUE: usize = 256;
 /// Idle stream connections are closed after this long without traffic.
@@ -165,7 +194,7 @@ impl Transports {
         tls: Option<TlsSetup>,
         incoming: mpsc::Sender<Incoming>,
     ) -> std::io::Result<Arc<Transports>> {
-        let udp = Arc::new(UdpSocket::bind(addr).await?);
+        let udp = Arc::new(bind_udp(addr)?);
         let tcp = TcpListener::bind(addr).await?;
         let local = udp.local_addr()?;
         let tls_listener = match tls.as_ref().and_then(|t| t.listen.clone()) {
