@@ -105,6 +105,11 @@ impl fmt::Debug for MediaConfig {
 /// The most workers an engine may have.
 const MAX_WORKERS: usize = 1024;
 
+/// How soon a worker that holds legs takes changes to them when no packet
+/// wakes it first (it is not rung for them, see [`Registry::mark`]): the
+/// longest a new leg's first packets, a new destination or a prompt wait.
+pub(crate) const POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// The sockets and data-plane state of one leg. Exactly one place owns it at
 /// a time: a worker's slot table, or the registry while it moves between
 /// workers.
@@ -230,6 +235,14 @@ pub(crate) struct Registry {
     pub(crate) legs: HashMap<LegId, Desired>,
     /// Per worker: legs to reconcile.
     pub(crate) dirty: Vec<Vec<LegId>>,
+    /// Per worker: whether it holds legs, and so looks at its dirty list at
+    /// least every [`POLL`] without being rung (set by the worker).
+    pub(crate) polling: Vec<bool>,
+    /// Per worker: its dirty list is not empty. The worker reads it
+    /// (without the lock) on every wake-up, so a packet that arrives after
+    /// an API call returned is relayed with that call's effect even when
+    /// the worker was not rung.
+    pub(crate) pending: Arc<[AtomicBool]>,
     /// Per worker: legs assigned (desired).
     load: Vec<usize>,
     rotor: usize,
@@ -291,14 +304,21 @@ impl Registry {
         }
     }
 
-    /// Puts `id` on worker `w`'s dirty list; rings `w` only when the list
-    /// was empty. A non-empty list has been rung for and not yet taken: the
-    /// worker drains its doorbell before it takes the list, so it will see
-    /// `id` too. Under load this spares most wake-ups (one eventfd write
-    /// and one epoll round on the worker per API call otherwise).
+    /// Puts `id` on worker `w`'s dirty list. A worker that holds legs
+    /// ([`Registry::polling`]) takes the list at its next wake-up, for a
+    /// packet or its [`POLL`] timer, whichever is first, and is not rung: a
+    /// busy switch's calls change legs thousands of times a second, and a
+    /// doorbell each time (an eventfd write, an epoll round and a registry
+    /// lock on the worker) cost more than the changes. An idle worker is
+    /// rung when its list goes from empty to not empty; a non-empty list
+    /// has been rung for and not yet taken (the worker drains its doorbell
+    /// before it takes the list, so it will see `id` too).
     pub(crate) fn mark(&mut self, w: usize, id: LegId, bells: &mut Bells) {
         if self.dirty[w].is_empty() {
-            bells.add(w);
+            self.pending[w].store(true, Ordering::Release);
+            if !self.polling[w] {
+                bells.add(w);
+            }
         }
         self.dirty[w].push(id);
     }
@@ -376,6 +396,8 @@ impl MediaEngine {
             registry: Mutex::new(Registry {
                 legs: HashMap::new(),
                 dirty: vec![Vec::new(); workers],
+                polling: vec![false; workers],
+                pending: (0..workers).map(|_| AtomicBool::new(false)).collect(),
                 load: vec![0; workers],
                 rotor: 0,
             }),

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::{lock, App, Bells, Format, LegEvent, LegIo, Listener, Registry, Shared};
+use crate::engine::{lock, App, Bells, Format, LegEvent, LegIo, Listener, Registry, Shared, POLL};
 use crate::error::LegId;
 use crate::prompt::{Player, FRAME};
 use crate::record::{Recording, Side};
@@ -389,6 +389,11 @@ pub(crate) struct Worker {
     playing: Vec<usize>,
     /// The media clock's next tick, while anything plays.
     next_tick: Option<Instant>,
+    /// The next look at the dirty list without a doorbell, while the worker
+    /// holds legs ([`crate::engine::POLL`]).
+    next_poll: Option<Instant>,
+    /// This worker's flag in [`Registry::pending`].
+    pending: Arc<[AtomicBool]>,
     /// The next once-a-second look at every leg (RTP timeouts, statistics,
     /// RTCP reports), while the worker holds any.
     next_check: Option<Instant>,
@@ -414,7 +419,10 @@ impl Worker {
     pub(crate) fn new(index: usize, shared: Arc<Shared>) -> io::Result<Self> {
         let epoll = Epoll::new()?;
         epoll.add(shared.bells[index].raw(), WAKE)?;
+        let pending = lock(&shared.registry).pending.clone();
         Ok(Worker {
+            next_poll: None,
+            pending,
             index,
             shared,
             epoll,
@@ -438,10 +446,10 @@ impl Worker {
         let (mut rb, mut sb) = (RecvBatch::new(), SendBatch::new());
         tracing::debug!(worker = self.index, "media worker running");
         loop {
-            let wake = match (self.next_tick, self.next_check) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = [self.next_tick, self.next_check, self.next_poll]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = match wake {
                 Some(t) => {
                     let left = t.saturating_duration_since(Instant::now());
@@ -461,12 +469,17 @@ impl Worker {
             let ready = &events[..n];
             // Control first: an API call made before a packet was sent takes
             // effect before that packet is relayed.
-            if ready.iter().any(|ev| sys::token(ev) == WAKE) {
+            let rung = ready.iter().any(|ev| sys::token(ev) == WAKE);
+            if rung {
                 self.shared.bells[self.index].drain();
                 if self.shared.shutdown.load(Ordering::Acquire) {
                     break;
                 }
+            }
+            if rung || self.pending[self.index].load(Ordering::Acquire) {
                 self.reconcile();
+            } else if self.next_poll.is_some_and(|t| self.now >= t) {
+                self.next_poll = Some(self.now + POLL);
             }
             for ev in ready {
                 let token = sys::token(ev);
@@ -888,11 +901,17 @@ impl Worker {
             let mut reg = lock(&shared.registry);
             std::mem::swap(&mut reg.dirty[self.index], &mut self.dirty);
             let mut dirty = std::mem::take(&mut self.dirty);
+            self.pending[self.index].store(false, Ordering::Relaxed);
             for &id in &dirty {
                 self.reconcile_leg(&mut reg, id, &mut bells);
             }
             dirty.clear();
             self.dirty = dirty;
+            // Legs only come and go here, under the lock `mark` decides
+            // under: an idle worker is rung, a busy one polls.
+            let polling = !self.by_id.is_empty();
+            reg.polling[self.index] = polling;
+            self.next_poll = polling.then(|| self.now + POLL);
         }
         bells.ring(&shared);
     }
