@@ -464,31 +464,55 @@ fn write_params(f: &mut fmt::Formatter<'_>, params: &[Param]) -> fmt::Result {
 }
 
 /// Splits at `sep` outside double quotes and angle brackets.
-fn split_outside_quotes(s: &str, sep: char) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut quoted = false;
-    let mut escaped = false;
-    let mut angle = 0u32;
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle += 1,
-            '>' if !quoted => angle = angle.saturating_sub(1),
-            c if c == sep && !quoted && angle == 0 => {
-                parts.push(&s[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
+fn split_outside_quotes(s: &str, sep: char) -> SplitOutsideQuotes<'_> {
+    SplitOutsideQuotes {
+        s,
+        start: 0,
+        sep,
+        done: false,
     }
-    parts.push(&s[start..]);
-    parts.into_iter()
+}
+
+/// The parts of a string between `sep`s that are outside quotes and angle
+/// brackets (lazily: the per-message paths look at the first part most).
+struct SplitOutsideQuotes<'a> {
+    s: &'a str,
+    start: usize,
+    sep: char,
+    done: bool,
+}
+
+impl<'a> Iterator for SplitOutsideQuotes<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
+        }
+        let rest = &self.s[self.start..];
+        let mut quoted = false;
+        let mut escaped = false;
+        let mut angle = 0u32;
+        for (i, c) in rest.char_indices() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            match c {
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '<' if !quoted => angle += 1,
+                '>' if !quoted => angle = angle.saturating_sub(1),
+                c if c == self.sep && !quoted && angle == 0 => {
+                    self.start += i + c.len_utf8();
+                    return Some(&rest[..i]);
+                }
+                _ => {}
+            }
+        }
+        self.done = true;
+        Some(rest)
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -602,12 +626,36 @@ const CANONICAL: &[(&str, &str)] = &[
 
 /// The canonical spelling of a header name (compact forms expanded).
 pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
-    for (k, v) in CANONICAL {
-        if name.eq_ignore_ascii_case(k) {
-            return std::borrow::Cow::Borrowed(v);
+    match known_name(name) {
+        Some(v) => std::borrow::Cow::Borrowed(v),
+        None => std::borrow::Cow::Borrowed(name),
+    }
+}
+
+/// The canonical spelling of a name the table knows, as a `'static` str
+/// (header lines keep it without allocating).
+fn known_name(name: &str) -> Option<&'static str> {
+    // Most names arrive canonical already (the switch's own literals, and
+    // what most peers send): one exact comparison each before the
+    // case-insensitive pass.
+    for (_, v) in CANONICAL {
+        if *v == name {
+            return Some(v);
         }
     }
-    std::borrow::Cow::Borrowed(name)
+    CANONICAL
+        .iter()
+        .find(|(k, _)| name.eq_ignore_ascii_case(k))
+        .map(|(_, v)| *v)
+}
+
+/// A header name as a line stores it: the table's `'static` spelling, or
+/// the name as given.
+fn stored_name(name: &str) -> std::borrow::Cow<'static, str> {
+    match known_name(name) {
+        Some(v) => std::borrow::Cow::Borrowed(v),
+        None => std::borrow::Cow::Owned(name.to_string()),
+    }
 }
 
 /// Headers whose values may not be split at commas.
@@ -641,8 +689,9 @@ fn never_comma_split(name: &str) -> bool {
 /// One header line: canonical name and raw value (unfolded, trimmed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// Canonical name.
-    pub name: String,
+    /// Canonical name (borrowed from a static table for the names it
+    /// knows, so a line costs one allocation, its value).
+    pub name: std::borrow::Cow<'static, str>,
     /// The value, trimmed.
     pub value: String,
 }
@@ -681,6 +730,25 @@ impl Headers {
         out
     }
 
+    /// The first of [`Headers::get_all`]'s values, without collecting the
+    /// rest.
+    pub fn first_value(&self, name: &str) -> Option<&str> {
+        let name = canonical_name(name);
+        let split = !never_comma_split(&name);
+        for h in self.0.iter().filter(|h| h.name.eq_ignore_ascii_case(&name)) {
+            if !split {
+                return Some(h.value.as_str());
+            }
+            if let Some(v) = split_outside_quotes(&h.value, ',')
+                .map(str::trim)
+                .find(|v| !v.is_empty())
+            {
+                return Some(v);
+            }
+        }
+        None
+    }
+
     /// Whether `name` is present.
     pub fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
@@ -689,7 +757,7 @@ impl Headers {
     /// Appends a header line.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
         self.0.push(Header {
-            name: canonical_name(name).into_owned(),
+            name: stored_name(name),
             value: value.into(),
         });
     }
@@ -699,7 +767,7 @@ impl Headers {
         self.0.insert(
             0,
             Header {
-                name: canonical_name(name).into_owned(),
+                name: stored_name(name),
                 value: value.into(),
             },
         );
@@ -707,7 +775,7 @@ impl Headers {
 
     /// Replaces all lines of `name` with one line (or appends it).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        let canon = canonical_name(name).into_owned();
+        let canon = stored_name(name);
         let value = value.into();
         match self
             .0
@@ -738,7 +806,7 @@ impl Headers {
     /// Removes the first value of a multi-value header (the top Via, say):
     /// from its line if that line holds several, else the whole line.
     pub fn remove_first_value(&mut self, name: &str) -> Option<String> {
-        let canon = canonical_name(name).into_owned();
+        let canon = canonical_name(name);
         let i = self
             .0
             .iter()
@@ -1144,8 +1212,7 @@ impl Message {
     /// The top Via.
     pub fn top_via(&self) -> Option<Via> {
         self.headers
-            .get_all("Via")
-            .first()
+            .first_value("Via")
             .and_then(|v| Via::parse(v).ok())
     }
 

@@ -118,6 +118,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::message::{Message, Method, Via};
@@ -246,6 +247,34 @@ impl Default for Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxId(pub u64);
 
+/// Hashes the integer ids a process hands out itself ([`TxId`], call
+/// numbers): one multiply instead of SipHash. Only for keys no peer
+/// chooses; maps keyed by what arrives on the wire (branches, Call-IDs)
+/// keep the standard library's keyed hasher.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdHasher(u64);
+
+const FIB: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(FIB);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(FIB);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by self-issued integer ids (see [`IdHasher`]).
+pub type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 impl fmt::Display for TxId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "tx{}", self.0)
@@ -330,8 +359,8 @@ pub enum Event<P> {
         tx: TxId,
         /// Where to.
         to: P,
-        /// What.
-        msg: Message,
+        /// What: shared with the transaction, which keeps it to send again.
+        msg: Arc<Message>,
         /// Whether the transaction runs over a reliable transport.
         reliable: bool,
     },
@@ -609,9 +638,9 @@ struct Tx<P> {
     peer: P,
     reliable: bool,
     /// The request that created the transaction.
-    request: Message,
+    request: Arc<Message>,
     /// Server: the last response sent. Client INVITE in Completed: the ACK.
-    last: Option<Message>,
+    last: Option<Arc<Message>>,
     /// The current retransmission interval (A, E, G).
     interval: Duration,
     /// Timers armed for this transaction, with their queue keys.
@@ -626,7 +655,7 @@ struct Tx<P> {
 #[derive(Debug)]
 pub struct TransactionLayer<P> {
     config: Config,
-    txs: HashMap<TxId, Tx<P>>,
+    txs: IdMap<TxId, Tx<P>>,
     clients: HashMap<ClientKey, TxId>,
     servers: HashMap<ServerKey, TxId>,
     timers: BTreeMap<TimerKey, (TxId, Timer)>,
@@ -648,7 +677,7 @@ impl<P: Clone> TransactionLayer<P> {
     pub fn with_seed(config: Config, seed: u64) -> TransactionLayer<P> {
         TransactionLayer {
             config,
-            txs: HashMap::new(),
+            txs: IdMap::default(),
             clients: HashMap::new(),
             servers: HashMap::new(),
             timers: BTreeMap::new(),
@@ -689,7 +718,7 @@ impl<P: Clone> TransactionLayer<P> {
     /// for its end (after its final response) this is the request's start
     /// line and identifying headers, without its body.
     pub fn request(&self, tx: TxId) -> Option<&Message> {
-        self.txs.get(&tx).map(|t| &t.request)
+        self.txs.get(&tx).map(|t| &*t.request)
     }
 
     /// The earliest armed timer: call [`Self::on_timer`] then.
@@ -791,6 +820,7 @@ impl<P: Clone> TransactionLayer<P> {
         } else {
             (Kind::NonInviteClient, State::Trying)
         };
+        let msg = Arc::new(msg);
         let ev = vec![Event::Transmit {
             tx: id,
             to: to.clone(),
@@ -1017,10 +1047,10 @@ impl<P: Clone> TransactionLayer<P> {
     /// sends its retransmissions itself, the layer only reads its To tag.
     fn slim(&mut self, tx: TxId) {
         if let Some(t) = self.txs.get_mut(&tx) {
-            slim_message(&mut t.request);
+            slim_message(Arc::make_mut(&mut t.request));
             if t.state == State::Accepted {
                 if let Some(last) = &mut t.last {
-                    slim_message(last);
+                    slim_message(Arc::make_mut(last));
                 }
             }
         }
@@ -1075,6 +1105,7 @@ impl<P: Clone> TransactionLayer<P> {
     /// Transmits `msg` on `tx` and remembers it as the last message sent.
     fn send_last(&mut self, tx: TxId, msg: Message, ev: &mut Vec<Event<P>>) {
         if let Some(t) = self.txs.get_mut(&tx) {
+            let msg = Arc::new(msg);
             ev.push(Event::Transmit {
                 tx,
                 to: t.peer.clone(),
@@ -1184,7 +1215,7 @@ impl<P: Clone> TransactionLayer<P> {
             if is_ack && matches!(key, ServerKey::Rfc2543 { .. }) {
                 let sent = t
                     .last
-                    .as_ref()
+                    .as_deref()
                     .and_then(to_tag)
                     .or_else(|| to_tag(&t.request));
                 if to_tag(&msg) != sent {
@@ -1214,7 +1245,7 @@ impl<P: Clone> TransactionLayer<P> {
                 state,
                 peer: from.clone(),
                 reliable,
-                request: msg.clone(),
+                request: Arc::new(msg.clone()),
                 last: None,
                 interval: self.config.t1,
                 timers: Vec::new(),

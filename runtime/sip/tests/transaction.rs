@@ -120,7 +120,7 @@ fn transmit_times(log: &[(u64, Event<Peer>)]) -> Vec<u64> {
 fn transmitted(ev: &[Event<Peer>]) -> Vec<&Message> {
     ev.iter()
         .filter_map(|e| match e {
-            Event::Transmit { msg, .. } => Some(msg),
+            Event::Transmit { msg, .. } => Some(&**msg),
             _ => None,
         })
         .collect()
@@ -207,7 +207,7 @@ fn invite_client_udp_timer_a_doubles_and_timer_b_times_out() {
             msg, to, reliable, ..
         } = e
         {
-            assert_eq!(msg, &invite("z9hG4bKa1"));
+            assert_eq!(**msg, invite("z9hG4bKa1"));
             assert_eq!(*to, "uas");
             assert!(!reliable);
         }
@@ -299,7 +299,7 @@ fn invite_client_non_2xx_ack_content() {
     assert_eq!((*t, *to, *reliable), (tx, "uas", UDP));
     assert_eq!(a.method(), Some(&Method::Ack));
     assert_eq!(a.uri(), inv.uri());
-    let names: Vec<&str> = a.headers.iter().map(|h| h.name.as_str()).collect();
+    let names: Vec<&str> = a.headers.iter().map(|h| &*h.name).collect();
     assert_eq!(
         names,
         [
@@ -340,9 +340,9 @@ fn invite_client_non_2xx_ack_content() {
     let wire = String::from_utf8(a.to_bytes()).unwrap();
     assert!(wire.starts_with("ACK sip:bob@biloxi.example.com SIP/2.0\r\n"));
     assert!(wire.ends_with("Content-Length: 0\r\n\r\n"));
-    assert_eq!(&msg(&wire.replace("\r\n", "\n")), a);
+    assert_eq!(&msg(&wire.replace("\r\n", "\n")), &**a);
     // The free function builds the same ACK.
-    assert_eq!(&ack_for(&inv, &busy), a);
+    assert_eq!(&ack_for(&inv, &busy), &**a);
     // A response with a multi-Via request: only the top Via.
     let mut two = inv.clone();
     two.headers
@@ -370,7 +370,7 @@ fn invite_client_non_2xx_udp_reacks_retransmissions_until_timer_d() {
             vec![Event::Transmit {
                 tx,
                 to: "uas",
-                msg: first_ack.clone(),
+                msg: first_ack.clone().into(),
                 reliable: UDP
             }]
         );
@@ -747,7 +747,7 @@ fn invite_server_udp_timer_g_until_timer_h() {
         vec![Event::Transmit {
             tx,
             to: "uac",
-            msg: moved.clone(),
+            msg: moved.clone().into(),
             reliable: UDP
         }]
     );
@@ -859,7 +859,7 @@ fn invite_server_absorbs_invite_retransmissions_and_resends_last_provisional() {
         vec![Event::Transmit {
             tx,
             to: "uac",
-            msg: ringing,
+            msg: ringing.into(),
             reliable: UDP
         }]
     );
@@ -895,7 +895,7 @@ fn invite_server_accepted_timer_l() {
             vec![Event::Transmit {
                 tx,
                 to: "uac",
-                msg: ok.clone(),
+                msg: ok.clone().into(),
                 reliable
             }]
         );
@@ -961,7 +961,7 @@ fn invite_server_auto_100_trying_after_200ms() {
     assert_eq!(trying.headers.get("CSeq"), Some("314159 INVITE"));
     // Retransmitted INVITEs get the 100.
     let ev = l.on_message(inv.clone(), "uac", UDP, at(base, 1_000));
-    assert_eq!(transmitted(&ev), vec![trying]);
+    assert_eq!(transmitted(&ev), vec![&**trying]);
 
     // A TU answering within 200 ms suppresses it.
     let mut l = Layer::new(Config::default());
@@ -1035,7 +1035,7 @@ fn non_invite_server_tcp_timer_j_zero() {
             Event::Transmit {
                 tx,
                 to: "uac",
-                msg: ok,
+                msg: ok.into(),
                 reliable: TCP
             },
             Event::Terminated { tx }
@@ -1412,7 +1412,8 @@ fn everything_terminates_and_len_returns_to_zero() {
 fn waiting_transactions_keep_only_what_identifies_them() {
     let base = Instant::now();
     let mut l = Layer::new(no_trying());
-    let names = |m: &Message| -> Vec<String> { m.headers.iter().map(|h| h.name.clone()).collect() };
+    let names =
+        |m: &Message| -> Vec<String> { m.headers.iter().map(|h| h.name.to_string()).collect() };
     // Non-INVITE server over UDP: in Completed (Timer J, 32 s) the request
     // is slimmed, the final response stays whole for retransmissions.
     let mut info = request("INFO", "z9hG4bKslim1");

@@ -57,7 +57,7 @@ use dialtone_media::{Format, LegEvent, LegHandle, Listener, Prompt};
 use dialtone_sip::auth::{self, Algorithm, Outcome, Secret, VerifyRequest};
 use dialtone_sip::message::{Host, Message, Method, NameAddr, Scheme, Uri};
 use dialtone_sip::sdp::{OriginState, SessionDescription};
-use dialtone_sip::transaction::{self, Event, TransactionLayer, TxId};
+use dialtone_sip::transaction::{self, Event, IdMap, TransactionLayer, TxId};
 
 use crate::gateway::{Gateway, GwRequest, GwTxs};
 use crate::location::Binding;
@@ -375,8 +375,8 @@ pub struct ProfileCore {
     shared: Arc<Shared>,
     transports: Arc<Transports>,
     tx: TransactionLayer<Peer>,
-    calls: HashMap<u64, Call>,
-    by_tx: HashMap<TxId, u64>,
+    calls: IdMap<u64, Call>,
+    by_tx: IdMap<TxId, u64>,
     by_dialog: HashMap<String, u64>,
     cmds_tx: mpsc::UnboundedSender<Cmd>,
     auth: auth::DigestServer,
@@ -385,7 +385,7 @@ pub struct ProfileCore {
     gateways: Vec<Gateway>,
     gw_txs: GwTxs,
     /// Requests relayed from a bridged leg, by our client transaction.
-    relays: HashMap<TxId, Relayed>,
+    relays: IdMap<TxId, Relayed>,
     /// When each call's pending 2xx is due again, ordered, so neither the
     /// deadline nor the timer scans the calls. An entry leaves with its
     /// 2xx ([`disarm_2xx`]: ACK, end, re-arm, forget).
@@ -465,14 +465,14 @@ impl ProfileCore {
         let core = ProfileCore {
             gateways,
             gw_txs: GwTxs::new(),
-            relays: HashMap::new(),
+            relays: IdMap::default(),
             retx_2xx: BTreeSet::new(),
             settings,
             shared,
             transports,
             tx: TransactionLayer::new(transaction::Config::default()),
-            calls: HashMap::new(),
-            by_tx: HashMap::new(),
+            calls: IdMap::default(),
+            by_tx: IdMap::default(),
             by_dialog: HashMap::new(),
             cmds_tx: cmds_tx.clone(),
             auth,
