@@ -1716,6 +1716,12 @@ async fn drive_originate(
         let mut early_events: HashMap<LegId, Vec<RemoteEvent>> = HashMap::new();
         let mut caller_gone: Option<HangupCause> = None;
         let mut remote_hangup = false;
+        // One timer, moved when the engine's deadline changes (not one
+        // registered in the runtime's timer wheel per event).
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             while let Some(out) = engine.poll_output() {
                 match out {
@@ -1783,12 +1789,12 @@ async fn drive_originate(
                 }
             }
             let deadline = engine.poll_timeout();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                    None => std::future::pending::<()>().await,
-                }
-            };
+            if deadline != armed {
+                armed = deadline;
+                sleep
+                    .as_mut()
+                    .reset(deadline.map_or_else(far, tokio::time::Instant::from_std));
+            }
             tokio::select! {
                 Some((leg, resolution, handle)) = res_rx.recv() => {
                     let created = handle.is_some();
@@ -1836,7 +1842,8 @@ async fn drive_originate(
                     }
                     Interrupt::Other(_) => {}
                 },
-                _ = sleep => {
+                _ = sleep.as_mut(), if armed.is_some() => {
+                    armed = None;
                     engine.handle_input(Instant::now(), originate::Input::Timeout);
                 }
             }

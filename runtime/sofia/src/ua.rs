@@ -37,7 +37,7 @@
 //! digit in an INFO (`application/dtmf-relay`, `application/dtmf`) also
 //! goes to the leg's channel, which publishes it as a `DTMF` event.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,8 +71,6 @@ pub enum Cmd {
     Reload(Box<Reload>),
     /// A channel's control: act on call `call`.
     Control(u64, Control),
-    /// Forget a call whose transactions had time to finish.
-    Forget(u64),
     /// Send a response prepared earlier (a REGISTER's 200 once stored).
     Respond(TxId, Box<Message>),
     /// The dialplan decided on a MESSAGE.
@@ -390,7 +388,15 @@ pub struct ProfileCore {
     /// deadline nor the timer scans the calls. An entry leaves with its
     /// 2xx ([`disarm_2xx`]: ACK, end, re-arm, forget).
     retx_2xx: BTreeSet<(Instant, u64)>,
+    /// Ended calls to forget once their transactions had time to finish
+    /// ([`FORGET_AFTER`] after the end, so in deadline order).
+    to_forget: VecDeque<(Instant, u64)>,
 }
+
+/// How long an ended call's entry stays (so late retransmissions, a
+/// crossing BYE or an ACK still find their dialog): longer than Timer J,
+/// 64*T1 = 32 s.
+const FORGET_AFTER: Duration = Duration::from_secs(34);
 
 /// A request relayed from the bridged leg: where its answer goes.
 struct Relayed {
@@ -467,6 +473,7 @@ impl ProfileCore {
             gw_txs: GwTxs::new(),
             relays: IdMap::default(),
             retx_2xx: BTreeSet::new(),
+            to_forget: VecDeque::new(),
             settings,
             shared,
             transports,
@@ -506,14 +513,21 @@ impl ProfileCore {
             .load
             .lock()
             .insert(self.settings.name.clone(), load.clone());
+        // One timer for the task's life, moved only when the next deadline
+        // changes (a new timer per message would register and deregister
+        // one in the runtime's timer wheel, under its lock, every time).
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             let deadline = self.next_deadline();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            if deadline != armed {
+                armed = deadline;
+                sleep
+                    .as_mut()
+                    .reset(deadline.map_or_else(far, tokio::time::Instant::from_std));
+            }
             tokio::select! {
                 m = incoming.recv() => match m {
                     Some(m) => self.on_incoming(m),
@@ -523,7 +537,11 @@ impl ProfileCore {
                     Some(c) => self.on_cmd(c),
                     None => return,
                 },
-                _ = sleep => self.on_timer(),
+                _ = sleep.as_mut(), if armed.is_some() => {
+                    // Fired: re-armed above whatever the next deadline is.
+                    armed = None;
+                    self.on_timer()
+                }
             }
             load.transactions
                 .store(self.tx.len() as u64, Ordering::Relaxed);
@@ -533,8 +551,9 @@ impl ProfileCore {
 
     fn next_deadline(&self) -> Option<Instant> {
         let retx = self.retx_2xx.first().map(|e| e.0);
+        let forget = self.to_forget.front().map(|e| e.0);
         let gw = self.gateways.iter().filter_map(Gateway::deadline).min();
-        [self.tx.next_deadline(), retx, gw]
+        [self.tx.next_deadline(), retx, forget, gw]
             .into_iter()
             .flatten()
             .min()
@@ -620,6 +639,11 @@ impl ProfileCore {
         for id in give_up {
             // No ACK for 64*T1: the dialog is dead (RFC 3261 13.3.1.4).
             self.end_call_with_bye(id, HangupCause::RecoveryOnTimerExpire);
+        }
+        while self.to_forget.front().is_some_and(|e| e.0 <= now) {
+            if let Some((_, id)) = self.to_forget.pop_front() {
+                self.forget(id);
+            }
         }
     }
 
@@ -1730,7 +1754,6 @@ impl ProfileCore {
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Control(id, ctl) => self.on_control(id, ctl),
-            Cmd::Forget(id) => self.forget(id),
             Cmd::MediaTimeout(id) => self.on_media_timeout(id),
             Cmd::Respond(tx, r) => self.respond(tx, *r),
             Cmd::MessageDecided(tx, req, from, decision) => {
@@ -2040,11 +2063,8 @@ impl ProfileCore {
     }
 
     fn forget_later(&mut self, id: u64) {
-        let cmds = self.cmds_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(34)).await;
-            let _ = cmds.send(Cmd::Forget(id));
-        });
+        self.to_forget
+            .push_back((Instant::now() + FORGET_AFTER, id));
         // Release media now; the transaction may linger.
         if let Some(c) = self.calls.get_mut(&id) {
             c.media = None;
