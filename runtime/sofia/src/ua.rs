@@ -695,14 +695,19 @@ impl ProfileCore {
         }
         if let Some(mut via) = msg.top_via() {
             let ip = peer.addr.ip();
+            let mut changed = false;
             if via.host.ip() != Some(ip) {
                 via.set_param("received", Some(&ip.to_string()));
+                changed = true;
             }
             if via.param("rport").is_some() {
                 via.set_param("rport", Some(&peer.addr.port().to_string()));
+                changed = true;
             }
-            msg.headers.remove_first_value("Via");
-            msg.headers.push_front("Via", via.to_string());
+            if changed {
+                msg.headers.remove_first_value("Via");
+                msg.headers.push_front("Via", via.to_string());
+            }
         }
         Some(msg)
     }
