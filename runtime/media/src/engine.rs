@@ -253,6 +253,8 @@ pub(crate) struct Shared {
     /// One doorbell per worker.
     pub(crate) bells: Vec<EventFd>,
     pub(crate) shutdown: AtomicBool,
+    /// Doorbells rung for API calls ([`MediaEngine::doorbells`]).
+    rings: AtomicU64,
     allocator: PortAllocator,
     next_id: AtomicU64,
     next_token: AtomicU64,
@@ -287,6 +289,9 @@ impl Bells {
     pub(crate) fn ring(&self, shared: &Shared) {
         for &w in &self.workers[..self.n] {
             shared.bells[w].ring();
+        }
+        if self.n > 0 {
+            shared.rings.fetch_add(self.n as u64, Ordering::Relaxed);
         }
     }
 }
@@ -403,6 +408,7 @@ impl MediaEngine {
             }),
             bells,
             shutdown: AtomicBool::new(false),
+            rings: AtomicU64::new(0),
             allocator,
             next_id: AtomicU64::new(1),
             next_token: AtomicU64::new(1),
@@ -472,6 +478,13 @@ impl MediaEngine {
     /// Legs assigned to each worker.
     pub fn worker_loads(&self) -> Vec<usize> {
         lock(&self.shared.registry).load.clone()
+    }
+
+    /// How many times an API call rang a worker's doorbell. A worker that
+    /// holds legs is not rung for their changes (see `Registry::mark`), so
+    /// on a busy switch this grows far slower than the calls.
+    pub fn doorbells(&self) -> u64 {
+        self.shared.rings.load(Ordering::Relaxed)
     }
 
     /// The worker that owns (or is about to own) a leg; None once released.

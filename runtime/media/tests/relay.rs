@@ -279,6 +279,48 @@ fn release_frees_ports_and_counters_stop() {
 }
 
 #[test]
+fn a_worker_holding_legs_is_not_rung_and_applies_changes_before_later_packets() {
+    let engine = engine(21900, 21999, 1);
+    // Two bridged legs the worker holds: from now on it polls its list.
+    let (h1, h2) = (engine.allocate().unwrap(), engine.allocate().unwrap());
+    let (p1, p2) = (Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&h1, p1.addr()).unwrap();
+    engine.set_remote(&h2, p2.addr()).unwrap();
+    engine.bridge(&h1, &h2).unwrap();
+    wait_bridged(&h1, &h2);
+    let rung = engine.doorbells();
+    assert!(rung >= 1, "an idle worker is rung for its first leg");
+
+    // A new call's legs, bridged, and packets sent the moment the API
+    // calls return: no doorbell, and still every packet is relayed (the
+    // worker takes the changes before the packets that woke it).
+    let (a, b) = (engine.allocate().unwrap(), engine.allocate().unwrap());
+    let (pa, pb) = (Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    engine.bridge(&a, &b).unwrap();
+    exchange(&pa, a.rtp_addr(), &pb, b.rtp_addr(), 200, 60);
+    assert_eq!(
+        engine.doorbells(),
+        rung,
+        "no doorbell while the worker holds legs"
+    );
+
+    // Without packets the changes are taken by the poll: a release.
+    drop((a, b));
+    wait_until("the released pair to leave the worker", || {
+        engine.ports_in_use() == 2
+    });
+    assert_eq!(engine.doorbells(), rung);
+
+    // An idle worker is rung again.
+    drop((h1, h2));
+    wait_ports_free(&engine);
+    let _c = engine.allocate().unwrap();
+    assert!(engine.doorbells() > rung, "an idle worker is rung");
+}
+
+#[test]
 fn rebridging_moves_the_relay_to_the_new_partner() {
     let engine = engine(21600, 21699, 2);
     let legs: Vec<_> = (0..4).map(|_| engine.allocate().unwrap()).collect();

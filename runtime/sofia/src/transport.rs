@@ -487,6 +487,51 @@ mod tests {
     use dialtone_sip::message::{Method, Uri};
     use std::path::PathBuf;
 
+    fn sockopt(fd: std::os::fd::RawFd, opt: libc::c_int) -> usize {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: reads one c_int into a live local of that size.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "getsockopt");
+        v as usize
+    }
+
+    fn sysctl(name: &str) -> usize {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_udp_socket_gets_the_buffer_it_asks_for_up_to_the_kernel_cap() {
+        use std::os::fd::AsRawFd;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let udp = rt.block_on(async { bind_udp("127.0.0.1:0".parse().unwrap()).unwrap() });
+        // Linux doubles what it grants (bookkeeping), and caps the request
+        // at rmem_max / wmem_max.
+        for (opt, cap) in [
+            (libc::SO_RCVBUF, sysctl("rmem_max")),
+            (libc::SO_SNDBUF, sysctl("wmem_max")),
+        ] {
+            let want = 2 * UDP_BUFFER_BYTES.min(cap);
+            let got = sockopt(udp.as_raw_fd(), opt);
+            assert!(got >= want, "option {opt}: {got} bytes, want {want}");
+        }
+    }
+
     /// A self-signed certificate for 127.0.0.1 and localhost: (cert, key).
     fn certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
         std::fs::create_dir_all(dir).unwrap();
