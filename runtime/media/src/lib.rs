@@ -31,8 +31,8 @@
 //!   starts. Larger datagrams arrive truncated and are dropped and
 //!   counted: RTP never comes near that size.
 //!
-//! Its loop is: wait on epoll; if the doorbell rang, apply control changes;
-//! then, for each readable socket, read up to two batches of 32 datagrams
+//! Its loop is: wait on epoll; if the doorbell rang or control changes are
+//! pending, apply them; then, for each readable socket, read up to two batches of 32 datagrams
 //! (one `recvmmsg` each) and send each batch out of the bridged leg's
 //! socket of the same stream with one `sendmmsg`. That relay path takes
 //! no lock, allocates nothing and makes no cross-thread hop: a leg is
@@ -49,8 +49,14 @@
 //! its way to a worker (just allocated, or moving). The API never touches
 //! sockets a worker holds. It edits the leg's desired state in the registry
 //! (owner worker, SDP addresses, bridged leg) under a mutex held for a few
-//! map operations, adds the leg to the dirty list of the workers concerned
-//! and rings their doorbells. A worker that wakes reconciles the legs on its
+//! map operations, and adds the leg to the dirty list of the workers
+//! concerned. An idle worker (no legs) is rung when its list becomes
+//! non-empty. A worker that holds legs is not rung: it looks at its list at
+//! its next wake-up, for a packet (a flag it reads without the lock tells it
+//! the list is not empty, so a change made before a packet was sent applies
+//! to that packet) or for a 5 ms poll, whichever comes first. On a busy
+//! switch that turns a doorbell per API call into at most 200 polls a
+//! second per worker. A worker that wakes reconciles the legs on its
 //! dirty list: it adopts those assigned to it, parks in the registry those
 //! assigned elsewhere (and rings the new owner), closes released ones, and
 //! links pairs that it now holds both sides of. Since the worker applies the
