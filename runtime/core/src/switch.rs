@@ -35,6 +35,7 @@
 //! a transfer out of `public` is refused. Refusals are CALL_REJECTED.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -164,6 +165,9 @@ pub struct Switch {
     directory: SharedDirectory,
     registrations: Arc<Registrations>,
     channels: Mutex<HashMap<String, ChannelHandle>>,
+    /// Channels created since start, and the most alive at once.
+    created: AtomicU64,
+    peak: AtomicU64,
     route_observer: std::sync::OnceLock<RouteObserver>,
     socket_handler: std::sync::OnceLock<Arc<dyn crate::routing::SocketHandler>>,
 }
@@ -199,6 +203,8 @@ impl Switch {
             directory,
             registrations,
             channels: Mutex::new(HashMap::new()),
+            created: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
             route_observer: std::sync::OnceLock::new(),
             socket_handler: std::sync::OnceLock::new(),
         })
@@ -259,6 +265,27 @@ impl Switch {
     /// Number of live channels.
     pub fn channel_count(&self) -> usize {
         self.channels.lock().len()
+    }
+
+    /// Makes a new channel reachable by its UUID and counts it.
+    fn register(&self, handle: ChannelHandle) {
+        let alive = {
+            let mut channels = self.channels.lock();
+            channels.insert(handle.uuid.clone(), handle);
+            channels.len() as u64
+        };
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.peak.fetch_max(alive, Ordering::Relaxed);
+    }
+
+    /// Channels created since start (`status`, HEARTBEAT, metrics).
+    pub fn channels_created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// The most channels alive at once since start.
+    pub fn channels_peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
     }
 
     /// UUIDs of live channels.
@@ -384,13 +411,10 @@ impl Switch {
         chan.depth = spec.depth;
         let uuid = chan.uuid.clone();
         let (tx, rx) = mpsc::channel(8);
-        self.channels.lock().insert(
-            uuid.clone(),
-            ChannelHandle {
-                uuid: uuid.clone(),
-                tx,
-            },
-        );
+        self.register(ChannelHandle {
+            uuid: uuid.clone(),
+            tx,
+        });
         let runner = Runner {
             switch: self.arc(),
             chan,
@@ -454,9 +478,7 @@ impl Switch {
             uuid: chan.uuid.clone(),
             tx,
         };
-        self.channels
-            .lock()
-            .insert(chan.uuid.clone(), handle.clone());
+        self.register(handle.clone());
         let runner = Runner {
             switch: self.clone(),
             chan,

@@ -360,6 +360,10 @@ async fn user_leg_is_bridged_and_torn_down() {
     let ev = drain(&mut sub);
     let count = |n: EventName| ev.iter().filter(|(e, _)| *e == n).count();
     assert_eq!(count(EventName::ChannelCreate), 2);
+    // `status` counts without the bus: as many as CHANNEL_CREATE said,
+    // and both were alive at once.
+    assert_eq!(b.switch.channels_created(), 2);
+    assert_eq!(b.switch.channels_peak(), 2);
     assert_eq!(count(EventName::ChannelAnswer), 2);
     assert_eq!(count(EventName::ChannelBridge), 1);
     assert_eq!(count(EventName::ChannelUnbridge), 1);

@@ -20,7 +20,6 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,29 +33,18 @@ use dialtone_core::HangupCause;
 
 use crate::app::App;
 
-/// Counters `status` reports, fed by the event bus.
-#[derive(Default)]
-pub struct SessionStats {
-    /// Channels created since start.
-    pub since_start: AtomicU64,
-    /// Most channels at once.
-    pub peak: AtomicU64,
-}
-
 /// The API, bound to a running switch.
 pub struct SwitchApi {
     app: Arc<App>,
     started: Instant,
-    stats: Arc<SessionStats>,
 }
 
 impl SwitchApi {
-    /// The API of `app`; `stats` is kept up to date by the caller.
-    pub fn new(app: Arc<App>, stats: Arc<SessionStats>) -> SwitchApi {
+    /// The API of `app`.
+    pub fn new(app: Arc<App>) -> SwitchApi {
         SwitchApi {
             app,
             started: Instant::now(),
-            stats,
         }
     }
 
@@ -105,8 +93,8 @@ impl SwitchApi {
              {} session(s) max\n",
             up.subsec_millis(),
             env!("CARGO_PKG_VERSION"),
-            self.stats.since_start.load(Ordering::Relaxed),
-            self.stats.peak.load(Ordering::Relaxed).max(now),
+            self.app.switch.channels_created(),
+            self.app.switch.channels_peak().max(now),
             0,
             limits.max_cps,
             limits.max_channels,

@@ -2,14 +2,13 @@
 //! the API of [`crate::api`]), the CDR journal fed by the event bus, the
 //! HEARTBEAT events and the `status` counters.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dialtone_control::esl::{self, logs::LogHub};
-use dialtone_core::events::{Delivery, Event, EventFilter, EventName};
+use dialtone_core::events::{Event, EventName};
 
-use crate::api::{SessionStats, SwitchApi};
+use crate::api::SwitchApi;
 use crate::app::App;
 
 /// What the control plane keeps running.
@@ -44,33 +43,10 @@ pub async fn start(app: &Arc<App>, logs: LogHub) -> anyhow::Result<Control> {
     let journal = Arc::new(journal);
     dialtone_cdr::spawn_bus_writer(&app.events, journal.clone());
 
-    // `status` counters.
-    let stats = Arc::new(SessionStats::default());
-    {
-        let mut sub = app
-            .events
-            .subscribe(EventFilter::names([EventName::ChannelCreate]), 65_536);
-        let stats = stats.clone();
-        let switch = app.switch.clone();
-        tokio::spawn(async move {
-            while let Some(d) = sub.recv().await {
-                let n = match d {
-                    Delivery::Event(_) => 1,
-                    Delivery::Lost { count } => count,
-                };
-                stats.since_start.fetch_add(n, Ordering::Relaxed);
-                stats
-                    .peak
-                    .fetch_max(switch.channel_count() as u64, Ordering::Relaxed);
-            }
-        });
-    }
-
     // HEARTBEAT.
     if c.heartbeat_s > 0 {
         let every = Duration::from_secs(c.heartbeat_s as u64);
         let app = app.clone();
-        let stats = stats.clone();
         tokio::spawn(async move {
             let started = Instant::now();
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -94,12 +70,9 @@ pub async fn start(app: &Arc<App>, logs: LogHub) -> anyhow::Result<Control> {
                         .header("Session-Count", app.switch.channel_count().to_string())
                         .header(
                             "Session-Since-Startup",
-                            stats.since_start.load(Ordering::Relaxed).to_string(),
+                            app.switch.channels_created().to_string(),
                         )
-                        .header(
-                            "Session-Peak-Max",
-                            stats.peak.load(Ordering::Relaxed).to_string(),
-                        )
+                        .header("Session-Peak-Max", app.switch.channels_peak().to_string())
                         .header(
                             "Max-Sessions",
                             app.config.load().limits.max_channels.to_string(),
@@ -114,8 +87,8 @@ pub async fn start(app: &Arc<App>, logs: LogHub) -> anyhow::Result<Control> {
         .await
         .map_err(|e| anyhow::anyhow!("event socket {}: {e}", c.esl_listen))?;
     tracing::info!(listen = %c.esl_listen, "event socket listening");
-    crate::http::start(app, stats.clone()).await?;
-    let api = Arc::new(SwitchApi::new(app.clone(), stats));
+    crate::http::start(app).await?;
+    let api = Arc::new(SwitchApi::new(app.clone()));
     let settings = esl::EslSettings {
         password: c.esl_password.clone(),
         subscriber_queue: config.events.subscriber_queue,

@@ -25,7 +25,6 @@
 //! See [`register_metrics`] for the list.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +38,6 @@ use dialtone_dialplan::{Loaded, Role};
 use dialtone_http::http::{Handler, HandlerFuture, Request, Response};
 use dialtone_http::metrics::{Registry, TEXT_CONTENT_TYPE};
 
-use crate::api::SessionStats;
 use crate::app::App;
 
 /// The HTTP routes of a running switch.
@@ -286,10 +284,10 @@ impl Handler for Routes {
 }
 
 /// Binds the HTTP listener and serves until the process ends.
-pub async fn start(app: &Arc<App>, stats: Arc<SessionStats>) -> anyhow::Result<()> {
+pub async fn start(app: &Arc<App>) -> anyhow::Result<()> {
     let config = app.config.load_full();
     let registry = Registry::new();
-    register_metrics(app, &registry, stats);
+    register_metrics(app, &registry);
     let listener = tokio::net::TcpListener::bind(config.control.http_listen)
         .await
         .map_err(|e| anyhow::anyhow!("HTTP {}: {e}", config.control.http_listen))?;
@@ -326,7 +324,7 @@ pub async fn start(app: &Arc<App>, stats: Arc<SessionStats>) -> anyhow::Result<(
 /// - `dialtone_events_published_total`, `dialtone_events_dropped_total`;
 /// - `dialtone_cdr_records_total`, `dialtone_cdr_commits_total`,
 ///   `dialtone_cdr_queued`.
-pub fn register_metrics(app: &Arc<App>, r: &Registry, stats: Arc<SessionStats>) {
+pub fn register_metrics(app: &Arc<App>, r: &Registry) {
     let sw = app.switch.clone();
     r.gauge_fn(
         "dialtone_channels",
@@ -334,12 +332,12 @@ pub fn register_metrics(app: &Arc<App>, r: &Registry, stats: Arc<SessionStats>) 
         &[],
         Box::new(move || vec![(vec![], sw.channel_count() as f64)]),
     );
-    let s = stats.clone();
+    let a = app.clone();
     r.counter_fn(
         "dialtone_channels_created_total",
         "Channels created since start.",
         &[],
-        Box::new(move || vec![(vec![], s.since_start.load(Ordering::Relaxed) as f64)]),
+        Box::new(move || vec![(vec![], a.switch.channels_created() as f64)]),
     );
     let calls = r.counter_vec(
         "dialtone_calls_total",
