@@ -194,28 +194,6 @@ impl Transports {
         tls: Option<TlsSetup>,
         incoming: mpsc::Sender<Incoming>,
     ) -> std::io::Result<Arc<Transports>> {
-        Self::bind_inner(addr, tls, incoming, true).await
-    }
-
-    /// Like [`Transports::bind`], but UDP datagrams are not read by a task
-    /// of their own: the caller reads them with [`Transports::recv_udp`]
-    /// (a profile's task does, which spares a hop between tasks per
-    /// message and reads only as fast as it handles). Stream connections
-    /// still deliver to `incoming`.
-    pub async fn bind_reading_udp_myself(
-        addr: SocketAddr,
-        tls: Option<TlsSetup>,
-        incoming: mpsc::Sender<Incoming>,
-    ) -> std::io::Result<Arc<Transports>> {
-        Self::bind_inner(addr, tls, incoming, false).await
-    }
-
-    async fn bind_inner(
-        addr: SocketAddr,
-        tls: Option<TlsSetup>,
-        incoming: mpsc::Sender<Incoming>,
-        udp_task: bool,
-    ) -> std::io::Result<Arc<Transports>> {
         let udp = Arc::new(bind_udp(addr)?);
         let tcp = TcpListener::bind(addr).await?;
         let local = udp.local_addr()?;
@@ -243,9 +221,7 @@ impl Transports {
             incoming,
             me: me.clone(),
         });
-        if udp_task {
-            tokio::spawn(udp_loop(t.clone()));
-        }
+        tokio::spawn(udp_loop(t.clone()));
         tokio::spawn(accept_loop(t.clone(), tcp, None));
         if let Some((l, server)) = tls_listener {
             tokio::spawn(accept_loop(t.clone(), l, Some(TlsAcceptor::from(server))));
@@ -428,41 +404,27 @@ impl Transports {
 }
 
 async fn udp_loop(t: Arc<Transports>) {
-    let mut buf = vec![0u8; UDP_DATAGRAM_MAX];
+    let mut buf = vec![0u8; 65_536];
     loop {
-        let Some(item) = t.recv_udp(&mut buf).await else {
-            continue;
-        };
-        if t.incoming.send(item).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The receive buffer [`Transports::recv_udp`] wants: the largest UDP
-/// datagram.
-pub const UDP_DATAGRAM_MAX: usize = 65_536;
-
-impl Transports {
-    /// Reads one UDP datagram into `buf` ([`UDP_DATAGRAM_MAX`] bytes) and
-    /// parses it. `None` for a keep-alive or a receive error (ICMP errors
-    /// surface here on Linux): call again.
-    pub async fn recv_udp(&self, buf: &mut [u8]) -> Option<Incoming> {
-        let (n, from) = match self.udp.recv_from(buf).await {
+        let (n, from) = match t.udp.recv_from(&mut buf).await {
             Ok(x) => x,
             Err(e) => {
+                // ICMP errors surface here on Linux; keep serving.
                 tracing::debug!(error = %e, "udp receive error");
-                return None;
+                continue;
             }
         };
         let peer = Peer {
             transport: Transport::Udp,
             addr: from,
         };
-        match parse_datagram(&buf[..n]) {
-            Ok(Frame::KeepAlive { .. }) => None,
-            Ok(Frame::Message(m)) => Some(Incoming::Message(m, peer)),
-            Err(e) => Some(Incoming::Bad(e, peer)),
+        let item = match parse_datagram(&buf[..n]) {
+            Ok(Frame::KeepAlive { .. }) => continue,
+            Ok(Frame::Message(m)) => Incoming::Message(m, peer),
+            Err(e) => Incoming::Bad(e, peer),
+        };
+        if t.incoming.send(item).await.is_err() {
+            return;
         }
     }
 }

@@ -5,8 +5,7 @@
 //! dialog), the digest nonces and the per-source auth failure counters. It
 //! reacts to three inputs, one at a time, so nothing in it is locked:
 //!
-//! - SIP messages: UDP datagrams it reads from the profile's socket
-//!   itself, and [`Incoming`] messages from the TCP and TLS connections;
+//! - [`Incoming`] messages from the transports;
 //! - [`Cmd`]s from the core: what a channel's [`RemoteControl`] asks of its
 //!   far end (ring, answer, hang up) and new outbound legs to dial;
 //! - the clock: the transaction layer's next deadline and the 2xx
@@ -440,7 +439,7 @@ impl ProfileCore {
     ) -> anyhow::Result<mpsc::UnboundedSender<Cmd>> {
         let (in_tx, in_rx) = mpsc::channel(4096);
         let tls = tls_setup(&settings)?;
-        let transports = Transports::bind_reading_udp_myself(settings.bind, Some(tls), in_tx)
+        let transports = Transports::bind(settings.bind, Some(tls), in_tx)
             .await
             .map_err(|e| {
                 anyhow::anyhow!("profile {}: bind {}: {e}", settings.name, settings.bind)
@@ -521,10 +520,6 @@ impl ProfileCore {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
-        // UDP is read here, not by a task of its own (one hop less per
-        // message); TCP and TLS connections deliver to `incoming`.
-        let udp = self.transports.clone();
-        let mut buf = vec![0u8; crate::transport::UDP_DATAGRAM_MAX];
         loop {
             let deadline = self.next_deadline();
             if deadline != armed {
@@ -534,11 +529,6 @@ impl ProfileCore {
                     .reset(deadline.map_or_else(far, tokio::time::Instant::from_std));
             }
             tokio::select! {
-                u = udp.recv_udp(&mut buf) => {
-                    if let Some(m) = u {
-                        self.on_incoming(m);
-                    }
-                }
                 m = incoming.recv() => match m {
                     Some(m) => self.on_incoming(m),
                     None => return,
