@@ -112,7 +112,7 @@ impl EventFd {
 /// Ask for `bytes` of kernel receive and send buffer on a socket. The kernel
 /// caps the request at `net.core.rmem_max` / `wmem_max`; failures are
 /// ignored because the defaults work, only with less slack for bursts.
-pub(crate) fn set_buffers(fd: RawFd, bytes: usize) {
+pub fn set_buffers(fd: RawFd, bytes: usize) {
     let v = bytes.min(libc::c_int::MAX as usize) as libc::c_int;
     for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
         // SAFETY: passes a pointer to a live c_int and its size.

@@ -161,20 +161,7 @@ const UDP_BUFFER_BYTES: usize = 4 << 20;
 fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     use std::os::fd::AsRawFd;
     let std = std::net::UdpSocket::bind(addr)?;
-    let v = UDP_BUFFER_BYTES as libc::c_int;
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // SAFETY: passes a pointer to a live c_int and its size on an open
-        // socket. A failure only leaves the default size, so it is ignored.
-        let _ = unsafe {
-            libc::setsockopt(
-                std.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-    }
+    dialtone_media::set_socket_buffers(std.as_raw_fd(), UDP_BUFFER_BYTES);
     std.set_nonblocking(true)?;
     UdpSocket::from_std(std)
 }
