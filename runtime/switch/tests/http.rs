@@ -780,16 +780,35 @@ fn metrics_pass_promtool_and_count_calls() {
     for i in 0..CALLS {
         echo_call_completes(&sw, &format!("{i} calls"));
     }
-    // Counters follow the events: wait for the CDRs, then for the counter.
+    // Counters follow the events: wait for the CDRs, then for the counters.
+    // The CDR writer and the metrics task are two subscribers of
+    // CHANNEL_HANGUP_COMPLETE; either may see it first: wait for both.
     wait_for_cdrs(&sw, "9196", CALLS);
-    let after = poll("dialtone_calls_total to count the calls", || {
+    let hangups_before = sample(
+        &before,
+        "dialtone_hangups_total",
+        &[("cause", "NORMAL_CLEARING")],
+    )
+    .unwrap_or(0.0);
+    let after = poll("the counters to count the calls", || {
         let m = metrics(&sw);
         let calls = sample(&m, "dialtone_calls_total", INBOUND).unwrap_or(0.0);
         let cdrs = sample(&m, "dialtone_cdr_records_total", &[]).unwrap_or(0.0);
-        if calls >= calls_before + CALLS as f64 && cdrs >= cdrs_before + CALLS as f64 {
+        let hangups = sample(
+            &m,
+            "dialtone_hangups_total",
+            &[("cause", "NORMAL_CLEARING")],
+        )
+        .unwrap_or(0.0);
+        if calls >= calls_before + CALLS as f64
+            && cdrs >= cdrs_before + CALLS as f64
+            && hangups >= hangups_before + CALLS as f64
+        {
             Ok(m)
         } else {
-            Err(format!("calls {calls}, CDRs {cdrs}:\n{m}"))
+            Err(format!(
+                "calls {calls}, CDRs {cdrs}, hangups {hangups}:\n{m}"
+            ))
         }
     });
     promtool_check(&after);
