@@ -32,10 +32,11 @@
 //!   counted: RTP never comes near that size.
 //!
 //! Its loop is: wait on epoll; if the doorbell rang or control changes are
-//! pending, apply them; then, for each readable socket, read up to two batches of 32 datagrams
-//! (one `recvmmsg` each) and send each batch out of the bridged leg's
-//! socket of the same stream with one `sendmmsg`. That relay path takes
-//! no lock, allocates nothing and makes no cross-thread hop: a leg is
+//! pending, apply them; then, for each readable socket, read up to two
+//! batches of 32 datagrams (one `recvmmsg` each) and send each batch out of
+//! the bridged leg's socket of the same stream with one `sendmmsg`. That
+//! relay path takes no lock, allocates nothing and makes no cross-thread
+//! hop: a leg is
 //! assigned to the least loaded worker when allocated, and when two legs on
 //! different workers are bridged one of them moves to the other's worker,
 //! so a bridged pair always lives on one thread.

@@ -1,6 +1,7 @@
 //! Starts the control plane of a running switch: the event socket (with
-//! the API of [`crate::api`]), the CDR journal fed by the event bus, the
-//! HEARTBEAT events and the `status` counters.
+//! the API of [`crate::api`]), the CDR journal fed by the event bus and the
+//! HEARTBEAT events. The channel counters `status` and HEARTBEAT report are
+//! the switch's own ([`dialtone_core::switch::Switch::channels_created`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -332,12 +332,12 @@ pub fn register_metrics(app: &Arc<App>, r: &Registry) {
         &[],
         Box::new(move || vec![(vec![], sw.channel_count() as f64)]),
     );
-    let a = app.clone();
+    let sw = app.switch.clone();
     r.counter_fn(
         "dialtone_channels_created_total",
         "Channels created since start.",
         &[],
-        Box::new(move || vec![(vec![], a.switch.channels_created() as f64)]),
+        Box::new(move || vec![(vec![], sw.channels_created() as f64)]),
     );
     let calls = r.counter_vec(
         "dialtone_calls_total",
