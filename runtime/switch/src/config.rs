@@ -221,7 +221,7 @@ impl Default for LimitsSection {
         LimitsSection {
             max_channels: 1000,
             max_cps: 200,
-            max_guest_invocations: 256,
+            max_guest_invocations: 1024,
             max_recursion_depth: 8,
             max_transfers: 16,
             retry_after_s: 5,

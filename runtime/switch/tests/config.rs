@@ -211,7 +211,7 @@ fn two_tenant_fixture() {
     assert_eq!(alpha.limits.max_channels, Some(50));
     assert_eq!(alpha.limits.max_cps, Some(10));
     assert_eq!(alpha.limits.max_guest_invocations, None);
-    assert_eq!(alpha.limits.max_guest_invocations(&config.limits), 256);
+    assert_eq!(alpha.limits.max_guest_invocations(&config.limits), 1024);
 
     let beta = config.tenant("192.0.2.10").unwrap();
     assert_eq!(beta.dialplan, PathBuf::from("/srv/beta.wasm"));
