@@ -635,18 +635,34 @@ pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
 /// The canonical spelling of a name the table knows, as a `'static` str
 /// (header lines keep it without allocating).
 fn known_name(name: &str) -> Option<&'static str> {
-    // Most names arrive canonical already (the switch's own literals, and
-    // what most peers send): one exact comparison each before the
-    // case-insensitive pass.
-    for (_, v) in CANONICAL {
-        if *v == name {
-            return Some(v);
+    // Every header line stored and every lookup asks this: the table is
+    // bucketed by length, so a name is compared (folding case as it goes)
+    // with the few entries of its length only. Keyed by both columns (a
+    // compact form, and every canonical spelling in lower case).
+    const LONGEST: usize = 32;
+    type Buckets = [Vec<(String, &'static str)>; LONGEST + 1];
+    static BY_LEN: std::sync::LazyLock<Buckets> = std::sync::LazyLock::new(|| {
+        let mut b: Buckets = std::array::from_fn(|_| Vec::new());
+        for (k, c) in CANONICAL {
+            for key in [k.to_string(), c.to_ascii_lowercase()] {
+                let bucket = &mut b[key.len().min(LONGEST)];
+                if !bucket.iter().any(|(have, _)| *have == key) {
+                    bucket.push((key, *c));
+                }
+            }
         }
+        b
+    });
+    if name.len() > LONGEST {
+        return None;
     }
-    CANONICAL
+    BY_LEN[name.len()]
         .iter()
-        .find(|(k, _)| name.eq_ignore_ascii_case(k))
-        .map(|(_, v)| *v)
+        .find(|(k, _)| {
+            k.as_bytes()[0] == name.as_bytes()[0].to_ascii_lowercase()
+                && k.eq_ignore_ascii_case(name)
+        })
+        .map(|(_, c)| *c)
 }
 
 /// A header name as a line stores it: the table's `'static` spelling, or
@@ -999,6 +1015,33 @@ impl fmt::Display for NameAddr {
     }
 }
 
+/// A header parameter of a name-addr or addr-spec value (`tag` of a From
+/// or To), found without parsing the URI or allocating: the parameters
+/// after `>` when the URI is bracketed, else after the first `;`. Returns
+/// `None` when the value is not a name-addr at all (an unterminated `<`).
+pub fn name_addr_param<'a>(value: &'a str, name: &str) -> Option<Option<&'a str>> {
+    let s = value.trim();
+    let rest = match find_unquoted(s, '<') {
+        Some(lt) => {
+            let gt = s[lt..].find('>')? + lt;
+            &s[gt + 1..]
+        }
+        None => match s.find(';') {
+            Some(i) => &s[i..],
+            None => return None,
+        },
+    };
+    let rest = rest.trim_start().strip_prefix(';')?;
+    split_outside_quotes(rest, ';').find_map(|p| {
+        let p = p.trim();
+        let (k, v) = match p.find('=') {
+            Some(i) => (p[..i].trim(), Some(p[i + 1..].trim())),
+            None => (p, None),
+        };
+        k.eq_ignore_ascii_case(name).then_some(v)
+    })
+}
+
 fn find_unquoted(s: &str, needle: char) -> Option<usize> {
     let mut quoted = false;
     let mut escaped = false;
@@ -1226,6 +1269,25 @@ impl Message {
         self.headers.get("Call-ID")
     }
 
+    /// The From tag, read without parsing the header into a [`NameAddr`]
+    /// (the per-message paths ask for little else of From and To).
+    pub fn from_tag(&self) -> Option<&str> {
+        self.headers
+            .get("From")
+            .and_then(|v| name_addr_param(v, "tag"))
+            .flatten()
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The To tag, read as [`Self::from_tag`] reads the From's.
+    pub fn to_tag(&self) -> Option<&str> {
+        self.headers
+            .get("To")
+            .and_then(|v| name_addr_param(v, "tag"))
+            .flatten()
+            .filter(|t| !t.is_empty())
+    }
+
     /// The From header.
     pub fn from(&self) -> Option<NameAddr> {
         self.headers
@@ -1268,10 +1330,16 @@ impl Message {
     /// here (its absence is tolerated, as most stacks do). The error is the
     /// reason phrase of the 400 to send.
     pub fn validate_request(&self) -> Result<(), String> {
+        self.validate_request_via().map(drop)
+    }
+
+    /// [`Self::validate_request`], returning the parsed top Via (which the
+    /// transport layer stamps with `received`/`rport` next) so that it is
+    /// parsed once.
+    pub fn validate_request_via(&self) -> Result<Via, String> {
         let method = self.method().ok_or("not a request")?;
-        let via = self.headers.get_all("Via");
-        let top = via.first().ok_or("Missing Via")?;
-        Via::parse(top).map_err(|e| format!("Bad Via: {e}"))?;
+        let top = self.headers.first_value("Via").ok_or("Missing Via")?;
+        let via = Via::parse(top).map_err(|e| format!("Bad Via: {e}"))?;
         self.from().ok_or("Missing or bad From")?;
         self.to().ok_or("Missing or bad To")?;
         if self.call_id().is_none_or(|c| c.trim().is_empty()) {
@@ -1286,12 +1354,19 @@ impl Message {
                 .parse::<u8>()
                 .map_err(|_| "Bad Max-Forwards".to_string())?;
         }
-        Ok(())
+        Ok(via)
     }
 
     /// Writes the message, with Content-Length set to the body's length.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = String::with_capacity(512 + self.body.len());
+        // One allocation: the start line's URI and reason are short, the
+        // rest is counted.
+        let lines: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 4)
+            .sum();
+        let mut out = String::with_capacity(lines + 320 + self.body.len());
         match &self.start {
             StartLine::Request { method, uri } => {
                 let _ = write!(out, "{method} {uri} SIP/2.0\r\n");
@@ -1486,39 +1561,38 @@ fn find_header_end(data: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-/// Parses the start line and headers (no body).
+/// Parses the start line and headers (no body). A header line borrows
+/// from `head` until its value is stored; only a folded line (a value
+/// continued on the next line) is joined into a new string first.
 fn parse_head(head: &[u8]) -> Result<Message, ParseError> {
     let text = std::str::from_utf8(head).map_err(|_| ParseError::new("headers are not UTF-8"))?;
-    // Logical lines: split at LF, strip CR, join folded continuations.
-    let mut lines: Vec<String> = Vec::new();
-    for raw in text.split('\n') {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if line.starts_with([' ', '\t']) {
-            let n = lines.len();
-            match lines.last_mut() {
-                Some(prev) if n > 1 => {
-                    prev.push(' ');
-                    prev.push_str(line.trim());
-                }
-                _ => return Err(ParseError::new("continuation line without a header")),
-            }
-        } else if !line.is_empty() {
-            lines.push(line.to_string());
-        }
+    let mut lines = text
+        .split('\n')
+        .map(|raw| raw.strip_suffix('\r').unwrap_or(raw))
+        .filter(|l| !l.is_empty())
+        .peekable();
+    let first = lines
+        .next()
+        .ok_or_else(|| ParseError::new("empty message"))?;
+    if first.starts_with([' ', '\t']) {
+        return Err(ParseError::new("continuation line without a header"));
     }
-    let mut it = lines.into_iter();
-    let first = it.next().ok_or_else(|| ParseError::new("empty message"))?;
-    let start = parse_start_line(&first)?;
-    let mut headers = Headers::default();
-    for line in it {
+    let start = parse_start_line(first)?;
+    let mut headers = Headers(Vec::with_capacity(
+        text.bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            .min(MAX_HEADERS),
+    ));
+    while let Some(line) = lines.next() {
+        if line.starts_with([' ', '\t']) {
+            return Err(ParseError::new("continuation line without a header"));
+        }
         if headers.0.len() >= MAX_HEADERS {
             return Err(ParseError::new("too many headers"));
         }
         let (name, value) = line.split_once(':').ok_or_else(|| {
-            ParseError::new(format!(
-                "header line without `:`: `{}`",
-                truncate(&line, 48)
-            ))
+            ParseError::new(format!("header line without `:`: `{}`", truncate(line, 48)))
         })?;
         let name = name.trim();
         if name.is_empty() || !name.bytes().all(is_token_byte) {
@@ -1527,7 +1601,17 @@ fn parse_head(head: &[u8]) -> Result<Message, ParseError> {
                 truncate(name, 48)
             )));
         }
-        headers.push(name, value.trim());
+        if lines.peek().is_some_and(|l| l.starts_with([' ', '\t'])) {
+            // Folded: "value" + " " + each continuation, trimmed.
+            let mut joined = value.to_string();
+            while let Some(cont) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
+                joined.push(' ');
+                joined.push_str(cont.trim());
+            }
+            headers.push(name, joined.trim());
+        } else {
+            headers.push(name, value.trim());
+        }
     }
     Ok(Message {
         start,
@@ -1716,6 +1800,57 @@ l: 0\n\n";
             Some("I know you're there, pick up the phone and talk to me!")
         );
         m.validate_request().unwrap();
+    }
+
+    #[test]
+    fn folded_value_starting_on_the_next_line() {
+        let m = msg(
+            "OPTIONS sip:x@h SIP/2.0\r\nSubject:\r\n  all of it\r\n\there\r\nCall-ID: a\r\n\r\n",
+        );
+        assert_eq!(m.headers.get("Subject"), Some("all of it here"));
+        assert_eq!(m.call_id(), Some("a"));
+    }
+
+    #[test]
+    fn header_name_table_lookup() {
+        // Every key is lower case (the lookup compares folded bytes with
+        // the keys as written) and every canonical spelling names itself.
+        for (k, v) in CANONICAL {
+            assert_eq!(k.to_ascii_lowercase(), *k);
+            assert_eq!(known_name(&v.to_ascii_lowercase()), Some(*v), "{v}");
+            assert_eq!(known_name(k), Some(*v), "{k}");
+            assert_eq!(known_name(v), Some(*v), "{v}");
+            assert_eq!(known_name(&v.to_ascii_uppercase()), Some(*v), "{v}");
+        }
+        assert_eq!(known_name("V"), Some("Via"));
+        assert_eq!(known_name("cAlL-iD"), Some("Call-ID"));
+        assert_eq!(known_name("X-Custom"), None);
+        assert_eq!(known_name(""), None);
+        assert_eq!(known_name("vi"), None);
+    }
+
+    #[test]
+    fn tags_read_in_place_agree_with_the_parser() {
+        for (v, tag) in [
+            ("<sip:a@h>;tag=1", Some("1")),
+            ("\"A;tag=x <b>\" <sip:a@h;tag=uri>;tag=2", Some("2")),
+            ("<sip:a@h;tag=uri>", None),
+            ("sip:a@h;TAG=3;x", Some("3")),
+            ("sip:a@h", None),
+            ("Bob <sip:b@h> ; lr ; tag = 4 ", Some("4")),
+            ("<sip:a@h>;tag=", None),
+            ("<sip:a@h;tag=x", None),
+        ] {
+            let m = msg(&format!("SIP/2.0 200 OK\r\nFrom: {v}\r\nTo: {v}\r\n\r\n"));
+            assert_eq!(m.from_tag(), tag, "{v}");
+            assert_eq!(m.to_tag(), tag, "{v}");
+            let parsed = m.to().and_then(|t| t.tag().map(str::to_string));
+            assert_eq!(
+                parsed.as_deref().filter(|t| !t.is_empty()),
+                tag,
+                "parser on {v}"
+            );
+        }
     }
 
     #[test]

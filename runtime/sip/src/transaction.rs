@@ -568,39 +568,56 @@ fn server_key(msg: &Message, as_method: Option<Method>) -> Option<ServerKey> {
             method.clone()
         }
     });
-    let via = msg.top_via()?;
-    match via.branch() {
+    let top = msg.headers.first_value("Via")?;
+    let (sent_by, branch) = via_key_parts(top)?;
+    match branch {
         Some(b) if b.starts_with(MAGIC_COOKIE) => Some(ServerKey::Rfc3261 {
             branch: b.to_string(),
-            sent_by: sent_by(&via),
+            sent_by: sent_by_key(sent_by),
             method,
         }),
         _ => Some(ServerKey::Rfc2543 {
             uri: msg.uri()?.to_string(),
-            from_tag: msg
-                .from()
-                .and_then(|f| f.tag().map(str::to_string))
-                .unwrap_or_default(),
+            from_tag: msg.from_tag().unwrap_or_default().to_string(),
             call_id: msg.call_id()?.trim().to_string(),
             cseq: msg.cseq()?.seq,
-            via: via.to_string(),
+            via: Via::parse(top).ok()?.to_string(),
             method,
         }),
     }
 }
 
-fn sent_by(via: &Via) -> String {
-    let host = via.host.to_string().to_ascii_lowercase();
-    match via.port {
-        Some(p) => format!("{host}:{p}"),
-        None => host,
+/// The sent-by and the branch of a Via value, read in place (every
+/// message is matched by these; the transport layer has already checked
+/// the whole Via of a request). `None` when there is no sent-by.
+fn via_key_parts(via: &str) -> Option<(&str, Option<&str>)> {
+    let (_protocol, rest) = via.trim().split_once(|c: char| c.is_ascii_whitespace())?;
+    let mut parts = rest.split(';');
+    let sent_by = parts.next()?.trim();
+    if sent_by.is_empty() {
+        return None;
     }
+    let branch = parts.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("branch").then(|| v.trim())
+    });
+    Some((sent_by, branch))
+}
+
+/// A sent-by as a key: lower-cased, without the blanks RFC 3261 allows
+/// around its colon.
+fn sent_by_key(sent_by: &str) -> String {
+    sent_by
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 fn client_key(msg: &Message) -> Option<ClientKey> {
-    let via = msg.top_via()?;
+    let (_, branch) = via_key_parts(msg.headers.first_value("Via")?)?;
     Some(ClientKey {
-        branch: via.branch()?.to_string(),
+        branch: branch?.to_string(),
         method: msg.cseq()?.method,
     })
 }
@@ -622,7 +639,7 @@ fn slim_message(m: &mut Message) {
 }
 
 fn to_tag(msg: &Message) -> Option<String> {
-    msg.to().and_then(|t| t.tag().map(str::to_string))
+    msg.to_tag().map(str::to_string)
 }
 
 // ---------------------------------------------------------------------------
@@ -1359,5 +1376,27 @@ impl<P: Clone> TransactionLayer<P> {
             },
             Kind::InviteServer | Kind::NonInviteServer => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn via_key_parts_read_sent_by_and_branch() {
+        assert_eq!(
+            via_key_parts("SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK1"),
+            Some(("127.0.0.1:5060", Some("z9hG4bK1")))
+        );
+        assert_eq!(
+            via_key_parts("SIP/2.0/TCP  [2001:DB8::1] ; BRANCH = z9hG4bKx ;received=1.2.3.4"),
+            Some(("[2001:DB8::1]", Some("z9hG4bKx")))
+        );
+        assert_eq!(via_key_parts("SIP/2.0/UDP h"), Some(("h", None)));
+        assert_eq!(via_key_parts("SIP/2.0/UDP"), None);
+        assert_eq!(via_key_parts("SIP/2.0/UDP ;branch=z9hG4bK1"), None);
+        assert_eq!(sent_by_key("Host.Example : 5060"), "host.example:5060");
+        assert_eq!(sent_by_key("[2001:DB8::1]"), "[2001:db8::1]");
     }
 }

@@ -685,29 +685,30 @@ impl ProfileCore {
     /// Validates a request and stamps its top Via with `received`/`rport`
     /// (RFC 3261 18.2.1, RFC 3581). Malformed requests get a 400 here.
     fn fix_request(&mut self, mut msg: Message, peer: Peer) -> Option<Message> {
-        if let Err(reason) = msg.validate_request() {
-            tracing::info!(%peer, %reason, "bad SIP request");
-            if msg.method() != Some(&Method::Ack) && msg.top_via().is_some() {
-                let r = Message::response_to(&msg, 400, Some(&reason), Some(&tag()));
-                self.send_stateless(peer, &r);
+        let mut via = match msg.validate_request_via() {
+            Ok(via) => via,
+            Err(reason) => {
+                tracing::info!(%peer, %reason, "bad SIP request");
+                if msg.method() != Some(&Method::Ack) && msg.top_via().is_some() {
+                    let r = Message::response_to(&msg, 400, Some(&reason), Some(&tag()));
+                    self.send_stateless(peer, &r);
+                }
+                return None;
             }
-            return None;
+        };
+        let ip = peer.addr.ip();
+        let mut changed = false;
+        if via.host.ip() != Some(ip) {
+            via.set_param("received", Some(&ip.to_string()));
+            changed = true;
         }
-        if let Some(mut via) = msg.top_via() {
-            let ip = peer.addr.ip();
-            let mut changed = false;
-            if via.host.ip() != Some(ip) {
-                via.set_param("received", Some(&ip.to_string()));
-                changed = true;
-            }
-            if via.param("rport").is_some() {
-                via.set_param("rport", Some(&peer.addr.port().to_string()));
-                changed = true;
-            }
-            if changed {
-                msg.headers.remove_first_value("Via");
-                msg.headers.push_front("Via", via.to_string());
-            }
+        if via.param("rport").is_some() {
+            via.set_param("rport", Some(&peer.addr.port().to_string()));
+            changed = true;
+        }
+        if changed {
+            msg.headers.remove_first_value("Via");
+            msg.headers.push_front("Via", via.to_string());
         }
         Some(msg)
     }
@@ -826,7 +827,7 @@ impl ProfileCore {
             .cloned()
             .unwrap_or(Method::Other(String::new()));
         // In-dialog?
-        if msg.to().and_then(|t| t.tag().map(str::to_string)).is_some() {
+        if msg.to_tag().is_some() {
             return self.on_in_dialog(tx, msg, from, method);
         }
         match method {
@@ -1428,9 +1429,9 @@ impl ProfileCore {
         // Our tag is the To tag of requests we receive, the From tag of
         // responses we receive.
         let local = if incoming_request {
-            msg.to()?.tag()?.to_string()
+            msg.to_tag()?.to_string()
         } else {
-            msg.from()?.tag()?.to_string()
+            msg.from_tag()?.to_string()
         };
         self.by_dialog.get(&dialog_key(call_id, &local)).copied()
     }
@@ -1579,7 +1580,7 @@ impl ProfileCore {
             }
             return;
         }
-        if let Some(t) = msg.to().and_then(|t| t.tag().map(str::to_string)) {
+        if let Some(t) = msg.to_tag().map(str::to_string) {
             if c.remote_tag.is_none() && code > 100 {
                 c.remote_tag = Some(t);
             }
