@@ -251,6 +251,10 @@ pub struct Event {
     /// The event's body, e.g. a BACKGROUND_JOB's result (sent after the
     /// headers with its `Content-Length`, as FreeSWITCH does).
     pub body: Option<String>,
+    /// A channel's variables, shared with the channel rather than copied:
+    /// they read and serialize as `variable_<name>` headers following
+    /// [`Event::headers`] (see [`Event::each_header`]).
+    pub variables: Option<Arc<Vec<(String, String)>>>,
 }
 
 fn now_us() -> u64 {
@@ -270,6 +274,31 @@ impl Event {
             sequence: 0,
             headers: Vec::new(),
             body: None,
+            variables: None,
+        }
+    }
+
+    /// Carries these channel variables (builder style; see
+    /// [`Event::variables`]).
+    pub fn with_variables(mut self, variables: Arc<Vec<(String, String)>>) -> Event {
+        self.variables = Some(variables);
+        self
+    }
+
+    /// Every header in order, the shared variables last as
+    /// `variable_<name>`, through `put(name, value)`.
+    pub fn each_header(&self, mut put: impl FnMut(&str, &str)) {
+        for (k, v) in &self.headers {
+            put(k, v);
+        }
+        if let Some(vars) = &self.variables {
+            let mut name = String::with_capacity(64);
+            for (k, v) in vars.iter() {
+                name.clear();
+                name.push_str(header::VARIABLE_PREFIX);
+                name.push_str(k);
+                put(&name, v);
+            }
         }
     }
 
@@ -333,10 +362,18 @@ impl Event {
                 return Some(s);
             }
         }
-        self.headers
+        if let Some(v) = self
+            .headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        {
+            return Some(v.1.as_str());
+        }
+        let p = header::VARIABLE_PREFIX;
+        match name.get(..p.len()) {
+            Some(head) if head.eq_ignore_ascii_case(p) => self.shared_variable(&name[p.len()..]),
+            _ => None,
+        }
     }
 
     /// The value of channel variable `name` (header `variable_<name>`).
@@ -349,6 +386,15 @@ impl Event {
                     && k[..p.len()].eq_ignore_ascii_case(p)
                     && k[p.len()..].eq_ignore_ascii_case(name)
             })
+            .map(|(_, v)| v.as_str())
+            .or_else(|| self.shared_variable(name))
+    }
+
+    fn shared_variable(&self, name: &str) -> Option<&str> {
+        self.variables
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 }

@@ -835,11 +835,9 @@ impl Runner {
         self.switch
             .events
             .publish_named(EventName::ChannelCreate, || {
-                let mut ev = self.chan.event(EventName::ChannelCreate);
-                for (k, v) in self.chan.variables.iter() {
-                    ev.push_header(format!("variable_{k}"), v.clone());
-                }
-                ev
+                self.chan
+                    .event(EventName::ChannelCreate)
+                    .with_variables(Arc::clone(&self.chan.variables))
             });
     }
 
@@ -2051,10 +2049,7 @@ impl Runner {
                 ev.push_header("Hangup-Cause", cause.name());
                 ev.push_header("variable_duration", duration.to_string());
                 ev.push_header("variable_billsec", billsec.to_string());
-                for (k, v) in self.chan.variables.iter() {
-                    ev.push_header(format!("variable_{k}"), v.clone());
-                }
-                ev
+                ev.with_variables(Arc::clone(&self.chan.variables))
             });
         self.state(ChannelState::Destroy);
         self.publish(EventName::ChannelDestroy);

@@ -532,3 +532,39 @@ fn publish_with_builds_only_for_subscribers_and_keeps_the_sequence() {
         other => panic!("expected the event, got {other:?}"),
     }
 }
+
+#[test]
+fn shared_channel_variables_read_and_serialize_as_headers() {
+    let vars = Arc::new(vec![
+        ("sip_call_id".to_string(), "abc@h".to_string()),
+        ("duration".to_string(), "from-the-channel".to_string()),
+    ]);
+    let ev = Event::new(EventName::ChannelHangupComplete)
+        .header("Unique-ID", "u1")
+        .variable("duration", "7")
+        .with_variables(Arc::clone(&vars));
+    // A header written on the event comes before the shared variables.
+    assert_eq!(ev.get_variable("duration"), Some("7"));
+    assert_eq!(ev.get_variable("SIP_CALL_ID"), Some("abc@h"));
+    assert_eq!(ev.get("variable_sip_call_id"), Some("abc@h"));
+    assert_eq!(ev.get("Variable_Sip_Call_Id"), Some("abc@h"));
+    assert_eq!(ev.get("variable_nope"), None);
+    assert_eq!(ev.get("sip_call_id"), None);
+    let mut seen = Vec::new();
+    ev.each_header(|k, v| seen.push(format!("{k}={v}")));
+    assert_eq!(
+        seen,
+        [
+            "Unique-ID=u1",
+            "variable_duration=7",
+            "variable_sip_call_id=abc@h",
+            "variable_duration=from-the-channel"
+        ]
+    );
+    // Filters see them too.
+    let mut f = EventFilter::names([EventName::ChannelHangupComplete]);
+    f.add_header("variable_sip_call_id", "ABC@H");
+    assert!(f.matches(&ev));
+    // Shared, not copied.
+    assert!(Arc::ptr_eq(ev.variables.as_ref().unwrap(), &vars));
+}

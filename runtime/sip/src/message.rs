@@ -653,6 +653,61 @@ fn known_name(name: &str) -> Option<&'static str> {
         }
         b
     });
+    // Most names arrive spelled canonically (the switch's own literals,
+    // and what most peers send): matched exactly first.
+    let exact = match name {
+        "Call-ID" => "Call-ID",
+        "Contact" => "Contact",
+        "Content-Encoding" => "Content-Encoding",
+        "Content-Length" => "Content-Length",
+        "Content-Type" => "Content-Type",
+        "From" => "From",
+        "Subject" => "Subject",
+        "Supported" => "Supported",
+        "To" => "To",
+        "Via" => "Via",
+        "Event" => "Event",
+        "Refer-To" => "Refer-To",
+        "Referred-By" => "Referred-By",
+        "Allow-Events" => "Allow-Events",
+        "Session-Expires" => "Session-Expires",
+        "Accept-Contact" => "Accept-Contact",
+        "Reject-Contact" => "Reject-Contact",
+        "Request-Disposition" => "Request-Disposition",
+        "Identity" => "Identity",
+        "CSeq" => "CSeq",
+        "Max-Forwards" => "Max-Forwards",
+        "Route" => "Route",
+        "Record-Route" => "Record-Route",
+        "Expires" => "Expires",
+        "Min-Expires" => "Min-Expires",
+        "WWW-Authenticate" => "WWW-Authenticate",
+        "Authorization" => "Authorization",
+        "Proxy-Authenticate" => "Proxy-Authenticate",
+        "Proxy-Authorization" => "Proxy-Authorization",
+        "User-Agent" => "User-Agent",
+        "Server" => "Server",
+        "Allow" => "Allow",
+        "Accept" => "Accept",
+        "Require" => "Require",
+        "Proxy-Require" => "Proxy-Require",
+        "Unsupported" => "Unsupported",
+        "Retry-After" => "Retry-After",
+        "Reason" => "Reason",
+        "RSeq" => "RSeq",
+        "RAck" => "RAck",
+        "P-Asserted-Identity" => "P-Asserted-Identity",
+        "Min-SE" => "Min-SE",
+        "Path" => "Path",
+        "Warning" => "Warning",
+        "Date" => "Date",
+        "Timestamp" => "Timestamp",
+        "Organization" => "Organization",
+        _ => "",
+    };
+    if !exact.is_empty() {
+        return Some(exact);
+    }
     if name.len() > LONGEST {
         return None;
     }
@@ -706,7 +761,9 @@ fn never_comma_split(name: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
     /// Canonical name (borrowed from a static table for the names it
-    /// knows, so a line costs one allocation, its value).
+    /// knows, so a line costs one allocation, its value). Lookups compare
+    /// a known name exactly: add lines through [`Headers`]' methods, which
+    /// store the canonical spelling.
     pub name: std::borrow::Cow<'static, str>,
     /// The value, trimmed.
     pub value: String,
@@ -719,11 +776,14 @@ pub struct Headers(pub Vec<Header>);
 impl Headers {
     /// The first value of `name` (any spelling or compact form).
     pub fn get(&self, name: &str) -> Option<&str> {
-        let name = canonical_name(name);
-        self.0
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(&name))
-            .map(|h| h.value.as_str())
+        // A name the table knows is stored in its canonical spelling (lines
+        // are only added through `push`, `push_front` and `set`), so it is
+        // compared exactly.
+        match known_name(name) {
+            Some(canon) => self.0.iter().find(|h| h.name == canon),
+            None => self.0.iter().find(|h| h.name.eq_ignore_ascii_case(name)),
+        }
+        .map(|h| h.value.as_str())
     }
 
     /// Every value of `name`: comma-separated values split (except for the

@@ -259,9 +259,7 @@ fn each_header(ev: &Event, core_uuid: &str, mut put: impl FnMut(&str, &str)) {
     put(header::EVENT_DATE_TIMESTAMP, num.as_str());
     num = itoa_buf(ev.sequence);
     put(header::EVENT_SEQUENCE, num.as_str());
-    for (k, v) in &ev.headers {
-        put(k, v);
-    }
+    ev.each_header(put);
 }
 
 /// A small stack buffer holding a number's decimal digits.
