@@ -176,8 +176,14 @@ fn var_f64(ev: &Event, name: &str) -> Option<f64> {
 /// A time variable in unix microseconds: `<base>_epoch_us` (the switch's),
 /// else FreeSWITCH's `<base>_uepoch`; 0 means "never", as in FreeSWITCH.
 fn var_time_us(ev: &Event, base: &str) -> Option<u64> {
-    var_u64(ev, &format!("{base}_epoch_us"))
-        .or_else(|| var_u64(ev, &format!("{base}_uepoch")))
+    let (ours, freeswitch) = match base {
+        "start" => ("start_epoch_us", "start_uepoch"),
+        "answer" => ("answer_epoch_us", "answer_uepoch"),
+        "end" => ("end_epoch_us", "end_uepoch"),
+        _ => return None,
+    };
+    var_u64(ev, ours)
+        .or_else(|| var_u64(ev, freeswitch))
         .filter(|&t| t > 0)
 }
 

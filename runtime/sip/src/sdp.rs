@@ -118,7 +118,7 @@ fn error(line: usize, kind: ParseErrorKind) -> ParseError {
 ///
 /// Session id and version are kept as the decimal strings the far end sent
 /// (some user agents exceed 64 bits).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// `<username>`, `-` when the originator has none.
     pub username: String,
@@ -150,7 +150,7 @@ impl fmt::Display for Origin {
 }
 
 /// A `c=` line (also the address part of `a=rtcp`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Connection {
     /// `<nettype>`, normally `IN`.
     pub net_type: String,
@@ -201,7 +201,7 @@ impl fmt::Display for Connection {
 }
 
 /// A `b=<bwtype>:<bandwidth>` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bandwidth {
     /// `<bwtype>`, e.g. `AS`, `CT`, `TIAS`.
     pub bw_type: String,
@@ -230,7 +230,7 @@ impl fmt::Display for Bandwidth {
 
 /// A `t=<start-time> <stop-time>` line (NTP seconds, `0 0` for unbounded,
 /// which is also the default).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Timing {
     /// `<start-time>`.
     pub start: u64,
@@ -260,7 +260,7 @@ impl fmt::Display for Timing {
 
 /// A line the model has no field for, kept verbatim (`i=`, `u=`, `e=`,
 /// `p=`, `r=`, `z=`, `k=`, second and later `t=`, unknown letters).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Line {
     /// The type letter before `=`.
     pub kind: char,
@@ -346,7 +346,7 @@ impl fmt::Display for Direction {
 }
 
 /// `a=rtpmap:<payload type> <encoding name>/<clock rate>[/<channels>]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rtpmap {
     /// The RTP payload type.
     pub payload_type: u8,
@@ -395,7 +395,7 @@ impl fmt::Display for Rtpmap {
 }
 
 /// `a=fmtp:<format> <format specific parameters>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Fmtp {
     /// The format (payload type, for RTP) the parameters apply to.
     pub format: String,
@@ -420,7 +420,7 @@ impl fmt::Display for Fmtp {
 }
 
 /// `a=rtcp:<port>[ <nettype> <addrtype> <address>]` (RFC 3605).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rtcp {
     /// The RTCP port.
     pub port: u16,
@@ -460,7 +460,7 @@ impl fmt::Display for Rtcp {
 /// spacing) is [`Attribute::Other`] and written back verbatim. The accessor
 /// methods look through `Other` leniently, so `a=rtpmap:0  PCMU/8000` still
 /// counts as an rtpmap.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Attribute {
     /// `a=rtpmap:…`.
     Rtpmap(Rtpmap),
@@ -588,7 +588,7 @@ impl fmt::Display for Attribute {
 }
 
 /// One codec offered on an RTP m-line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Codec {
     /// The RTP payload type.
     pub payload_type: u8,
@@ -635,7 +635,7 @@ pub fn static_payload_type(payload_type: u8) -> Option<(&'static str, u32, u16)>
 }
 
 /// One media description: an `m=` line and the lines under it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MediaDescription {
     /// `<media>`: `audio`, `video`, `image`, `application`, ….
     pub media: String,
@@ -799,7 +799,7 @@ impl fmt::Display for MediaDescription {
 }
 
 /// A whole session description.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionDescription {
     /// `v=`, always 0.
     pub version: u32,
@@ -1410,11 +1410,13 @@ impl fmt::Display for SessionDescription {
 /// goes up by one exactly when the content differs from the previous one
 /// sent. Sans-IO: the caller picks the session id (RFC 4566 suggests an NTP
 /// timestamp; anything unique per leg will do).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OriginState {
     session_id: u64,
     version: u64,
-    last: Option<String>,
+    /// A digest of the previous description stamped (its version left
+    /// out), to tell whether the next one differs.
+    last: Option<u64>,
 }
 
 impl OriginState {
@@ -1452,8 +1454,10 @@ impl OriginState {
             addr_type: connection.addr_type,
             address: connection.address,
         };
-        let content = sdp.to_string();
-        if self.last.as_ref().is_some_and(|last| *last != content) {
+        let mut digest = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&*sdp, &mut digest);
+        let content = std::hash::Hasher::finish(&digest);
+        if self.last.is_some_and(|last| last != content) {
             self.version = self.version.wrapping_add(1);
         }
         self.last = Some(content);
