@@ -34,9 +34,15 @@ fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
     }
-    // SAFETY: stores a plain integer in mimalloc's option table, which it
-    // reads each time it schedules a purge; valid at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    // SAFETY: reads and stores plain integers in mimalloc's option table,
+    // which it reads each time it schedules a purge; valid at any time.
+    unsafe {
+        // v2's default purge delay is 10 ms: any other value here means
+        // the index names another option in this mimalloc, so leave it.
+        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 10 {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+        }
+    }
 }
 use std::sync::Arc;
 
