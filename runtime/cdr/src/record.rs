@@ -173,15 +173,10 @@ fn var_f64(ev: &Event, name: &str) -> Option<f64> {
         .filter(|v: &f64| v.is_finite())
 }
 
-/// A time variable in unix microseconds: `<base>_epoch_us` (the switch's),
-/// else FreeSWITCH's `<base>_uepoch`; 0 means "never", as in FreeSWITCH.
-fn var_time_us(ev: &Event, base: &str) -> Option<u64> {
-    let (ours, freeswitch) = match base {
-        "start" => ("start_epoch_us", "start_uepoch"),
-        "answer" => ("answer_epoch_us", "answer_uepoch"),
-        "end" => ("end_epoch_us", "end_uepoch"),
-        _ => return None,
-    };
+/// A time variable in unix microseconds: `ours` (`<base>_epoch_us`, the
+/// switch's), else `freeswitch` (its `<base>_uepoch`); 0 means "never", as
+/// in FreeSWITCH.
+fn var_time_us(ev: &Event, ours: &str, freeswitch: &str) -> Option<u64> {
     var_u64(ev, ours)
         .or_else(|| var_u64(ev, freeswitch))
         .filter(|&t| t > 0)
@@ -227,7 +222,8 @@ impl Open {
             caller_id_number: text(ev, header::CALLER_CALLER_ID_NUMBER),
             destination: text(ev, header::CALLER_DESTINATION_NUMBER),
             context: text(ev, header::CALLER_CONTEXT),
-            start_us: var_time_us(ev, "start").unwrap_or_else(|| event_time_us(ev)),
+            start_us: var_time_us(ev, "start_epoch_us", "start_uepoch")
+                .unwrap_or_else(|| event_time_us(ev)),
             sip_call_id: var_str(ev, "sip_call_id"),
         })
     }
@@ -251,12 +247,13 @@ impl Cdr {
             return None;
         }
         let uuid = non_empty(ev.get(header::UNIQUE_ID))?.to_owned();
-        let end_us = var_time_us(ev, "end").unwrap_or_else(|| event_time_us(ev));
+        let end_us =
+            var_time_us(ev, "end_epoch_us", "end_uepoch").unwrap_or_else(|| event_time_us(ev));
         let duration = var_u64(ev, "duration");
         let billsec = var_u64(ev, "billsec");
-        let start_us = var_time_us(ev, "start")
+        let start_us = var_time_us(ev, "start_epoch_us", "start_uepoch")
             .unwrap_or_else(|| end_us.saturating_sub(duration.unwrap_or(0).saturating_mul(US)));
-        let answer_us = var_time_us(ev, "answer").or_else(|| {
+        let answer_us = var_time_us(ev, "answer_epoch_us", "answer_uepoch").or_else(|| {
             billsec
                 .filter(|&b| b > 0)
                 .map(|b| end_us.saturating_sub(b.saturating_mul(US)))

@@ -422,16 +422,19 @@ fn split_params(s: &str) -> (&str, Vec<Param>) {
 }
 
 fn parse_param(p: &str) -> Option<Param> {
+    let (name, value) = param_parts(p)?;
+    Some((name.to_ascii_lowercase(), value.map(str::to_string)))
+}
+
+/// One `name[=value]` parameter, trimmed, borrowed (`None` when empty).
+fn param_parts(p: &str) -> Option<(&str, Option<&str>)> {
     let p = p.trim();
     if p.is_empty() {
         return None;
     }
-    Some(match p.find('=') {
-        Some(i) => (
-            p[..i].trim().to_ascii_lowercase(),
-            Some(p[i + 1..].trim().to_string()),
-        ),
-        None => (p.to_ascii_lowercase(), None),
+    Some(match p.split_once('=') {
+        Some((name, value)) => (name.trim(), Some(value.trim())),
+        None => (p, None),
     })
 }
 
@@ -558,8 +561,27 @@ fn percent_encode_user(s: &str) -> String {
 // Headers
 // ---------------------------------------------------------------------------
 
-/// Compact forms (RFC 3261 7.3.3 and later RFCs) and canonical spellings.
-const CANONICAL: &[(&str, &str)] = &[
+/// Declares [`CANONICAL`] and [`canonical_spelling`] from one list, so
+/// that the exact match and the table cannot drift apart.
+macro_rules! header_names {
+    ($(($key:literal, $canon:literal)),* $(,)?) => {
+        /// Compact forms (RFC 3261 7.3.3 and later RFCs) and canonical
+        /// spellings.
+        const CANONICAL: &[(&str, &str)] = &[$(($key, $canon)),*];
+
+        /// `name` if it is a canonical spelling, exactly (how most names
+        /// arrive: the switch's own literals, and what most peers send).
+        #[allow(unreachable_patterns)] // a spelling listed under two keys
+        fn canonical_spelling(name: &str) -> Option<&'static str> {
+            match name {
+                $($canon => Some($canon),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+header_names! {
     ("i", "Call-ID"),
     ("m", "Contact"),
     ("e", "Content-Encoding"),
@@ -622,7 +644,7 @@ const CANONICAL: &[(&str, &str)] = &[
     ("timestamp", "Timestamp"),
     ("organization", "Organization"),
     ("allow-events", "Allow-Events"),
-];
+}
 
 /// The canonical spelling of a header name (compact forms expanded).
 pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
@@ -635,88 +657,33 @@ pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
 /// The canonical spelling of a name the table knows, as a `'static` str
 /// (header lines keep it without allocating).
 fn known_name(name: &str) -> Option<&'static str> {
-    // Every header line stored and every lookup asks this: the table is
-    // bucketed by length, so a name is compared (folding case as it goes)
-    // with the few entries of its length only. Keyed by both columns (a
-    // compact form, and every canonical spelling in lower case).
-    const LONGEST: usize = 32;
-    type Buckets = [Vec<(String, &'static str)>; LONGEST + 1];
-    static BY_LEN: std::sync::LazyLock<Buckets> = std::sync::LazyLock::new(|| {
-        let mut b: Buckets = std::array::from_fn(|_| Vec::new());
-        for (k, c) in CANONICAL {
-            for key in [k.to_string(), c.to_ascii_lowercase()] {
-                let bucket = &mut b[key.len().min(LONGEST)];
-                if !bucket.iter().any(|(have, _)| *have == key) {
-                    bucket.push((key, *c));
+    // Every header line stored and every lookup asks this: an exact match
+    // first, then the table bucketed by length, so a name is compared
+    // (folding case) with the few entries of its length only. Keyed by both
+    // columns (a compact form, and every canonical spelling in lower case).
+    static BY_LEN: std::sync::LazyLock<Vec<Vec<(String, &'static str)>>> =
+        std::sync::LazyLock::new(|| {
+            let mut b: Vec<Vec<(String, &'static str)>> = Vec::new();
+            for (k, c) in CANONICAL {
+                for key in [k.to_string(), c.to_ascii_lowercase()] {
+                    if b.len() <= key.len() {
+                        b.resize_with(key.len() + 1, Vec::new);
+                    }
+                    let bucket = &mut b[key.len()];
+                    if !bucket.iter().any(|(have, _)| *have == key) {
+                        bucket.push((key, *c));
+                    }
                 }
             }
-        }
-        b
-    });
-    // Most names arrive spelled canonically (the switch's own literals,
-    // and what most peers send): matched exactly first.
-    let exact = match name {
-        "Call-ID" => "Call-ID",
-        "Contact" => "Contact",
-        "Content-Encoding" => "Content-Encoding",
-        "Content-Length" => "Content-Length",
-        "Content-Type" => "Content-Type",
-        "From" => "From",
-        "Subject" => "Subject",
-        "Supported" => "Supported",
-        "To" => "To",
-        "Via" => "Via",
-        "Event" => "Event",
-        "Refer-To" => "Refer-To",
-        "Referred-By" => "Referred-By",
-        "Allow-Events" => "Allow-Events",
-        "Session-Expires" => "Session-Expires",
-        "Accept-Contact" => "Accept-Contact",
-        "Reject-Contact" => "Reject-Contact",
-        "Request-Disposition" => "Request-Disposition",
-        "Identity" => "Identity",
-        "CSeq" => "CSeq",
-        "Max-Forwards" => "Max-Forwards",
-        "Route" => "Route",
-        "Record-Route" => "Record-Route",
-        "Expires" => "Expires",
-        "Min-Expires" => "Min-Expires",
-        "WWW-Authenticate" => "WWW-Authenticate",
-        "Authorization" => "Authorization",
-        "Proxy-Authenticate" => "Proxy-Authenticate",
-        "Proxy-Authorization" => "Proxy-Authorization",
-        "User-Agent" => "User-Agent",
-        "Server" => "Server",
-        "Allow" => "Allow",
-        "Accept" => "Accept",
-        "Require" => "Require",
-        "Proxy-Require" => "Proxy-Require",
-        "Unsupported" => "Unsupported",
-        "Retry-After" => "Retry-After",
-        "Reason" => "Reason",
-        "RSeq" => "RSeq",
-        "RAck" => "RAck",
-        "P-Asserted-Identity" => "P-Asserted-Identity",
-        "Min-SE" => "Min-SE",
-        "Path" => "Path",
-        "Warning" => "Warning",
-        "Date" => "Date",
-        "Timestamp" => "Timestamp",
-        "Organization" => "Organization",
-        _ => "",
-    };
-    if !exact.is_empty() {
-        return Some(exact);
+            b
+        });
+    if let Some(c) = canonical_spelling(name) {
+        return Some(c);
     }
-    if name.len() > LONGEST {
-        return None;
-    }
-    BY_LEN[name.len()]
+    BY_LEN
+        .get(name.len())?
         .iter()
-        .find(|(k, _)| {
-            k.as_bytes()[0] == name.as_bytes()[0].to_ascii_lowercase()
-                && k.eq_ignore_ascii_case(name)
-        })
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, c)| *c)
 }
 
@@ -776,23 +743,32 @@ pub struct Headers(pub Vec<Header>);
 impl Headers {
     /// The first value of `name` (any spelling or compact form).
     pub fn get(&self, name: &str) -> Option<&str> {
-        // A name the table knows is stored in its canonical spelling (lines
-        // are only added through `push`, `push_front` and `set`), so it is
-        // compared exactly.
-        match known_name(name) {
-            Some(canon) => self.0.iter().find(|h| h.name == canon),
-            None => self.0.iter().find(|h| h.name.eq_ignore_ascii_case(name)),
-        }
-        .map(|h| h.value.as_str())
+        self.lines(name).0.next().map(|h| h.value.as_str())
+    }
+
+    /// The lines of `name`, in order, and its canonical spelling. A name
+    /// the table knows is stored in that spelling (lines are only added
+    /// through `push`, `push_front` and `set`), so it is compared exactly;
+    /// other names ignoring ASCII case.
+    fn lines<'s, 'n>(
+        &'s self,
+        name: &'n str,
+    ) -> (impl Iterator<Item = &'s Header> + use<'s, 'n>, &'n str) {
+        let known = known_name(name);
+        let lines = self.0.iter().filter(move |h| match known {
+            Some(canon) => h.name == canon,
+            None => h.name.eq_ignore_ascii_case(name),
+        });
+        (lines, known.unwrap_or(name))
     }
 
     /// Every value of `name`: comma-separated values split (except for the
     /// headers RFC 3261 says cannot be), across all lines, in order.
     pub fn get_all(&self, name: &str) -> Vec<&str> {
-        let name = canonical_name(name);
-        let split = !never_comma_split(&name);
+        let (lines, canon) = self.lines(name);
+        let split = !never_comma_split(canon);
         let mut out = Vec::new();
-        for h in self.0.iter().filter(|h| h.name.eq_ignore_ascii_case(&name)) {
+        for h in lines {
             if split {
                 out.extend(
                     split_outside_quotes(&h.value, ',')
@@ -809,9 +785,9 @@ impl Headers {
     /// The first of [`Headers::get_all`]'s values, without collecting the
     /// rest.
     pub fn first_value(&self, name: &str) -> Option<&str> {
-        let name = canonical_name(name);
-        let split = !never_comma_split(&name);
-        for h in self.0.iter().filter(|h| h.name.eq_ignore_ascii_case(&name)) {
+        let (lines, canon) = self.lines(name);
+        let split = !never_comma_split(canon);
+        for h in lines {
             if !split {
                 return Some(h.value.as_str());
             }
@@ -1092,14 +1068,26 @@ pub fn name_addr_param<'a>(value: &'a str, name: &str) -> Option<Option<&'a str>
         },
     };
     let rest = rest.trim_start().strip_prefix(';')?;
-    split_outside_quotes(rest, ';').find_map(|p| {
-        let p = p.trim();
-        let (k, v) = match p.find('=') {
-            Some(i) => (p[..i].trim(), Some(p[i + 1..].trim())),
-            None => (p, None),
-        };
-        k.eq_ignore_ascii_case(name).then_some(v)
-    })
+    split_outside_quotes(rest, ';')
+        .filter_map(param_parts)
+        .find_map(|(k, v)| k.eq_ignore_ascii_case(name).then_some(v))
+}
+
+/// The sent-by and the `branch` of a Via value, read in place (every
+/// message is matched by these; a request's whole Via has been checked by
+/// [`Message::validate_request_via`] already). `None` without a sent-by.
+pub fn via_sent_by_and_branch(via: &str) -> Option<(&str, Option<&str>)> {
+    let (_protocol, rest) = via.trim().split_once(|c: char| c.is_ascii_whitespace())?;
+    let mut parts = split_outside_quotes(rest, ';');
+    let sent_by = parts.next()?.trim();
+    if sent_by.is_empty() {
+        return None;
+    }
+    let branch = parts
+        .filter_map(param_parts)
+        .find_map(|(k, v)| k.eq_ignore_ascii_case("branch").then_some(v))
+        .flatten();
+    Some((sent_by, branch))
 }
 
 fn find_unquoted(s: &str, needle: char) -> Option<usize> {
@@ -1332,18 +1320,16 @@ impl Message {
     /// The From tag, read without parsing the header into a [`NameAddr`]
     /// (the per-message paths ask for little else of From and To).
     pub fn from_tag(&self) -> Option<&str> {
-        self.headers
-            .get("From")
-            .and_then(|v| name_addr_param(v, "tag"))
-            .flatten()
-            .filter(|t| !t.is_empty())
+        self.tag_of("From")
     }
 
     /// The To tag, read as [`Self::from_tag`] reads the From's.
     pub fn to_tag(&self) -> Option<&str> {
-        self.headers
-            .get("To")
-            .and_then(|v| name_addr_param(v, "tag"))
+        self.tag_of("To")
+    }
+
+    fn tag_of(&self, header: &str) -> Option<&str> {
+        name_addr_param(self.headers.get(header)?, "tag")
             .flatten()
             .filter(|t| !t.is_empty())
     }

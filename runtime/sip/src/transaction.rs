@@ -121,7 +121,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::message::{Message, Method, Via};
+use crate::message::{via_sent_by_and_branch, Message, Method, Via};
 
 /// The RFC 3261 branch prefix: a branch starting with it is globally unique
 /// and may be matched on alone (with sent-by and method).
@@ -569,7 +569,7 @@ fn server_key(msg: &Message, as_method: Option<Method>) -> Option<ServerKey> {
         }
     });
     let top = msg.headers.first_value("Via")?;
-    let (sent_by, branch) = via_key_parts(top)?;
+    let (sent_by, branch) = via_sent_by_and_branch(top)?;
     match branch {
         Some(b) if b.starts_with(MAGIC_COOKIE) => Some(ServerKey::Rfc3261 {
             branch: b.to_string(),
@@ -587,23 +587,6 @@ fn server_key(msg: &Message, as_method: Option<Method>) -> Option<ServerKey> {
     }
 }
 
-/// The sent-by and the branch of a Via value, read in place (every
-/// message is matched by these; the transport layer has already checked
-/// the whole Via of a request). `None` when there is no sent-by.
-fn via_key_parts(via: &str) -> Option<(&str, Option<&str>)> {
-    let (_protocol, rest) = via.trim().split_once(|c: char| c.is_ascii_whitespace())?;
-    let mut parts = rest.split(';');
-    let sent_by = parts.next()?.trim();
-    if sent_by.is_empty() {
-        return None;
-    }
-    let branch = parts.find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim().eq_ignore_ascii_case("branch").then(|| v.trim())
-    });
-    Some((sent_by, branch))
-}
-
 /// A sent-by as a key: lower-cased, without the blanks RFC 3261 allows
 /// around its colon.
 fn sent_by_key(sent_by: &str) -> String {
@@ -615,7 +598,7 @@ fn sent_by_key(sent_by: &str) -> String {
 }
 
 fn client_key(msg: &Message) -> Option<ClientKey> {
-    let (_, branch) = via_key_parts(msg.headers.first_value("Via")?)?;
+    let (_, branch) = via_sent_by_and_branch(msg.headers.first_value("Via")?)?;
     Some(ClientKey {
         branch: branch?.to_string(),
         method: msg.cseq()?.method,
@@ -1384,18 +1367,20 @@ mod key_tests {
     use super::*;
 
     #[test]
-    fn via_key_parts_read_sent_by_and_branch() {
+    fn via_sent_by_and_branch_and_sent_by_key() {
         assert_eq!(
-            via_key_parts("SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK1"),
+            via_sent_by_and_branch("SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK1"),
             Some(("127.0.0.1:5060", Some("z9hG4bK1")))
         );
         assert_eq!(
-            via_key_parts("SIP/2.0/TCP  [2001:DB8::1] ; BRANCH = z9hG4bKx ;received=1.2.3.4"),
+            via_sent_by_and_branch(
+                "SIP/2.0/TCP  [2001:DB8::1] ; BRANCH = z9hG4bKx ;received=1.2.3.4"
+            ),
             Some(("[2001:DB8::1]", Some("z9hG4bKx")))
         );
-        assert_eq!(via_key_parts("SIP/2.0/UDP h"), Some(("h", None)));
-        assert_eq!(via_key_parts("SIP/2.0/UDP"), None);
-        assert_eq!(via_key_parts("SIP/2.0/UDP ;branch=z9hG4bK1"), None);
+        assert_eq!(via_sent_by_and_branch("SIP/2.0/UDP h"), Some(("h", None)));
+        assert_eq!(via_sent_by_and_branch("SIP/2.0/UDP"), None);
+        assert_eq!(via_sent_by_and_branch("SIP/2.0/UDP ;branch=z9hG4bK1"), None);
         assert_eq!(sent_by_key("Host.Example : 5060"), "host.example:5060");
         assert_eq!(sent_by_key("[2001:DB8::1]"), "[2001:db8::1]");
     }
