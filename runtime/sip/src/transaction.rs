@@ -121,7 +121,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::message::{via_sent_by_and_branch, Message, Method, Via};
+use smallvec::SmallVec;
+
+use crate::message::{via_sent_by_and_branch, Headers, Message, Method, Via};
 
 /// The RFC 3261 branch prefix: a branch starting with it is globally unique
 /// and may be matched on alone (with sent-by and method).
@@ -605,20 +607,31 @@ fn client_key(msg: &Message) -> Option<ClientKey> {
     })
 }
 
-/// Headers a waiting transaction still reads (its keys, a late ACK's
-/// match, a CANCEL's construction).
-const KEPT_WHEN_WAITING: &[&str] = &["Via", "From", "To", "Call-ID", "CSeq", "Route"];
+/// Headers a server transaction reads from its request: the ones its
+/// `100 Trying` copies ([`Message::response_to`]) and the To tag.
+const SERVER_KEEPS: &[&str] = &["Via", "From", "To", "Call-ID", "CSeq", "Timestamp"];
 
-/// Keeps the start line and [`KEPT_WHEN_WAITING`], drops the rest and the
-/// body, and gives the spare capacity back.
-fn slim_message(m: &mut Message) {
-    m.headers.0.retain(|h| {
-        KEPT_WHEN_WAITING
+/// What a server transaction keeps of the request it was created for: the
+/// start line and [`SERVER_KEEPS`], no body. The TU gets the request
+/// itself.
+fn transaction_copy(m: &Message) -> Message {
+    let mut headers = Headers::default();
+    headers.0.reserve_exact(
+        m.headers
             .iter()
-            .any(|k| h.name.eq_ignore_ascii_case(k))
-    });
-    m.headers.0.shrink_to_fit();
-    m.body = Vec::new();
+            .filter(|h| SERVER_KEEPS.contains(&&*h.name))
+            .count(),
+    );
+    for h in m.headers.iter() {
+        if SERVER_KEEPS.contains(&&*h.name) {
+            headers.0.push(h.clone());
+        }
+    }
+    Message {
+        start: m.start.clone(),
+        headers,
+        body: Vec::new(),
+    }
 }
 
 fn to_tag(msg: &Message) -> Option<String> {
@@ -637,14 +650,21 @@ struct Tx<P> {
     state: State,
     peer: P,
     reliable: bool,
-    /// The request that created the transaction.
-    request: Arc<Message>,
+    /// The request that created the transaction (for a server one, only
+    /// what the layer reads: [`transaction_copy`]); dropped once the
+    /// transaction only waits ([`TransactionLayer::slim`]).
+    request: Option<Arc<Message>>,
     /// Server: the last response sent. Client INVITE in Completed: the ACK.
+    /// Dropped in Accepted and Confirmed, where it is never sent again.
     last: Option<Arc<Message>>,
+    /// The To tag an INVITE server transaction answered with, kept when
+    /// its request and response are dropped: an RFC 2543 ACK is matched
+    /// on it.
+    sent_tag: Option<Box<str>>,
     /// The current retransmission interval (A, E, G).
     interval: Duration,
     /// Timers armed for this transaction, with their queue keys.
-    timers: Vec<(Timer, TimerKey)>,
+    timers: SmallVec<[(Timer, TimerKey); 4]>,
     /// Timer C's value for an INVITE client transaction.
     timer_c: Option<Duration>,
     key: Key,
@@ -718,7 +738,7 @@ impl<P: Clone> TransactionLayer<P> {
     /// for its end (after its final response) this is the request's start
     /// line and identifying headers, without its body.
     pub fn request(&self, tx: TxId) -> Option<&Message> {
-        self.txs.get(&tx).map(|t| &*t.request)
+        self.txs.get(&tx).and_then(|t| t.request.as_deref())
     }
 
     /// The earliest armed timer: call [`Self::on_timer`] then.
@@ -754,7 +774,8 @@ impl<P: Clone> TransactionLayer<P> {
     pub fn cancel_request(&self, tx: TxId) -> Option<Message> {
         let t = self.txs.get(&tx)?;
         (t.kind == Kind::InviteClient && t.state == State::Proceeding)
-            .then(|| cancel_for(&t.request))
+            .then(|| t.request.as_deref().map(cancel_for))
+            .flatten()
     }
 
     /// Sets or clears Timer C of a live INVITE client transaction that has
@@ -835,10 +856,11 @@ impl<P: Clone> TransactionLayer<P> {
                 state,
                 peer: to,
                 reliable,
-                request: msg,
+                request: Some(msg),
                 last: None,
+                sent_tag: None,
                 interval: self.config.t1,
-                timers: Vec::new(),
+                timers: SmallVec::new(),
                 timer_c: if invite { self.config.timer_c } else { None },
                 key: Key::Client(key),
             },
@@ -1040,18 +1062,29 @@ impl<P: Clone> TransactionLayer<P> {
 
     /// Once a transaction only waits (Completed, Confirmed or Accepted,
     /// until Timer D, I, J, K, L or M ends it) it never sends its request
-    /// again: keep only the headers that still identify the transaction and
-    /// match a late ACK, and drop the body. Over UDP a transaction waits 32 s
-    /// after its call is over (Timer J, L, M), a good part of what a busy switch
-    /// holds per call. In Accepted the 2xx is slimmed too: the TU
-    /// sends its retransmissions itself, the layer only reads its To tag.
+    /// again: the request is dropped (the maps hold the keys that match
+    /// retransmissions). In Accepted and Confirmed the last response is
+    /// never sent again either (in Accepted the TU retransmits its 2xx):
+    /// dropped too. An INVITE server transaction with an RFC 2543 key keeps
+    /// the To tag it answered with, to match a late ACK. Over UDP a
+    /// transaction waits 32 s after its call is over (Timer J, L, M): what
+    /// it holds meanwhile is a good part of a busy switch's memory.
     fn slim(&mut self, tx: TxId) {
         if let Some(t) = self.txs.get_mut(&tx) {
-            slim_message(Arc::make_mut(&mut t.request));
-            if t.state == State::Accepted {
-                if let Some(last) = &mut t.last {
-                    slim_message(Arc::make_mut(last));
-                }
+            if t.kind == Kind::InviteServer
+                && t.sent_tag.is_none()
+                && matches!(t.key, Key::Server(ServerKey::Rfc2543 { .. }))
+            {
+                t.sent_tag = t
+                    .last
+                    .as_deref()
+                    .and_then(to_tag)
+                    .or_else(|| t.request.as_deref().and_then(to_tag))
+                    .map(String::into_boxed_str);
+            }
+            t.request = None;
+            if matches!(t.state, State::Accepted | State::Confirmed) {
+                t.last = None;
             }
         }
     }
@@ -1132,12 +1165,14 @@ impl<P: Clone> TransactionLayer<P> {
 
     fn resend_request(&self, tx: TxId, ev: &mut Vec<Event<P>>) {
         if let Some(t) = self.txs.get(&tx) {
-            ev.push(Event::Transmit {
-                tx,
-                to: t.peer.clone(),
-                msg: t.request.clone(),
-                reliable: t.reliable,
-            });
+            if let Some(m) = &t.request {
+                ev.push(Event::Transmit {
+                    tx,
+                    to: t.peer.clone(),
+                    msg: m.clone(),
+                    reliable: t.reliable,
+                });
+            }
         }
     }
 
@@ -1187,8 +1222,10 @@ impl<P: Clone> TransactionLayer<P> {
                 }
             }
             (Timer::Trying, State::Proceeding) if !has_last => {
-                let trying = Message::response_to(&self.txs[&tx].request, 100, None, None);
-                self.send_last(tx, trying, ev);
+                if let Some(req) = self.txs[&tx].request.as_deref() {
+                    let trying = Message::response_to(req, 100, None, None);
+                    self.send_last(tx, trying, ev);
+                }
             }
             (Timer::D | Timer::I | Timer::J | Timer::K | Timer::L | Timer::M, _) => {
                 self.terminate_into(tx, ev);
@@ -1217,7 +1254,8 @@ impl<P: Clone> TransactionLayer<P> {
                     .last
                     .as_deref()
                     .and_then(to_tag)
-                    .or_else(|| to_tag(&t.request));
+                    .or_else(|| t.sent_tag.as_deref().map(str::to_string))
+                    .or_else(|| t.request.as_deref().and_then(to_tag));
                 if to_tag(&msg) != sent {
                     ev.push(Event::StrayAck { msg, from });
                     return;
@@ -1245,10 +1283,11 @@ impl<P: Clone> TransactionLayer<P> {
                 state,
                 peer: from.clone(),
                 reliable,
-                request: Arc::new(msg.clone()),
+                request: Some(Arc::new(transaction_copy(&msg))),
                 last: None,
+                sent_tag: None,
                 interval: self.config.t1,
-                timers: Vec::new(),
+                timers: SmallVec::new(),
                 timer_c: None,
                 key: Key::Server(key),
             },
@@ -1257,8 +1296,10 @@ impl<P: Clone> TransactionLayer<P> {
         if invite {
             match self.config.auto_trying {
                 Some(d) if d.is_zero() => {
-                    let trying = Message::response_to(&self.txs[&id].request, 100, None, None);
-                    self.send_last(id, trying, ev);
+                    if let Some(req) = self.txs[&id].request.as_deref() {
+                        let trying = Message::response_to(req, 100, None, None);
+                        self.send_last(id, trying, ev);
+                    }
                 }
                 Some(d) => self.arm(id, Timer::Trying, now + d),
                 None => {}
@@ -1335,9 +1376,11 @@ impl<P: Clone> TransactionLayer<P> {
                 (State::Calling | State::Proceeding, _) => {
                     self.cancel_all_timers(tx);
                     self.set_state(tx, State::Completed);
-                    let ack = ack_for(&self.txs[&tx].request, &msg);
+                    let ack = self.txs[&tx].request.as_deref().map(|r| ack_for(r, &msg));
                     ev.push(Event::Response { tx, msg });
-                    self.send_last(tx, ack, ev);
+                    if let Some(ack) = ack {
+                        self.send_last(tx, ack, ev);
+                    }
                     self.linger(tx, Timer::D, self.config.timer_d(reliable), now, ev);
                 }
                 (State::Accepted, 200..=299) => ev.push(Event::Response { tx, msg }),
