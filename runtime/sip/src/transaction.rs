@@ -543,14 +543,19 @@ enum ServerKey {
         sent_by: String,
         method: Method,
     },
-    Rfc2543 {
-        uri: String,
-        from_tag: String,
-        call_id: String,
-        cseq: u32,
-        via: String,
-        method: Method,
-    },
+    /// Boxed: rare, and five times the size of the other, which would
+    /// size every slot of the maps that hold keys.
+    Rfc2543(Box<Rfc2543Key>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Rfc2543Key {
+    uri: String,
+    from_tag: String,
+    call_id: String,
+    cseq: u32,
+    via: String,
+    method: Method,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -578,14 +583,14 @@ fn server_key(msg: &Message, as_method: Option<Method>) -> Option<ServerKey> {
             sent_by: sent_by_key(sent_by),
             method,
         }),
-        _ => Some(ServerKey::Rfc2543 {
+        _ => Some(ServerKey::Rfc2543(Box::new(Rfc2543Key {
             uri: msg.uri()?.to_string(),
             from_tag: msg.from_tag().unwrap_or_default().to_string(),
             call_id: msg.call_id()?.trim().to_string(),
             cseq: msg.cseq()?.seq,
             via: Via::parse(top).ok()?.to_string(),
             method,
-        }),
+        }))),
     }
 }
 
@@ -675,7 +680,8 @@ struct Tx<P> {
 #[derive(Debug)]
 pub struct TransactionLayer<P> {
     config: Config,
-    txs: IdMap<TxId, Tx<P>>,
+    /// Boxed, so the map's empty slots cost a pointer, not a transaction.
+    txs: IdMap<TxId, Box<Tx<P>>>,
     clients: HashMap<ClientKey, TxId>,
     servers: HashMap<ServerKey, TxId>,
     timers: BTreeMap<TimerKey, (TxId, Timer)>,
@@ -851,7 +857,7 @@ impl<P: Clone> TransactionLayer<P> {
         self.clients.insert(key.clone(), id);
         self.txs.insert(
             id,
-            Tx {
+            Box::new(Tx {
                 kind,
                 state,
                 peer: to,
@@ -863,7 +869,7 @@ impl<P: Clone> TransactionLayer<P> {
                 timers: SmallVec::new(),
                 timer_c: if invite { self.config.timer_c } else { None },
                 key: Key::Client(key),
-            },
+            }),
         );
         if invite {
             if !reliable {
@@ -1073,7 +1079,7 @@ impl<P: Clone> TransactionLayer<P> {
         if let Some(t) = self.txs.get_mut(&tx) {
             if t.kind == Kind::InviteServer
                 && t.sent_tag.is_none()
-                && matches!(t.key, Key::Server(ServerKey::Rfc2543 { .. }))
+                && matches!(t.key, Key::Server(ServerKey::Rfc2543(_)))
             {
                 t.sent_tag = t
                     .last
@@ -1249,7 +1255,7 @@ impl<P: Clone> TransactionLayer<P> {
         let is_ack = msg.method() == Some(&Method::Ack);
         if let Some(&tx) = self.servers.get(&key) {
             let t = &self.txs[&tx];
-            if is_ack && matches!(key, ServerKey::Rfc2543 { .. }) {
+            if is_ack && matches!(key, ServerKey::Rfc2543(_)) {
                 let sent = t
                     .last
                     .as_deref()
@@ -1278,7 +1284,7 @@ impl<P: Clone> TransactionLayer<P> {
         self.servers.insert(key.clone(), id);
         self.txs.insert(
             id,
-            Tx {
+            Box::new(Tx {
                 kind,
                 state,
                 peer: from.clone(),
@@ -1290,7 +1296,7 @@ impl<P: Clone> TransactionLayer<P> {
                 timers: SmallVec::new(),
                 timer_c: None,
                 key: Key::Server(key),
-            },
+            }),
         );
         ev.push(Event::Request { tx: id, msg, from });
         if invite {
