@@ -675,6 +675,18 @@ struct Tx<P> {
     key: Key,
 }
 
+impl<P> Tx<P> {
+    /// The To tag a server transaction answered with: its last response's,
+    /// the one kept when that was dropped, or its request's.
+    fn answered_tag(&self) -> Option<String> {
+        self.last
+            .as_deref()
+            .and_then(to_tag)
+            .or_else(|| self.sent_tag.as_deref().map(str::to_string))
+            .or_else(|| self.request.as_deref().and_then(to_tag))
+    }
+}
+
 /// Every live transaction of an endpoint, their matching index and timers.
 /// See the module docs for the state machines and the driver loop.
 #[derive(Debug)]
@@ -740,9 +752,9 @@ impl<P: Clone> TransactionLayer<P> {
     }
 
     /// The request that created a live transaction (for a client one, with
-    /// the branch the layer may have added). Once the transaction only waits
-    /// for its end (after its final response) this is the request's start
-    /// line and identifying headers, without its body.
+    /// the branch the layer may have added; for a server one, the start line
+    /// and the headers the layer reads). `None` once the transaction only
+    /// waits for its end (after its final response).
     pub fn request(&self, tx: TxId) -> Option<&Message> {
         self.txs.get(&tx).and_then(|t| t.request.as_deref())
     }
@@ -779,9 +791,10 @@ impl<P: Clone> TransactionLayer<P> {
     /// one), and after a final response there is nothing to cancel.
     pub fn cancel_request(&self, tx: TxId) -> Option<Message> {
         let t = self.txs.get(&tx)?;
-        (t.kind == Kind::InviteClient && t.state == State::Proceeding)
-            .then(|| t.request.as_deref().map(cancel_for))
-            .flatten()
+        if t.kind != Kind::InviteClient || t.state != State::Proceeding {
+            return None;
+        }
+        t.request.as_deref().map(cancel_for)
     }
 
     /// Sets or clears Timer C of a live INVITE client transaction that has
@@ -1081,12 +1094,7 @@ impl<P: Clone> TransactionLayer<P> {
                 && t.sent_tag.is_none()
                 && matches!(t.key, Key::Server(ServerKey::Rfc2543(_)))
             {
-                t.sent_tag = t
-                    .last
-                    .as_deref()
-                    .and_then(to_tag)
-                    .or_else(|| t.request.as_deref().and_then(to_tag))
-                    .map(String::into_boxed_str);
+                t.sent_tag = t.answered_tag().map(String::into_boxed_str);
             }
             t.request = None;
             if matches!(t.state, State::Accepted | State::Confirmed) {
@@ -1157,28 +1165,27 @@ impl<P: Clone> TransactionLayer<P> {
 
     /// Re-sends the last message sent (server response, client ACK).
     fn resend_last(&self, tx: TxId, ev: &mut Vec<Event<P>>) {
-        if let Some(t) = self.txs.get(&tx) {
-            if let Some(m) = &t.last {
-                ev.push(Event::Transmit {
-                    tx,
-                    to: t.peer.clone(),
-                    msg: m.clone(),
-                    reliable: t.reliable,
-                });
-            }
-        }
+        self.resend(tx, |t| t.last.as_ref(), ev);
     }
 
     fn resend_request(&self, tx: TxId, ev: &mut Vec<Event<P>>) {
-        if let Some(t) = self.txs.get(&tx) {
-            if let Some(m) = &t.request {
-                ev.push(Event::Transmit {
-                    tx,
-                    to: t.peer.clone(),
-                    msg: m.clone(),
-                    reliable: t.reliable,
-                });
-            }
+        self.resend(tx, |t| t.request.as_ref(), ev);
+    }
+
+    /// Transmits again what `pick` names of `tx`, if it still holds it.
+    fn resend(
+        &self,
+        tx: TxId,
+        pick: impl Fn(&Tx<P>) -> Option<&Arc<Message>>,
+        ev: &mut Vec<Event<P>>,
+    ) {
+        if let Some((t, m)) = self.txs.get(&tx).and_then(|t| Some((t, pick(t)?))) {
+            ev.push(Event::Transmit {
+                tx,
+                to: t.peer.clone(),
+                msg: m.clone(),
+                reliable: t.reliable,
+            });
         }
     }
 
@@ -1255,17 +1262,9 @@ impl<P: Clone> TransactionLayer<P> {
         let is_ack = msg.method() == Some(&Method::Ack);
         if let Some(&tx) = self.servers.get(&key) {
             let t = &self.txs[&tx];
-            if is_ack && matches!(key, ServerKey::Rfc2543(_)) {
-                let sent = t
-                    .last
-                    .as_deref()
-                    .and_then(to_tag)
-                    .or_else(|| t.sent_tag.as_deref().map(str::to_string))
-                    .or_else(|| t.request.as_deref().and_then(to_tag));
-                if to_tag(&msg) != sent {
-                    ev.push(Event::StrayAck { msg, from });
-                    return;
-                }
+            if is_ack && matches!(key, ServerKey::Rfc2543(_)) && to_tag(&msg) != t.answered_tag() {
+                ev.push(Event::StrayAck { msg, from });
+                return;
             }
             self.on_retransmission(tx, msg, from, is_ack, now, ev);
             return;
