@@ -204,11 +204,12 @@ pub trait Endpoint: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Starts a new outbound channel. `Err` fails the leg with that cause and
-    /// creates no channel.
+    /// creates no channel. The request is shared so that the core gets it
+    /// back without a copy once the endpoint lets go of it.
     fn dial(
         &self,
         switch: Arc<Switch>,
-        request: OutgoingRequest,
+        request: Arc<OutgoingRequest>,
     ) -> BoxFuture<'static, Result<Dialed, HangupCause>>;
 }
 

@@ -33,7 +33,7 @@ impl Endpoint for ErrorEndpoint {
     fn dial(
         &self,
         _switch: Arc<Switch>,
-        request: OutgoingRequest,
+        request: Arc<OutgoingRequest>,
     ) -> BoxFuture<'static, Result<Dialed, HangupCause>> {
         let cause = HangupCause::parse_or_default(&request.data);
         Box::pin(async move { Err(cause) })
@@ -64,7 +64,7 @@ impl Endpoint for NullEndpoint {
     fn dial(
         &self,
         _switch: Arc<Switch>,
-        request: OutgoingRequest,
+        request: Arc<OutgoingRequest>,
     ) -> BoxFuture<'static, Result<Dialed, HangupCause>> {
         Box::pin(async move {
             let (tx, rx) = mpsc::channel(4);
@@ -76,7 +76,7 @@ impl Endpoint for NullEndpoint {
                 },
                 name: format!("null/{}", request.data),
                 profile: String::new(),
-                destination: request.data,
+                destination: request.data.clone(),
                 variables: Vec::new(),
             })
         })
@@ -120,7 +120,7 @@ impl Endpoint for LoopbackEndpoint {
     fn dial(
         &self,
         switch: Arc<Switch>,
-        request: OutgoingRequest,
+        request: Arc<OutgoingRequest>,
     ) -> BoxFuture<'static, Result<Dialed, HangupCause>> {
         Box::pin(async move {
             let mut parts = request.data.splitn(3, '/');

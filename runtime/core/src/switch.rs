@@ -457,16 +457,19 @@ impl Switch {
             .admission
             .admit_channel(&request.tenant, Instant::now())
             .map_err(|o| o.cause())?;
-        let dialed = endpoint.dial(self.clone(), request.clone()).await?;
+        let request = Arc::new(request);
+        let dialed = endpoint.dial(self.clone(), Arc::clone(&request)).await?;
+        // The endpoint has normally dropped its reference by now.
+        let request = Arc::try_unwrap(request).unwrap_or_else(|r| OutgoingRequest::clone(&r));
         let mut chan = Channel::new(Direction::Outbound, &request.endpoint, &request.tenant);
-        chan.uuid = request.uuid.clone();
+        chan.uuid = request.uuid;
         chan.name = dialed.name;
         chan.profile = dialed.profile;
-        chan.context = request.context.clone();
+        chan.context = request.context;
         chan.destination = dialed.destination;
-        chan.caller_id_name = request.caller_id_name.clone();
-        chan.caller_id_number = request.caller_id_number.clone();
-        let mut vars = request.vars.clone();
+        chan.caller_id_name = request.caller_id_name;
+        chan.caller_id_number = request.caller_id_number;
+        let mut vars = request.vars;
         vars.extend(dialed.variables);
         chan.variables = Arc::new(vars);
         chan.depth = request.depth;
@@ -702,19 +705,26 @@ impl Switch {
         )?;
         let uuid = uuid::Uuid::new_v4().to_string();
         if endpoint != "error" {
-            let mut snapshot = Channel::new(Direction::Outbound, &endpoint, &a.tenant);
-            snapshot.uuid = uuid.clone();
-            snapshot.context = a.context.clone();
-            snapshot.destination = data.clone();
-            snapshot.caller_id_name = a.caller_id_name.clone();
-            snapshot.caller_id_number = a.caller_id_number.clone();
-            snapshot.variables = Arc::new(vars.clone());
-            let request = OutboundRequest {
-                channel: snapshot.snapshot(),
-                target: data.clone(),
-                originator: a.uuid.clone().unwrap_or_default(),
+            // The dialplan reads the leg's variables through a shared list,
+            // taken back without a copy once it has answered.
+            let shared = Arc::new(std::mem::take(&mut vars));
+            let request = {
+                let mut snapshot = Channel::new(Direction::Outbound, &endpoint, &a.tenant);
+                snapshot.uuid = uuid.clone();
+                snapshot.context = a.context.clone();
+                snapshot.destination = data.clone();
+                snapshot.caller_id_name = a.caller_id_name.clone();
+                snapshot.caller_id_number = a.caller_id_number.clone();
+                snapshot.variables = Arc::clone(&shared);
+                OutboundRequest {
+                    channel: snapshot.snapshot(),
+                    target: data.clone(),
+                    originator: a.uuid.clone().unwrap_or_default(),
+                }
             };
-            match self.dialplan.route_outbound(request).await {
+            let decision = self.dialplan.route_outbound(request).await;
+            vars = Arc::try_unwrap(shared).unwrap_or_else(|s| Vars::clone(&s));
+            match decision {
                 Ok(OutboundDecision::Accept { variables }) => vars.extend(variables),
                 Ok(OutboundDecision::Rewrite { target, variables }) => {
                     let Some((e, d)) = target.split_once('/') else {

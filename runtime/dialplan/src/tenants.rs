@@ -469,6 +469,11 @@ impl Tenants {
         };
         live.uses += 1;
         let result = call_guest(&loaded, &mut live, call, &settings);
+        // The caller may take the variable list back (an `Arc`) once this
+        // returns; a warm instance keeps none of this call's.
+        live.store
+            .data_mut()
+            .set_channel_variables(sandbox::no_variables());
         let dropped = sandbox::dropped_logs(&live.store);
         if dropped > 0 {
             tracing::warn!(tenant = %t.name, version = loaded.version(), dropped, "dialplan log lines over the per-call cap were dropped");

@@ -817,16 +817,17 @@ impl<P: Clone> TransactionLayer<P> {
 
     /// Starts a client transaction for `msg` towards `to` and sends it.
     /// If the top Via has no branch, a fresh one ([`Self::new_branch`]) is
-    /// added. A CANCEL must carry its INVITE's branch ([`cancel_for`]);
+    /// added (to a copy, if `msg` is shared). A CANCEL must carry its INVITE's branch ([`cancel_for`]);
     /// sending one also bounds that INVITE transaction's wait for a final
     /// response to 64·T1 ([`Timer::CancelWait`]).
     pub fn send_request(
         &mut self,
-        mut msg: Message,
+        msg: impl Into<Arc<Message>>,
         to: P,
         reliable: bool,
         now: Instant,
     ) -> Result<(TxId, Vec<Event<P>>), TxError> {
+        let mut msg: Arc<Message> = msg.into();
         let method = msg.method().ok_or(TxError::NotARequest)?.clone();
         if method == Method::Ack {
             return Err(TxError::AckIsNotATransaction);
@@ -841,8 +842,9 @@ impl<P: Clone> TransactionLayer<P> {
             _ => {
                 let b = self.new_branch();
                 via.set_param("branch", Some(&b));
-                msg.headers.remove_first_value("Via");
-                msg.headers.push_front("Via", via.to_string());
+                let m = Arc::make_mut(&mut msg);
+                m.headers.remove_first_value("Via");
+                m.headers.push_front("Via", via.to_string());
                 b
             }
         };
@@ -860,7 +862,6 @@ impl<P: Clone> TransactionLayer<P> {
         } else {
             (Kind::NonInviteClient, State::Trying)
         };
-        let msg = Arc::new(msg);
         let ev = vec![Event::Transmit {
             tx: id,
             to: to.clone(),
@@ -915,13 +916,15 @@ impl<P: Clone> TransactionLayer<P> {
         Ok((id, ev))
     }
 
-    /// Sends the TU's response on a server transaction.
+    /// Sends the TU's response on a server transaction. `msg` may be shared
+    /// (an `Arc`): the layer keeps a reference, not a copy.
     pub fn send_response(
         &mut self,
         tx: TxId,
-        msg: Message,
+        msg: impl Into<Arc<Message>>,
         now: Instant,
     ) -> Result<Vec<Event<P>>, TxError> {
+        let msg: Arc<Message> = msg.into();
         let code = msg.code().ok_or(TxError::NotAResponse)?;
         let t = self.txs.get(&tx).ok_or(TxError::NoSuchTransaction)?;
         let (kind, state, reliable) = (t.kind, t.state, t.reliable);
@@ -1150,9 +1153,9 @@ impl<P: Clone> TransactionLayer<P> {
     }
 
     /// Transmits `msg` on `tx` and remembers it as the last message sent.
-    fn send_last(&mut self, tx: TxId, msg: Message, ev: &mut Vec<Event<P>>) {
+    fn send_last(&mut self, tx: TxId, msg: impl Into<Arc<Message>>, ev: &mut Vec<Event<P>>) {
         if let Some(t) = self.txs.get_mut(&tx) {
-            let msg = Arc::new(msg);
+            let msg: Arc<Message> = msg.into();
             ev.push(Event::Transmit {
                 tx,
                 to: t.peer.clone(),

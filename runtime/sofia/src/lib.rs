@@ -55,8 +55,9 @@ use crate::ua::{Cmd, ProfileCore, Target};
 
 /// What one leg's phone said about media, and its relay port.
 pub struct LegSdp {
-    /// The phone's SDP (offer on inbound legs, answer on outbound legs).
-    pub remote: Option<SessionDescription>,
+    /// The phone's SDP (offer on inbound legs, answer on outbound legs),
+    /// shared: the relay's own offers and answers are built from it.
+    pub remote: Option<Arc<SessionDescription>>,
     /// The leg's relay port.
     pub media: Option<Arc<LegHandle>>,
     /// The profile and call that hold the leg: where requests its bridged
@@ -124,7 +125,7 @@ impl Shared {
     }
 
     /// The phone's SDP on leg `uuid`.
-    pub fn remote_sdp(&self, uuid: &str) -> Option<SessionDescription> {
+    pub fn remote_sdp(&self, uuid: &str) -> Option<Arc<SessionDescription>> {
         self.legs.lock().get(uuid).and_then(|l| l.remote.clone())
     }
 
@@ -134,7 +135,7 @@ impl Shared {
     }
 
     /// The SDP of the leg bridged to `uuid`, if it has one yet.
-    pub fn peer_sdp(&self, uuid: &str) -> Option<SessionDescription> {
+    pub fn peer_sdp(&self, uuid: &str) -> Option<Arc<SessionDescription>> {
         let peer = self.peer_of.lock().get(uuid).cloned()?;
         self.remote_sdp(&peer)
     }
@@ -495,7 +496,7 @@ impl Endpoint for Sofia {
     fn dial(
         &self,
         _switch: Arc<Switch>,
-        request: OutgoingRequest,
+        request: Arc<OutgoingRequest>,
     ) -> BoxFuture<'static, Result<Dialed, HangupCause>> {
         // The future must be 'static: it holds the shared state and the
         // profile table, not `self`.
@@ -515,7 +516,7 @@ impl Endpoint for Sofia {
                 .cloned()
                 .ok_or(HangupCause::InvalidUrl)?;
             let (tx, rx) = oneshot::channel();
-            cmds.send(Cmd::Dial(Box::new(request), target, tx))
+            cmds.send(Cmd::Dial(request, target, tx))
                 .map_err(|_| HangupCause::NetworkOutOfOrder)?;
             rx.await.map_err(|_| HangupCause::NetworkOutOfOrder)?
         })

@@ -88,7 +88,7 @@ pub enum Cmd {
     MediaTimeout(u64),
     /// Dial a new outbound leg.
     Dial(
-        Box<OutgoingRequest>,
+        Arc<OutgoingRequest>,
         Target,
         oneshot::Sender<Result<Dialed, HangupCause>>,
     ),
@@ -340,8 +340,9 @@ struct Call {
     state: CallState,
     /// INVITE server transaction (inbound) or client transaction (outbound).
     invite_tx: Option<TxId>,
-    /// The INVITE as received or sent.
-    invite: Message,
+    /// The INVITE as received or sent (an outbound one shared with its
+    /// transaction).
+    invite: Arc<Message>,
     peer: Peer,
     call_id: String,
     local_tag: String,
@@ -359,7 +360,7 @@ struct Call {
     media: Option<Arc<LegHandle>>,
     origin: OriginState,
     /// The last 2xx we sent (inbound), retransmitted until the ACK.
-    pending_2xx: Option<(Message, Instant, Duration)>,
+    pending_2xx: Option<(Arc<Message>, Instant, Duration)>,
     /// Credentials to answer a challenge with (gateway legs).
     credentials: Option<(String, String)>,
     auth_tries: u32,
@@ -786,7 +787,7 @@ impl ProfileCore {
         }
     }
 
-    fn send_request(&mut self, msg: Message, peer: Peer) -> Option<TxId> {
+    fn send_request(&mut self, msg: impl Into<Arc<Message>>, peer: Peer) -> Option<TxId> {
         match self
             .tx
             .send_request(msg, peer, peer.transport.reliable(), Instant::now())
@@ -802,7 +803,7 @@ impl ProfileCore {
         }
     }
 
-    fn respond(&mut self, tx: TxId, resp: Message) {
+    fn respond(&mut self, tx: TxId, resp: impl Into<Arc<Message>>) {
         match self.tx.send_response(tx, resp, Instant::now()) {
             Ok(ev) => self.handle_events(ev),
             Err(e) => tracing::debug!(error = %e, "response not sent"),
@@ -1259,7 +1260,7 @@ impl ProfileCore {
             local_cseq: 0,
             remote_cseq: msg.cseq().map(|c| c.seq),
             peer: from,
-            invite: msg,
+            invite: Arc::new(msg),
             events: ev_tx,
             media: Some(media),
             origin: OriginState::new(rand_u64() >> 12),
@@ -1271,7 +1272,7 @@ impl ProfileCore {
         self.shared.legs.lock().insert(
             uuid,
             crate::LegSdp {
-                remote: offer,
+                remote: offer.map(Arc::new),
                 media: call.media.clone(),
                 call: Some((self.cmds_tx.clone(), id)),
             },
@@ -1517,18 +1518,21 @@ impl ProfileCore {
             "Contact",
             contact_of(&self.transports, c.peer.transport, &c.invite),
         );
-        let r2 = r.clone();
         let peer = c.peer;
-        // An UPDATE's 200 is a non-INVITE response: no retransmissions.
-        if msg.method() == Some(&Method::Invite) {
+        let reinvite = msg.method() == Some(&Method::Invite);
+        if reinvite {
             disarm_2xx(&mut self.retx_2xx, c);
-            if !peer.transport.reliable() {
+        }
+        self.server_headers(&mut r);
+        let r = Arc::new(r);
+        // An UPDATE's 200 is a non-INVITE response: no retransmissions.
+        if reinvite && !peer.transport.reliable() {
+            if let Some(c) = self.calls.get_mut(&id) {
                 let due = Instant::now() + Duration::from_millis(500);
-                c.pending_2xx = Some((r2, due, Duration::from_millis(500)));
+                c.pending_2xx = Some((Arc::clone(&r), due, Duration::from_millis(500)));
                 self.retx_2xx.insert((due, id));
             }
         }
-        self.server_headers(&mut r);
         self.respond(tx, r);
     }
 
@@ -1603,7 +1607,8 @@ impl ProfileCore {
         let sdp = msg
             .body_str()
             .filter(|b| !b.trim().is_empty())
-            .and_then(|b| SessionDescription::parse(b).ok());
+            .and_then(|b| SessionDescription::parse(b).ok())
+            .map(Arc::new);
         if let Some(sdp) = &sdp {
             if let (Some(addr), Some(media)) = (sdp.media_address(0), &c.media) {
                 let _ = self.shared.media().set_remote(media, addr);
@@ -1661,7 +1666,7 @@ impl ProfileCore {
                 let Some(ch) = challenge else {
                     return self.fail_outbound(id, code);
                 };
-                let mut invite = c.invite.clone();
+                let mut invite = Message::clone(&c.invite);
                 let uri = invite.uri().map(|u| u.to_string()).unwrap_or_default();
                 let cnonce = auth::generate_cnonce().unwrap_or_else(|_| tag());
                 let creds = auth::respond(
@@ -1694,8 +1699,9 @@ impl ProfileCore {
                     },
                     creds.to_string(),
                 );
+                let invite = Arc::new(invite);
                 if let Some(c) = self.calls.get_mut(&id) {
-                    c.invite = invite.clone();
+                    c.invite = Arc::clone(&invite);
                     c.remote_tag = None;
                 }
                 if let Some(ntx) = self.send_request(invite, peer) {
@@ -1767,7 +1773,9 @@ impl ProfileCore {
             }
             Cmd::Relay(id, req, reply, origin) => self.on_relay(id, *req, reply, origin),
             Cmd::Dial(req, target, reply) => {
-                let r = self.dial(*req, target);
+                let r = self.dial(&req, target);
+                // Let go of the request first: the core takes it back whole.
+                drop(req);
                 let _ = reply.send(r);
             }
             Cmd::Reload(r) => self.on_reload(*r),
@@ -1903,11 +1911,12 @@ impl ProfileCore {
                     r.body = b.into_bytes();
                 }
                 r.headers.push("Server", self.shared.sip.user_agent.clone());
+                let r = Arc::new(r);
                 if code == 200 {
                     c.state = CallState::Answered;
                     if !c.peer.transport.reliable() {
                         let due = Instant::now() + Duration::from_millis(500);
-                        c.pending_2xx = Some((r.clone(), due, Duration::from_millis(500)));
+                        c.pending_2xx = Some((Arc::clone(&r), due, Duration::from_millis(500)));
                         self.retx_2xx.insert((due, id));
                     }
                 }
@@ -2088,7 +2097,7 @@ impl ProfileCore {
     }
 
     /// Creates an outbound leg.
-    fn dial(&mut self, req: OutgoingRequest, target: Target) -> Result<Dialed, HangupCause> {
+    fn dial(&mut self, req: &OutgoingRequest, target: Target) -> Result<Dialed, HangupCause> {
         // Beside the originator's leg when there is one: the two relay on
         // one media worker.
         let originator_media = req
@@ -2159,6 +2168,7 @@ impl ProfileCore {
             .push("User-Agent", self.shared.sip.user_agent.clone());
         invite.headers.push("Content-Type", "application/sdp");
         invite.body = offer.into_bytes();
+        let invite = Arc::new(invite);
         let (ev_tx, ev_rx) = mpsc::channel(16);
         let _ = self.shared.media().set_listener(
             &media,
@@ -2170,7 +2180,7 @@ impl ProfileCore {
             inbound: false,
             state: CallState::Early,
             invite_tx: None,
-            invite: invite.clone(),
+            invite: Arc::clone(&invite),
             peer: target.peer,
             call_id: call_id.clone(),
             local_tag: local_tag.clone(),
@@ -2597,7 +2607,7 @@ mod tests {
             inbound: true,
             state: CallState::Answered,
             invite_tx: None,
-            invite: Message::request(Method::Invite, uri),
+            invite: Arc::new(Message::request(Method::Invite, uri)),
             peer: Peer {
                 transport: Transport::Udp,
                 addr: "127.0.0.1:5071".parse().unwrap(),
