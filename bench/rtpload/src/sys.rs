@@ -17,26 +17,6 @@ fn set_int_opt(fd: RawFd, opt: libc::c_int, v: libc::c_int) -> bool {
     }
 }
 
-fn get_int_opt(fd: RawFd, opt: libc::c_int) -> i64 {
-    let mut v: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: fd is an open socket, v and len are valid for writing.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r == 0 {
-        i64::from(v)
-    } else {
-        -1
-    }
-}
-
 /// Sets SO_RCVBUF and SO_SNDBUF to `bytes`, with the FORCE variants first
 /// (they pass net.core.*mem_max when running as root). Returns the sizes the
 /// kernel reports afterwards (it doubles the requested value).
@@ -47,10 +27,9 @@ pub fn set_socket_buffers(fd: RawFd, bytes: i32) -> (i64, i64) {
     if !set_int_opt(fd, libc::SO_SNDBUFFORCE, bytes) {
         set_int_opt(fd, libc::SO_SNDBUF, bytes);
     }
-    (
-        get_int_opt(fd, libc::SO_RCVBUF),
-        get_int_opt(fd, libc::SO_SNDBUF),
-    )
+    let size = |v: Option<usize>| v.map_or(-1, |v| v as i64);
+    let (rcv, snd) = dialtone_media::socket_buffers(fd);
+    (size(rcv), size(snd))
 }
 
 /// Waits up to `timeout_ms` for `fd` to become readable.

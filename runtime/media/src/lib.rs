@@ -167,4 +167,4 @@ pub use ports::{PortAllocator, PortLease, RtpPorts};
 pub use prompt::{Prompt, PromptError};
 pub use record::{Channels, Recording};
 pub use stats::{LegCounters, LegStats, Reception, Stream, StreamCounters};
-pub use sys::set_buffers as set_socket_buffers;
+pub use sys::{buffers as socket_buffers, set_buffers as set_socket_buffers};

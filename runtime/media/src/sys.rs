@@ -128,6 +128,28 @@ pub fn set_buffers(fd: RawFd, bytes: usize) {
     }
 }
 
+/// The kernel's receive and send buffer sizes of a socket, in bytes, as
+/// `getsockopt` reports them (Linux doubles what was asked, for its own
+/// bookkeeping); `None` for an option it will not report.
+pub fn buffers(fd: RawFd) -> (Option<usize>, Option<usize>) {
+    let get = |opt: libc::c_int| {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: reads one c_int into a live local of that size.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (r == 0).then_some(v as usize)
+    };
+    (get(libc::SO_RCVBUF), get(libc::SO_SNDBUF))
+}
+
 /// Datagrams taken or sent per `recvmmsg`/`sendmmsg`.
 pub(crate) const BATCH: usize = 32;
 

@@ -493,20 +493,16 @@ impl<'a> Iterator for SplitOutsideQuotes<'a> {
             return None;
         }
         let rest = &self.s[self.start..];
-        let mut quoted = false;
-        let mut escaped = false;
+        let mut quotes = Quotes::default();
         let mut angle = 0u32;
         for (i, c) in rest.char_indices() {
-            if escaped {
-                escaped = false;
+            if !quotes.outside(c) {
                 continue;
             }
             match c {
-                '\\' if quoted => escaped = true,
-                '"' => quoted = !quoted,
-                '<' if !quoted => angle += 1,
-                '>' if !quoted => angle = angle.saturating_sub(1),
-                c if c == self.sep && !quoted && angle == 0 => {
+                '<' => angle += 1,
+                '>' => angle = angle.saturating_sub(1),
+                c if c == self.sep && angle == 0 => {
                     self.start += i + c.len_utf8();
                     return Some(&rest[..i]);
                 }
@@ -1090,22 +1086,42 @@ pub fn via_sent_by_and_branch(via: &str) -> Option<(&str, Option<&str>)> {
     Some((sent_by, branch))
 }
 
+/// The first `needle` outside double quotes.
 fn find_unquoted(s: &str, needle: char) -> Option<usize> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
+    let mut quotes = Quotes::default();
+    s.char_indices()
+        .find(|&(_, c)| quotes.outside(c) && c == needle)
+        .map(|(i, _)| i)
+}
+
+/// Where a scan of a header value stands with respect to quoted strings
+/// (RFC 3261 25.1: `"`...`"`, with `\` escaping one character inside).
+#[derive(Default)]
+struct Quotes {
+    quoted: bool,
+    escaped: bool,
+}
+
+impl Quotes {
+    /// Takes the next character: whether it stands outside any quoted
+    /// string (the quote marks and escapes themselves do not).
+    fn outside(&mut self, c: char) -> bool {
+        if self.escaped {
+            self.escaped = false;
+            return false;
         }
         match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == needle && !quoted => return Some(i),
-            _ => {}
+            '\\' if self.quoted => {
+                self.escaped = true;
+                false
+            }
+            '"' => {
+                self.quoted = !self.quoted;
+                false
+            }
+            _ => !self.quoted,
         }
     }
-    None
 }
 
 fn unescape_quoted(s: &str) -> String {
@@ -1781,6 +1797,19 @@ impl StreamFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn separators_inside_quotes_escapes_and_angle_brackets_do_not_split() {
+        let v = r#"a;"b;\";<c";d>;<sip:x;lr>;e"#;
+        let parts: Vec<&str> = split_outside_quotes(v, ';').collect();
+        assert_eq!(parts, ["a", r#""b;\";<c""#, "d>", "<sip:x;lr>", "e"]);
+        // An escaped quote does not close the string: the `<` after it is
+        // still quoted; the first bare one is at the name-addr.
+        let na = r#""A \"<B>\" C" <sip:a@b>"#;
+        assert_eq!(find_unquoted(na, '<'), na.find(" <sip").map(|i| i + 1));
+        assert_eq!(find_unquoted(r#""<only quoted>""#, '<'), None);
+        assert_eq!(split_outside_quotes("", ',').collect::<Vec<_>>(), [""]);
+    }
 
     const INVITE: &str = "INVITE sip:bob@biloxi.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n\

@@ -474,23 +474,6 @@ mod tests {
     use dialtone_sip::message::{Method, Uri};
     use std::path::PathBuf;
 
-    fn sockopt(fd: std::os::fd::RawFd, opt: libc::c_int) -> usize {
-        let mut v: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: reads one c_int into a live local of that size.
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&mut v as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(r, 0, "getsockopt");
-        v as usize
-    }
-
     fn sysctl(name: &str) -> usize {
         std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
             .unwrap()
@@ -509,13 +492,14 @@ mod tests {
         let udp = rt.block_on(async { bind_udp("127.0.0.1:0".parse().unwrap()).unwrap() });
         // Linux doubles what it grants (bookkeeping), and caps the request
         // at rmem_max / wmem_max.
-        for (opt, cap) in [
-            (libc::SO_RCVBUF, sysctl("rmem_max")),
-            (libc::SO_SNDBUF, sysctl("wmem_max")),
+        let (rcv, snd) = dialtone_media::socket_buffers(udp.as_raw_fd());
+        for (name, got, cap) in [
+            ("SO_RCVBUF", rcv, sysctl("rmem_max")),
+            ("SO_SNDBUF", snd, sysctl("wmem_max")),
         ] {
             let want = 2 * UDP_BUFFER_BYTES.min(cap);
-            let got = sockopt(udp.as_raw_fd(), opt);
-            assert!(got >= want, "option {opt}: {got} bytes, want {want}");
+            let got = got.expect("getsockopt");
+            assert!(got >= want, "{name}: {got} bytes, want {want}");
         }
     }
 
