@@ -39,13 +39,25 @@ pub struct Tenant {
     dialplan: ArcSwapOption<Loaded>,
     helpers: ArcSwapOption<Loaded>,
     settings: ArcSwap<SandboxSettings>,
+    /// Instances of the dialplan kept for reuse (`warm_reuse`).
     warm: Mutex<Vec<Live>>,
+    /// Instances of the helper component kept for reuse: the switch's own
+    /// ([`SHIPPED_HELPERS_REUSE`]) or, with `warm_reuse`, the tenant's.
+    warm_helpers: Mutex<Vec<Live>>,
     invocations: AtomicU64,
     failures: AtomicU64,
     /// Dialplan versions replaced by later ones, newest last (at most
     /// [`HISTORY`]): what `dialplan rollback` goes back to.
     history: Mutex<Vec<Arc<Loaded>>>,
 }
+
+/// How many invocations one instance of the switch's own helper component
+/// ([`Tenants::set_default_helpers`]) serves before it is replaced. It keeps
+/// no state between calls (it only formats what the host's lookups answer),
+/// so its instances are reused within a tenant, never across tenants, and
+/// dropped after any failure; the tenants' own components follow their
+/// `warm_reuse` setting.
+pub const SHIPPED_HELPERS_REUSE: u32 = 1000;
 
 /// Earlier dialplan versions kept per tenant for rollback.
 pub const HISTORY: usize = 8;
@@ -133,6 +145,7 @@ impl Tenants {
         if let Some(t) = self.tenants.load().get(name) {
             t.settings.store(Arc::new(settings));
             t.warm.lock().clear();
+            t.warm_helpers.lock().clear();
             return t.clone();
         }
         let tenant = Arc::new(Tenant {
@@ -141,6 +154,7 @@ impl Tenants {
             helpers: ArcSwapOption::empty(),
             settings: ArcSwap::from_pointee(settings),
             warm: Mutex::new(Vec::new()),
+            warm_helpers: Mutex::new(Vec::new()),
             invocations: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             history: Mutex::new(Vec::new()),
@@ -218,6 +232,7 @@ impl Tenants {
             Role::Helpers => &tenant.helpers,
         };
         let old = slot.swap(Some(loaded));
+        tenant.warm_helpers.lock().clear();
         if role == Role::Dialplan {
             tenant.warm.lock().clear();
             if let (Some(o), true) = (&old, keep_old) {
@@ -319,6 +334,14 @@ impl Tenants {
             }
             Err(CallError::Invalid(e)) => Err(e.to_string()),
         }
+    }
+
+    /// Instances a tenant keeps for reuse between invocations: (dialplan,
+    /// helpers). `None` if there is no such tenant.
+    pub fn warm_instances(&self, tenant: &str) -> Option<(usize, usize)> {
+        let t = self.tenant(tenant)?;
+        let n = (t.warm.lock().len(), t.warm_helpers.lock().len());
+        Some(n)
     }
 
     /// Versions and counters of every tenant.
@@ -428,16 +451,25 @@ impl Tenants {
     /// Runs one call on the current thread. Never panics on guest behaviour.
     fn run(&self, t: &Tenant, call: Call) -> Result<Answer, InvokeError> {
         t.invocations.fetch_add(1, Ordering::Relaxed);
-        let loaded = match &call {
-            Call::Helpers(..) => t
+        let settings = t.settings.load_full();
+        // The component, how often one instance of it may serve, and where
+        // its instances wait between invocations.
+        let (loaded, reuse, warm) = match &call {
+            Call::Helpers(..) => match t
                 .helpers
                 .load_full()
                 .or_else(|| t.dialplan.load_full().filter(|d| d.helpers.is_some()))
-                .or_else(|| self.default_helpers.load_full()),
-            _ => t.dialplan.load_full(),
-        }
-        .ok_or(InvokeError::NoComponent)?;
-        let settings = t.settings.load_full();
+            {
+                Some(l) => (Some(l), settings.warm_reuse, &t.warm_helpers),
+                None => (
+                    self.default_helpers.load_full(),
+                    SHIPPED_HELPERS_REUSE,
+                    &t.warm_helpers,
+                ),
+            },
+            _ => (t.dialplan.load_full(), settings.warm_reuse, &t.warm),
+        };
+        let loaded = loaded.ok_or(InvokeError::NoComponent)?;
         let channel: String = match &call {
             Call::Route(c) => c.uuid.clone(),
             Call::Outbound(r) => r.channel.uuid.clone(),
@@ -449,12 +481,12 @@ impl Tenants {
             services: &self.services,
             settings: &settings,
         };
-        let warm_ok = settings.warm_reuse > 0 && loaded.role == Role::Dialplan;
+        let warm_ok = reuse > 0;
         let mut live = None;
-        if warm_ok && !matches!(call, Call::Helpers(..)) {
-            let mut pool = t.warm.lock();
+        if warm_ok {
+            let mut pool = warm.lock();
             while let Some(l) = pool.pop() {
-                if l.sequence == loaded.sequence && l.uses < settings.warm_reuse {
+                if l.sequence == loaded.sequence && l.uses < reuse {
                     live = Some(l);
                     break;
                 }
@@ -480,8 +512,8 @@ impl Tenants {
         }
         match result {
             Ok(answer) => {
-                if warm_ok && live.uses < settings.warm_reuse {
-                    let mut pool = t.warm.lock();
+                if warm_ok && live.uses < reuse {
+                    let mut pool = warm.lock();
                     if pool.len() < self.pool.workers() {
                         pool.push(live);
                     }

@@ -58,6 +58,49 @@ fn sofia_contact_none_one_several() {
 }
 
 #[test]
+fn the_switchs_own_helpers_are_reused_within_a_tenant_and_answer_afresh() {
+    let h = host(1);
+    let shipped = h
+        .tenants
+        .engine()
+        .load_file(&component("contact_helpers.wasm"), Role::Helpers)
+        .unwrap();
+    h.tenants.set_default_helpers(shipped);
+    for t in ["c.test", "d.test"] {
+        h.tenants.configure(t, SandboxSettings::default());
+    }
+    let dp = WasmDialplan(h.tenants.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let call = |t: &str| rt.block_on(dp.call_helper(t, "sofia_contact", "*/1000"));
+    assert_eq!(call("c.test").unwrap(), "error/user_not_registered");
+    // One instance now waits for the tenant's next helper call.
+    assert_eq!(h.tenants.warm_instances("c.test"), Some((0, 1)));
+    // It answers from the host's lookups of this call, not the last one's.
+    h.services
+        .register("c.test", "1000", "sip:1000@192.0.2.7:5060");
+    assert_eq!(
+        call("c.test").unwrap(),
+        r"sofia/internal/sip\:1000@192.0.2.7\:5060"
+    );
+    assert_eq!(h.tenants.warm_instances("c.test"), Some((0, 1)));
+    // Another tenant never gets it: it has its own.
+    assert_eq!(h.tenants.warm_instances("d.test"), Some((0, 0)));
+    assert_eq!(call("d.test").unwrap(), "error/user_not_registered");
+    assert_eq!(h.tenants.warm_instances("d.test"), Some((0, 1)));
+    // A tenant's own helper component, with warm_reuse 0, gets a fresh
+    // instance every time.
+    h.tenants
+        .load_file("d.test", Role::Helpers, &component("contact_helpers.wasm"))
+        .unwrap();
+    assert_eq!(h.tenants.warm_instances("d.test"), Some((0, 0)));
+    assert_eq!(call("d.test").unwrap(), "error/user_not_registered");
+    assert_eq!(h.tenants.warm_instances("d.test"), Some((0, 0)));
+}
+
+#[test]
 fn another_tenants_registrations_are_invisible() {
     let (h, dp, rt) = setup();
     h.services
