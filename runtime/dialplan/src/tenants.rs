@@ -452,24 +452,23 @@ impl Tenants {
     fn run(&self, t: &Tenant, call: Call) -> Result<Answer, InvokeError> {
         t.invocations.fetch_add(1, Ordering::Relaxed);
         let settings = t.settings.load_full();
-        // The component, how often one instance of it may serve, and where
-        // its instances wait between invocations.
-        let (loaded, reuse, warm) = match &call {
+        // The component and how many invocations one instance of it serves.
+        let (loaded, reuse) = match &call {
             Call::Helpers(..) => match t
                 .helpers
                 .load_full()
                 .or_else(|| t.dialplan.load_full().filter(|d| d.helpers.is_some()))
             {
-                Some(l) => (Some(l), settings.warm_reuse, &t.warm_helpers),
-                None => (
-                    self.default_helpers.load_full(),
-                    SHIPPED_HELPERS_REUSE,
-                    &t.warm_helpers,
-                ),
+                Some(l) => (Some(l), settings.warm_reuse),
+                None => (self.default_helpers.load_full(), SHIPPED_HELPERS_REUSE),
             },
-            _ => (t.dialplan.load_full(), settings.warm_reuse, &t.warm),
+            _ => (t.dialplan.load_full(), settings.warm_reuse),
         };
         let loaded = loaded.ok_or(InvokeError::NoComponent)?;
+        let warm = match &call {
+            Call::Helpers(..) => &t.warm_helpers,
+            _ => &t.warm,
+        };
         let channel: String = match &call {
             Call::Route(c) => c.uuid.clone(),
             Call::Outbound(r) => r.channel.uuid.clone(),
@@ -501,11 +500,6 @@ impl Tenants {
         };
         live.uses += 1;
         let result = call_guest(&loaded, &mut live, call, &settings);
-        // The caller may take the variable list back (an `Arc`) once this
-        // returns; a warm instance keeps none of this call's.
-        live.store
-            .data_mut()
-            .set_channel_variables(sandbox::no_variables());
         let dropped = sandbox::dropped_logs(&live.store);
         if dropped > 0 {
             tracing::warn!(tenant = %t.name, version = loaded.version(), dropped, "dialplan log lines over the per-call cap were dropped");
@@ -513,6 +507,11 @@ impl Tenants {
         match result {
             Ok(answer) => {
                 if warm_ok && live.uses < reuse {
+                    // A kept instance holds none of this call's variables
+                    // (the caller may take their list back, an `Arc`).
+                    live.store
+                        .data_mut()
+                        .set_channel_variables(sandbox::no_variables());
                     let mut pool = warm.lock();
                     if pool.len() < self.pool.workers() {
                         pool.push(live);

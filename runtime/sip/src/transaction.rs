@@ -817,9 +817,10 @@ impl<P: Clone> TransactionLayer<P> {
 
     /// Starts a client transaction for `msg` towards `to` and sends it.
     /// If the top Via has no branch, a fresh one ([`Self::new_branch`]) is
-    /// added (to a copy, if `msg` is shared). A CANCEL must carry its INVITE's branch ([`cancel_for`]);
-    /// sending one also bounds that INVITE transaction's wait for a final
-    /// response to 64·T1 ([`Timer::CancelWait`]).
+    /// added (to a copy, if `msg` is shared). A CANCEL must carry its
+    /// INVITE's branch ([`cancel_for`]); sending one also bounds that INVITE
+    /// transaction's wait for a final response to 64·T1
+    /// ([`Timer::CancelWait`]).
     pub fn send_request(
         &mut self,
         msg: impl Into<Arc<Message>>,
