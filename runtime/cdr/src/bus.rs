@@ -83,7 +83,7 @@ mod tests {
 
     fn channel_event(name: EventName, uuid: &str) -> Event {
         Event::new(name)
-            .header("Unique-ID", uuid)
+            .header("Unique-ID", uuid.to_owned())
             .header("Channel-Name", format!("sofia/internal/{uuid}@d.test"))
             .header("Call-Direction", "inbound")
             .header("Caller-Caller-ID-Number", "1000")

@@ -373,7 +373,7 @@ mod tests {
 
     fn channel_event(name: EventName, uuid: &str) -> Event {
         Event::new(name)
-            .header("Unique-ID", uuid)
+            .header("Unique-ID", uuid.to_owned())
             .header("Channel-Name", "sofia/internal/1000@d.test")
             .header("Channel-State", "CS_REPORTING")
             .header("Channel-Call-State", "HANGUP")

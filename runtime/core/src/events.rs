@@ -247,7 +247,7 @@ pub struct Event {
     /// [`EventBus::publish`] (0 until published).
     pub sequence: u64,
     /// Headers in insertion order; names follow FreeSWITCH (see [`header`]).
-    pub headers: Vec<(Cow<'static, str>, String)>,
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// The event's body, e.g. a BACKGROUND_JOB's result (sent after the
     /// headers with its `Content-Length`, as FreeSWITCH does).
     pub body: Option<String>,
@@ -318,26 +318,38 @@ impl Event {
 
     /// Adds a header (builder style). Header names may repeat, as in
     /// FreeSWITCH; [`Event::get`] returns the first.
-    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Event {
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Event {
         self.push_header(name, value);
         self
     }
 
     /// Adds a channel variable as the header `variable_<name>` (builder
     /// style).
-    pub fn variable(self, name: &str, value: impl Into<String>) -> Event {
+    pub fn variable(self, name: &str, value: impl Into<Cow<'static, str>>) -> Event {
         let key = format!("{}{name}", header::VARIABLE_PREFIX);
         self.header(key, value)
     }
 
     /// Appends a header.
-    pub fn push_header(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
+    pub fn push_header(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) {
         self.headers.push((name.into(), value.into()));
     }
 
     /// Replaces the value of the first header with this name (ASCII
     /// case-insensitive), or appends the header if there is none.
-    pub fn set_header(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
+    pub fn set_header(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) {
         let name = name.into();
         let value = value.into();
         match self
@@ -367,7 +379,7 @@ impl Event {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
         {
-            return Some(v.1.as_str());
+            return Some(&v.1);
         }
         let p = header::VARIABLE_PREFIX;
         match name.get(..p.len()) {
@@ -386,7 +398,7 @@ impl Event {
                     && k[..p.len()].eq_ignore_ascii_case(p)
                     && k[p.len()..].eq_ignore_ascii_case(name)
             })
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
             .or_else(|| self.shared_variable(name))
     }
 

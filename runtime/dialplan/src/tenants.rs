@@ -209,7 +209,7 @@ impl Tenants {
                 tracing::warn!(tenant, path = %path.display(), error = %e, "component refused; the running version stays");
                 self.events.publish(
                     Event::custom("dialtone::dialplan_refused")
-                        .header("Tenant", tenant)
+                        .header("Tenant", tenant.to_owned())
                         .header("Path", path.display().to_string())
                         .header("Reason", e.to_string()),
                 );

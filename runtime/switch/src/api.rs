@@ -619,7 +619,11 @@ fn dump_fields(c: &Channel) -> Vec<(String, String)> {
     let ev = c.event(dialtone_core::events::EventName::ChannelState);
     let mut v: Vec<(String, String)> = Vec::with_capacity(ev.headers.len() + c.variables.len() + 1);
     v.push(("Event-Name".into(), "CHANNEL_DATA".into()));
-    v.extend(ev.headers.into_iter().map(|(k, val)| (k.into_owned(), val)));
+    v.extend(
+        ev.headers
+            .into_iter()
+            .map(|(k, val)| (k.into_owned(), val.into_owned())),
+    );
     for (k, val) in c.variables.iter() {
         v.push((format!("variable_{k}"), val.clone()));
     }
