@@ -1371,6 +1371,29 @@ impl FromStr for SessionDescription {
     }
 }
 
+impl SessionDescription {
+    /// The description as text ([`fmt::Display`]) in one buffer sized up
+    /// front: `to_string` starts from an empty one and grows it several
+    /// times for every description a call sends.
+    pub fn render(&self) -> String {
+        use fmt::Write as _;
+        // About 48 bytes a line covers the attributes phones and the
+        // switch write (rtpmap, fmtp, ptime, rtcp, candidates).
+        let lines = 6
+            + self.attributes.len()
+            + self.other_lines.len()
+            + self.bandwidths.len()
+            + self
+                .media
+                .iter()
+                .map(|m| 2 + m.attributes.len() + m.other_lines.len() + m.bandwidths.len())
+                .sum::<usize>();
+        let mut out = String::with_capacity(lines * 48);
+        let _ = write!(out, "{self}");
+        out
+    }
+}
+
 impl fmt::Display for SessionDescription {
     /// Writes the description with CRLF line endings, lines in RFC 4566
     /// order.
@@ -1499,6 +1522,23 @@ a=label:1\r\n\
 a=ssrc:1372948531 cname:4f2a6c\r\n\
 a=rtcp-rsize\r\n\
 a=ptime:20\r\n";
+
+    #[test]
+    fn render_writes_what_display_writes_in_one_buffer() {
+        for text in [SIPP, BARESIP] {
+            let sdp = SessionDescription::parse(text).unwrap();
+            let out = sdp.render();
+            assert_eq!(out, sdp.to_string());
+            assert_eq!(out, text);
+            assert!(out.capacity() >= out.len());
+            assert!(
+                out.capacity() < 2 * out.len() + 512,
+                "{} for {}",
+                out.capacity(),
+                out.len()
+            );
+        }
+    }
 
     #[test]
     fn transcodable_codecs_are_added_once_after_the_offered_ones() {

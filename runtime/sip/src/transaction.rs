@@ -597,11 +597,14 @@ fn server_key(msg: &Message, as_method: Option<Method>) -> Option<ServerKey> {
 /// A sent-by as a key: lower-cased, without the blanks RFC 3261 allows
 /// around its colon.
 fn sent_by_key(sent_by: &str) -> String {
-    sent_by
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    let mut key = String::with_capacity(sent_by.len());
+    key.extend(
+        sent_by
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .map(|c| c.to_ascii_lowercase()),
+    );
+    key
 }
 
 fn client_key(msg: &Message) -> Option<ClientKey> {

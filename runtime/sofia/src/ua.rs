@@ -1512,7 +1512,7 @@ impl ProfileCore {
             let timeout = self.shared.rtp_timeout.filter(|_| !offer.is_hold());
             let _ = self.shared.media().set_rtp_timeout(media, timeout);
             r.headers.push("Content-Type", "application/sdp");
-            r.body = answer.to_string().into_bytes();
+            r.body = answer.render().into_bytes();
         }
         r.headers.push(
             "Contact",
@@ -2018,7 +2018,7 @@ impl ProfileCore {
                 .media()
                 .set_format(media, media_format(&sdp, false));
         }
-        Some(sdp.to_string())
+        Some(sdp.render())
     }
 
     /// Arms (or, on hold, disarms) the call's RTP timeout.
@@ -2127,7 +2127,7 @@ impl ProfileCore {
                 // offer: the relay transcodes G.711 and L16.
                 let mut offer = orig.rewrite_for_relay(ip, &[Some(port)], &mut origin);
                 offer.add_transcodable_codecs();
-                offer.to_string()
+                offer.render()
             }
             None => fresh_offer(ip, port, &mut origin),
         };
@@ -2562,7 +2562,7 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv
     match SessionDescription::parse(&text) {
         Ok(mut sdp) => {
             origin.stamp(&mut sdp, ip);
-            sdp.to_string()
+            sdp.render()
         }
         Err(_) => text,
     }
