@@ -415,7 +415,7 @@ fn parse_port(p: &str) -> Result<u16, String> {
 
 /// Splits `a;b=c;d` into `a` and its parameters (names lower-cased).
 fn split_params(s: &str) -> (&str, Vec<Param>) {
-    let mut parts = split_outside_quotes(s, ';');
+    let mut parts = split_outside_quotes(s, b';');
     let head = parts.next().unwrap_or("").trim();
     let params = parts.filter_map(parse_param).collect();
     (head, params)
@@ -466,8 +466,9 @@ fn write_params(f: &mut fmt::Formatter<'_>, params: &[Param]) -> fmt::Result {
     Ok(())
 }
 
-/// Splits at `sep` outside double quotes and angle brackets.
-fn split_outside_quotes(s: &str, sep: char) -> SplitOutsideQuotes<'_> {
+/// Splits at `sep` (an ASCII byte) outside double quotes and angle
+/// brackets.
+fn split_outside_quotes(s: &str, sep: u8) -> SplitOutsideQuotes<'_> {
     SplitOutsideQuotes {
         s,
         start: 0,
@@ -481,7 +482,7 @@ fn split_outside_quotes(s: &str, sep: char) -> SplitOutsideQuotes<'_> {
 struct SplitOutsideQuotes<'a> {
     s: &'a str,
     start: usize,
-    sep: char,
+    sep: u8,
     done: bool,
 }
 
@@ -495,15 +496,17 @@ impl<'a> Iterator for SplitOutsideQuotes<'a> {
         let rest = &self.s[self.start..];
         let mut quotes = Quotes::default();
         let mut angle = 0u32;
-        for (i, c) in rest.char_indices() {
+        // Bytes, not chars: every byte that matters is ASCII, and no byte
+        // of a multi-byte UTF-8 sequence is.
+        for (i, &c) in rest.as_bytes().iter().enumerate() {
             if !quotes.outside(c) {
                 continue;
             }
             match c {
-                '<' => angle += 1,
-                '>' => angle = angle.saturating_sub(1),
+                b'<' => angle += 1,
+                b'>' => angle = angle.saturating_sub(1),
                 c if c == self.sep && angle == 0 => {
-                    self.start += i + c.len_utf8();
+                    self.start += i + 1;
                     return Some(&rest[..i]);
                 }
                 _ => {}
@@ -767,7 +770,7 @@ impl Headers {
         for h in lines {
             if split {
                 out.extend(
-                    split_outside_quotes(&h.value, ',')
+                    split_outside_quotes(&h.value, b',')
                         .map(str::trim)
                         .filter(|v| !v.is_empty()),
                 );
@@ -787,7 +790,7 @@ impl Headers {
             if !split {
                 return Some(h.value.as_str());
             }
-            if let Some(v) = split_outside_quotes(&h.value, ',')
+            if let Some(v) = split_outside_quotes(&h.value, b',')
                 .map(str::trim)
                 .find(|v| !v.is_empty())
             {
@@ -859,7 +862,7 @@ impl Headers {
             .0
             .iter()
             .position(|h| h.name.eq_ignore_ascii_case(&canon))?;
-        let mut parts: Vec<&str> = split_outside_quotes(&self.0[i].value, ',').collect();
+        let mut parts: Vec<&str> = split_outside_quotes(&self.0[i].value, b',').collect();
         if parts.len() <= 1 {
             return Some(self.0.remove(i).value);
         }
@@ -972,7 +975,7 @@ impl NameAddr {
     /// Parses `"Name" <sip:...>;tag=x`, `Name <sip:...>` or `sip:...;tag=x`.
     pub fn parse(s: &str) -> Result<NameAddr, String> {
         let s = s.trim();
-        let (display, uri, rest) = if let Some(lt) = find_unquoted(s, '<') {
+        let (display, uri, rest) = if let Some(lt) = find_unquoted(s, b'<') {
             let gt = s[lt..]
                 .find('>')
                 .map(|i| i + lt)
@@ -1003,7 +1006,7 @@ impl NameAddr {
             let rest = rest
                 .strip_prefix(';')
                 .ok_or_else(|| format!("junk after URI in `{}`", truncate(s, 64)))?;
-            split_outside_quotes(rest, ';')
+            split_outside_quotes(rest, b';')
                 .filter_map(parse_param)
                 .collect()
         };
@@ -1053,7 +1056,7 @@ impl fmt::Display for NameAddr {
 /// `None` when the value is not a name-addr at all (an unterminated `<`).
 pub fn name_addr_param<'a>(value: &'a str, name: &str) -> Option<Option<&'a str>> {
     let s = value.trim();
-    let rest = match find_unquoted(s, '<') {
+    let rest = match find_unquoted(s, b'<') {
         Some(lt) => {
             let gt = s[lt..].find('>')? + lt;
             &s[gt + 1..]
@@ -1064,7 +1067,7 @@ pub fn name_addr_param<'a>(value: &'a str, name: &str) -> Option<Option<&'a str>
         },
     };
     let rest = rest.trim_start().strip_prefix(';')?;
-    split_outside_quotes(rest, ';')
+    split_outside_quotes(rest, b';')
         .filter_map(param_parts)
         .find_map(|(k, v)| k.eq_ignore_ascii_case(name).then_some(v))
 }
@@ -1074,7 +1077,7 @@ pub fn name_addr_param<'a>(value: &'a str, name: &str) -> Option<Option<&'a str>
 /// [`Message::validate_request_via`] already). `None` without a sent-by.
 pub fn via_sent_by_and_branch(via: &str) -> Option<(&str, Option<&str>)> {
     let (_protocol, rest) = via.trim().split_once(|c: char| c.is_ascii_whitespace())?;
-    let mut parts = split_outside_quotes(rest, ';');
+    let mut parts = split_outside_quotes(rest, b';');
     let sent_by = parts.next()?.trim();
     if sent_by.is_empty() {
         return None;
@@ -1087,11 +1090,9 @@ pub fn via_sent_by_and_branch(via: &str) -> Option<(&str, Option<&str>)> {
 }
 
 /// The first `needle` outside double quotes.
-fn find_unquoted(s: &str, needle: char) -> Option<usize> {
+fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
     let mut quotes = Quotes::default();
-    s.char_indices()
-        .find(|&(_, c)| quotes.outside(c) && c == needle)
-        .map(|(i, _)| i)
+    s.bytes().position(|c| quotes.outside(c) && c == needle)
 }
 
 /// Where a scan of a header value stands with respect to quoted strings
@@ -1103,19 +1104,21 @@ struct Quotes {
 }
 
 impl Quotes {
-    /// Takes the next character: whether it stands outside any quoted
-    /// string (the quote marks and escapes themselves do not).
-    fn outside(&mut self, c: char) -> bool {
+    /// Takes the next byte: whether it stands outside any quoted string
+    /// (the quote marks and escapes themselves do not). An escaped
+    /// multi-byte character leaves its continuation bytes to the quoted
+    /// state, where no byte is special.
+    fn outside(&mut self, c: u8) -> bool {
         if self.escaped {
             self.escaped = false;
             return false;
         }
         match c {
-            '\\' if self.quoted => {
+            b'\\' if self.quoted => {
                 self.escaped = true;
                 false
             }
-            '"' => {
+            b'"' => {
                 self.quoted = !self.quoted;
                 false
             }
@@ -1801,14 +1804,20 @@ mod tests {
     #[test]
     fn separators_inside_quotes_escapes_and_angle_brackets_do_not_split() {
         let v = r#"a;"b;\";<c";d>;<sip:x;lr>;e"#;
-        let parts: Vec<&str> = split_outside_quotes(v, ';').collect();
+        let parts: Vec<&str> = split_outside_quotes(v, b';').collect();
         assert_eq!(parts, ["a", r#""b;\";<c""#, "d>", "<sip:x;lr>", "e"]);
         // An escaped quote does not close the string: the `<` after it is
         // still quoted; the first bare one is at the name-addr.
         let na = r#""A \"<B>\" C" <sip:a@b>"#;
-        assert_eq!(find_unquoted(na, '<'), na.find(" <sip").map(|i| i + 1));
-        assert_eq!(find_unquoted(r#""<only quoted>""#, '<'), None);
-        assert_eq!(split_outside_quotes("", ',').collect::<Vec<_>>(), [""]);
+        assert_eq!(find_unquoted(na, b'<'), na.find(" <sip").map(|i| i + 1));
+        assert_eq!(find_unquoted(r#""<only quoted>""#, b'<'), None);
+        assert_eq!(split_outside_quotes("", b',').collect::<Vec<_>>(), [""]);
+        // Multi-byte characters, quoted, escaped and bare, split at the
+        // same places as their ASCII cousins.
+        let v = "\"Zoë \\é, ü\" <sip:zoë@b>;tag=ß, <sip:c@d>";
+        let parts: Vec<&str> = split_outside_quotes(v, b',').collect();
+        assert_eq!(parts, ["\"Zoë \\é, ü\" <sip:zoë@b>;tag=ß", " <sip:c@d>"]);
+        assert_eq!(find_unquoted(v, b'<'), v.find(" <sip:zo").map(|i| i + 1));
     }
 
     const INVITE: &str = "INVITE sip:bob@biloxi.com SIP/2.0\r\n\
