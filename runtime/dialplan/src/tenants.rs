@@ -452,23 +452,24 @@ impl Tenants {
     fn run(&self, t: &Tenant, call: Call) -> Result<Answer, InvokeError> {
         t.invocations.fetch_add(1, Ordering::Relaxed);
         let settings = t.settings.load_full();
-        // The component and how many invocations one instance of it serves.
-        let (loaded, reuse) = match &call {
+        // The component, how many invocations one instance of it serves,
+        // and where its instances wait for reuse.
+        let (loaded, reuse, warm) = match &call {
             Call::Helpers(..) => match t
                 .helpers
                 .load_full()
                 .or_else(|| t.dialplan.load_full().filter(|d| d.helpers.is_some()))
             {
-                Some(l) => (Some(l), settings.warm_reuse),
-                None => (self.default_helpers.load_full(), SHIPPED_HELPERS_REUSE),
+                Some(l) => (Some(l), settings.warm_reuse, &t.warm_helpers),
+                None => (
+                    self.default_helpers.load_full(),
+                    SHIPPED_HELPERS_REUSE,
+                    &t.warm_helpers,
+                ),
             },
-            _ => (t.dialplan.load_full(), settings.warm_reuse),
+            _ => (t.dialplan.load_full(), settings.warm_reuse, &t.warm),
         };
         let loaded = loaded.ok_or(InvokeError::NoComponent)?;
-        let warm = match &call {
-            Call::Helpers(..) => &t.warm_helpers,
-            _ => &t.warm,
-        };
         let channel: String = match &call {
             Call::Route(c) => c.uuid.clone(),
             Call::Outbound(r) => r.channel.uuid.clone(),

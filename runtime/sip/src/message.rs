@@ -469,6 +469,8 @@ fn write_params(f: &mut fmt::Formatter<'_>, params: &[Param]) -> fmt::Result {
 /// Splits at `sep` (an ASCII byte) outside double quotes and angle
 /// brackets.
 fn split_outside_quotes(s: &str, sep: u8) -> SplitOutsideQuotes<'_> {
+    // A byte of a multi-byte character would split inside it.
+    debug_assert!(sep.is_ascii());
     SplitOutsideQuotes {
         s,
         start: 0,
@@ -1091,6 +1093,7 @@ pub fn via_sent_by_and_branch(via: &str) -> Option<(&str, Option<&str>)> {
 
 /// The first `needle` outside double quotes.
 fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
+    debug_assert!(needle.is_ascii());
     let mut quotes = Quotes::default();
     s.bytes().position(|c| quotes.outside(c) && c == needle)
 }
