@@ -290,8 +290,7 @@ impl PortAllocator {
 
     /// Hands out a parked pair, its queued packets discarded.
     fn unpark(&self, p: Parked) -> RtpPorts {
-        drain(&p.rtp);
-        drain(&p.rtcp);
+        drain_pair(&p.rtp, &p.rtcp);
         self.inner.in_use.fetch_add(1, Ordering::AcqRel);
         RtpPorts {
             rtp: p.rtp,
@@ -322,12 +321,38 @@ impl PoolState {
     }
 }
 
+/// Reads and discards whatever the two sockets of a pair have queued,
+/// without blocking. One `poll` asks both at once, so a pair on which
+/// nothing arrived while parked (the usual case) costs one system call
+/// instead of a failing `recv` on each socket.
+fn drain_pair(rtp: &UdpSocket, rtcp: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let mut fds = [rtp.as_raw_fd(), rtcp.as_raw_fd()].map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    // SAFETY: poll reads and writes the two pollfd entries it is given and
+    // returns at once (timeout 0).
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+    if ready == 0 {
+        return;
+    }
+    // On an error of poll itself, drain both as if they were readable.
+    for (pfd, s) in fds.iter().zip([rtp, rtcp]) {
+        if ready < 0 || pfd.revents != 0 {
+            drain(s);
+        }
+    }
+}
+
 /// Reads and discards whatever a socket has queued, without blocking
-/// (`MSG_DONTWAIT`, whatever the socket's mode).
+/// (`MSG_DONTWAIT`, whatever the socket's mode). It ends when the queue is
+/// empty, or after a bounded number of reads whatever keeps arriving.
 fn drain(s: &UdpSocket) {
     use std::os::fd::AsRawFd;
     let mut buf = [0u8; 2048];
-    loop {
+    for _ in 0..DRAIN_MAX {
         // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
         let n = unsafe {
             libc::recv(
@@ -337,11 +362,18 @@ fn drain(s: &UdpSocket) {
                 libc::MSG_DONTWAIT,
             )
         };
-        if n < 0 {
+        // Any other error (EINTR, a socket error the read cleared) may
+        // have packets queued behind it: read on.
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock {
             return;
         }
     }
 }
+
+/// The most reads [`drain`] makes on one socket: a socket's receive buffer
+/// holds a few hundred RTP packets; a sender still flooding after that is
+/// not stopped by reading longer.
+const DRAIN_MAX: usize = 4096;
 
 /// The soft limit on open files (1024 when it cannot be read).
 fn nofile_limit() -> usize {
@@ -555,7 +587,11 @@ mod tests {
         assert_eq!((a.in_use(), a.parked()), (0, 1));
         // A late packet of the old call lands on the parked socket.
         let phone = UdpSocket::bind((LO, 0)).unwrap();
-        phone.send_to(b"late", addr).unwrap();
+        let rtcp_addr = SocketAddr::new(addr.ip(), addr.port() + 1);
+        for _ in 0..3 {
+            phone.send_to(b"late", addr).unwrap();
+            phone.send_to(b"late rtcp", rtcp_addr).unwrap();
+        }
         // Not rested yet: a fresh pair is bound instead.
         let q = a.allocate().unwrap();
         assert_ne!(q.port(), port);
@@ -574,6 +610,43 @@ mod tests {
         let mut buf = [0u8; 16];
         let (n, _) = r.rtp().recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"new");
+        phone.send_to(b"new rtcp", rtcp_addr).unwrap();
+        r.rtcp().set_nonblocking(false).unwrap();
+        let (n, _) = r.rtcp().recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"new rtcp");
+    }
+
+    #[test]
+    fn draining_a_pair_empties_both_sockets() {
+        let rtp = UdpSocket::bind((LO, 0)).unwrap();
+        let rtcp = UdpSocket::bind((LO, 0)).unwrap();
+        // Nothing queued: returns at once on blocking sockets too.
+        drain_pair(&rtp, &rtcp);
+        let phone = UdpSocket::bind((LO, 0)).unwrap();
+        // Only the RTCP socket has packets.
+        for i in 0..5u8 {
+            phone.send_to(&[i], rtcp.local_addr().unwrap()).unwrap();
+        }
+        drain_pair(&rtp, &rtcp);
+        rtp.set_nonblocking(true).unwrap();
+        rtcp.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            rtcp.recv_from(&mut buf).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock
+        );
+        // Both sockets with packets.
+        for i in 0..3u8 {
+            phone.send_to(&[i], rtp.local_addr().unwrap()).unwrap();
+            phone.send_to(&[i], rtcp.local_addr().unwrap()).unwrap();
+        }
+        drain_pair(&rtp, &rtcp);
+        for s in [&rtp, &rtcp] {
+            assert_eq!(
+                s.recv_from(&mut buf).unwrap_err().kind(),
+                std::io::ErrorKind::WouldBlock
+            );
+        }
     }
 
     #[test]
