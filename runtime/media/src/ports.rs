@@ -348,10 +348,12 @@ fn drain_pair(rtp: &UdpSocket, rtcp: &UdpSocket) {
 
 /// Reads and discards whatever a socket has queued, without blocking
 /// (`MSG_DONTWAIT`, whatever the socket's mode). It ends when the queue is
-/// empty, or after a bounded number of reads whatever keeps arriving.
+/// empty, on a second error in a row, or after a bounded number of reads
+/// whatever keeps arriving.
 fn drain(s: &UdpSocket) {
     use std::os::fd::AsRawFd;
     let mut buf = [0u8; 2048];
+    let mut errors = 0;
     for _ in 0..DRAIN_MAX {
         // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
         let n = unsafe {
@@ -362,10 +364,22 @@ fn drain(s: &UdpSocket) {
                 libc::MSG_DONTWAIT,
             )
         };
-        // Any other error (EINTR, a socket error the read cleared) may
-        // have packets queued behind it: read on.
-        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock {
-            return;
+        if n >= 0 {
+            errors = 0;
+            continue;
+        }
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::WouldBlock => return,
+            io::ErrorKind::Interrupted => {}
+            // A socket error the read reported (and so cleared) may have
+            // packets queued behind it; a second one in a row will not
+            // clear by reading on.
+            _ => {
+                errors += 1;
+                if errors > 1 {
+                    return;
+                }
+            }
         }
     }
 }
