@@ -22,6 +22,10 @@
 #     lasts at most BENCH_STEP_S seconds of calls: at low rates the step has
 #     fewer calls (rate x BENCH_STEP_S). In a full run 1000 calls at
 #     500 calls/s warm each target up first (reported, not part of the ramp).
+#     Both targets stay up through the ramps, and the steps alternate: each
+#     rate runs on Dialtone, then on Kamailio, then the next rate, so the
+#     two figures of a rate come from minutes when the VM ran at about the
+#     same speed (the idle target meanwhile only runs its timers).
 #  2. CPU per call: utime+stime (/proc/PID/stat) of the target before and
 #     after every step, divided by the calls of the step; for Kamailio the sum
 #     over the main process and all its children. The summary quotes it at
@@ -464,13 +468,18 @@ register_pass() {
 declare -A MAXRATE CPU_AT REG_REFRESH REG_NEW FIRST_OK
 FAIL=0
 
-run_target() {
-  local t=$1 rport dport base
+declare -A UAS_PIDS ESL_PIDS RAMP_ON DPORT BASE
+
+# prepare_target TARGET: starts it, runs its REGISTER passes, registers and
+# starts its callee, warms it up and (Dialtone) starts the event subscriber.
+prepare_target() {
+  local t=$1 rport
   case $t in
-    dialtone) start_dialtone; rport=5600; dport=5601; base=5610 ;;
-    kamailio) start_kamailio; rport=5650; dport=5650; base=5620 ;;
+    dialtone) start_dialtone; rport=5600; DPORT[$t]=5601; BASE[$t]=5610 ;;
+    kamailio) start_kamailio; rport=5650; DPORT[$t]=5650; BASE[$t]=5620 ;;
     *) die "unknown target $t" ;;
   esac
+  local base=${BASE[$t]}
   # REGISTER first, on a fresh process: its memory figures are not blurred
   # by calls still being torn down. SETTLE_S is longer than Dialtone's
   # Timer J (32 s) and Kamailio's tm wait timer (5 s): memory is read once
@@ -486,39 +495,51 @@ run_target() {
 
   register_callee "$t" "$rport" $((base + 1))
   start_callee "$t" $((base + 1))
+  UAS_PIDS[$t]=$UAS_PID
   MAXRATE[$t]=0
-  local first=1 r
+  RAMP_ON[$t]=1
   if [ "$WARMUP" -gt 0 ]; then
     # Not part of the ramp: first calls pay for page faults, caches, pools.
-    cps_step "$t" "$dport" $((base + 2)) "$WARMUP_RATE" "$WARMUP"
+    cps_step "$t" "${DPORT[$t]}" $((base + 2)) "$WARMUP_RATE" "$WARMUP"
   fi
   # The event subscriber listens through the ramp (and the probe), not the
   # warm-up.
-  local esl_pid="" esl_out="$WORK/$t.eslcount.json"
+  ESL_PIDS[$t]=""
   if [ "$ESL" = 1 ] && [ "$t" = dialtone ]; then
-    "$ESLCOUNT" 127.0.0.1:5608 ClueCon 3600 >"$esl_out" 2>"$WORK/$t.eslcount.err" &
-    esl_pid=$!
-    PIDS+=("$esl_pid")
+    "$ESLCOUNT" 127.0.0.1:5608 ClueCon 3600 >"$WORK/$t.eslcount.json" 2>"$WORK/$t.eslcount.err" &
+    ESL_PIDS[$t]=$!
+    PIDS+=("${ESL_PIDS[$t]}")
     sleep 1
   fi
-  for r in $RATES; do
-    if [ $(( $(date +%s) - T_START )) -gt "$RAMP_DEADLINE_S" ]; then
-      log "$t: time budget reached, ramp stopped before $r calls/s"
-      break
-    fi
-    cps_step "$t" "$dport" $((base + 2)) "$r"
-    CPU_AT[$t:$r]=$STEP_CPU_US
-    if [ $first = 1 ]; then
-      FIRST_OK[$t]=$STEP_OKCALLS
-      first=0
-    fi
-    if [ "$STEP_OK" = 1 ]; then
-      MAXRATE[$t]=$r
-    else
-      log "$t: $r calls/s not sustained ($STEP_OKCALLS/$STEP_CALLS calls, see JSON); ramp stopped"
-      break
-    fi
-  done
+}
+
+# ramp_step TARGET RATE: one step of the target's ramp; a step that is not
+# sustained ends the ramp.
+ramp_step() {
+  local t=$1 r=$2
+  if [ $(( $(date +%s) - T_START )) -gt "$RAMP_DEADLINE_S" ]; then
+    log "$t: time budget reached, ramp stopped before $r calls/s"
+    RAMP_ON[$t]=0
+    return
+  fi
+  cps_step "$t" "${DPORT[$t]}" $((BASE[$t] + 2)) "$r"
+  CPU_AT[$t:$r]=$STEP_CPU_US
+  if [ -z "${FIRST_OK[$t]:-}" ]; then
+    FIRST_OK[$t]=$STEP_OKCALLS
+  fi
+  if [ "$STEP_OK" = 1 ]; then
+    MAXRATE[$t]=$r
+  else
+    log "$t: $r calls/s not sustained ($STEP_OKCALLS/$STEP_CALLS calls, see JSON); ramp stopped"
+    RAMP_ON[$t]=0
+  fi
+}
+
+# finish_target TARGET: the fixed-rate probe if the ramp did not run it,
+# then the memory after calls, and the target is stopped.
+finish_target() {
+  local t=$1
+  local settle=${SETTLE_S[$t]}
   # CPU per call at the fixed CPU_RATE even when the ramp stopped below it:
   # one more step at that rate (failures and all; its JSON line says
   # "probe":true), unless the ramp already ran it.
@@ -526,20 +547,20 @@ run_target() {
     [ $(( $(date +%s) - T_START )) -le "$RAMP_DEADLINE_S" ]; then
     sleep 5
     PROBE=true
-    cps_step "$t" "$dport" $((base + 2)) "$CPU_RATE"
+    cps_step "$t" "${DPORT[$t]}" $((BASE[$t] + 2)) "$CPU_RATE"
     PROBE=false
     CPU_PROBE[$t]=$STEP_CPU_US
     log "$t: CPU per call at a fixed $CPU_RATE calls/s: $STEP_CPU_US us ($STEP_OKCALLS/$STEP_CALLS calls completed)"
   else
     CPU_PROBE[$t]=${CPU_AT[$t:$CPU_RATE]:-null}
   fi
-  stop_pid "$UAS_PID"
-  if [ -n "$esl_pid" ]; then
+  stop_pid "${UAS_PIDS[$t]}"
+  if [ -n "${ESL_PIDS[$t]}" ]; then
     # The last events (hangups) arrive within the step's settle time.
     sleep 2
-    kill -TERM "$esl_pid" 2>/dev/null || true
-    wait "$esl_pid" 2>/dev/null || true
-    emit "{\"bench\":\"sip_esl\",\"target\":\"$t\",\"eslcount\":$(cat "$esl_out" 2>/dev/null || echo null)}"
+    kill -TERM "${ESL_PIDS[$t]}" 2>/dev/null || true
+    wait "${ESL_PIDS[$t]}" 2>/dev/null || true
+    emit "{\"bench\":\"sip_esl\",\"target\":\"$t\",\"eslcount\":$(cat "$WORK/$t.eslcount.json" 2>/dev/null || echo null)}"
   fi
   # Memory once the calls' transactions have ended (after the last step,
   # memory still holds up to Timer J / tm wait worth of them).
@@ -558,8 +579,20 @@ run_target() {
 log "mode=$([ "$SMOKE" = 1 ] && echo smoke || echo full) calls/step=$CALLS rates=[$RATES] registrations=$NREG targets=[$TARGETS] work=$WORK"
 emit "{\"bench\":\"sip_config\",\"mode\":\"$([ "$SMOKE" = 1 ] && echo smoke || echo full)\",\"calls_per_step\":$CALLS,\"step_max_s\":$STEP_S,\"rates\":[$(echo $RATES | tr ' ' ',')],\"registrations\":$NREG,\"register_in_flight\":$REG_CONC,\"cpus\":$(nproc),\"dialtone_limits\":{\"max_cps\":100000,\"max_channels\":100000},\"kamailio\":\"$(kamailio -v 2>/dev/null | awk 'NR==1{print $3}')\",\"sipp\":\"$(sipp -v 2>/dev/null | awk '/SIPp v/{print $2; exit}' | tr -d ',\r')\"}"
 
+# Both targets are up through the ramps, and each rate is run for one
+# target and then the other: the VM's speed drifts over minutes, and
+# adjacent steps see about the same machine. An idle target between its
+# steps costs next to nothing (timers only).
 for t in $TARGETS; do
-  run_target "$t"
+  prepare_target "$t"
+done
+for r in $RATES; do
+  for t in $TARGETS; do
+    if [ "${RAMP_ON[$t]}" = 1 ]; then ramp_step "$t" "$r"; fi
+  done
+done
+for t in $TARGETS; do
+  finish_target "$t"
 done
 
 # ---------------------------------------------------------------- summary
