@@ -384,9 +384,9 @@ fn drain(s: &UdpSocket) {
     }
 }
 
-/// The most reads [`drain`] makes on one socket: a socket's receive buffer
-/// holds a few hundred RTP packets; a sender still flooding after that is
-/// not stopped by reading longer.
+/// The most reads [`drain`] makes on one socket: about what a receive
+/// buffer of a few hundred kilobytes holds of small RTP packets. A sender
+/// still flooding after that is not stopped by reading longer.
 const DRAIN_MAX: usize = 4096;
 
 /// The soft limit on open files (1024 when it cannot be read).
