@@ -455,18 +455,17 @@ impl Tenants {
         // The component, how many invocations one instance of it serves,
         // and where its instances wait for reuse.
         let (loaded, reuse, warm) = match &call {
-            Call::Helpers(..) => match t
-                .helpers
-                .load_full()
-                .or_else(|| t.dialplan.load_full().filter(|d| d.helpers.is_some()))
-            {
-                Some(l) => (Some(l), settings.warm_reuse, &t.warm_helpers),
-                None => (
-                    self.default_helpers.load_full(),
-                    SHIPPED_HELPERS_REUSE,
-                    &t.warm_helpers,
-                ),
-            },
+            Call::Helpers(..) => {
+                let (loaded, reuse) = match t
+                    .helpers
+                    .load_full()
+                    .or_else(|| t.dialplan.load_full().filter(|d| d.helpers.is_some()))
+                {
+                    Some(l) => (Some(l), settings.warm_reuse),
+                    None => (self.default_helpers.load_full(), SHIPPED_HELPERS_REUSE),
+                };
+                (loaded, reuse, &t.warm_helpers)
+            }
             _ => (t.dialplan.load_full(), settings.warm_reuse, &t.warm),
         };
         let loaded = loaded.ok_or(InvokeError::NoComponent)?;
