@@ -2,9 +2,11 @@
 //!
 //! Each profile owns one UDP socket and one TCP listener on its `listen`
 //! address (IPv4 or IPv6), and a TLS listener (rustls) on its `tls_listen`
-//! address when TLS is on. Every datagram and every framed stream message
-//! goes, parsed, to the profile's core over one channel ([`Incoming`]); the
-//! core answers through [`Transports::send`]. Nothing here knows about
+//! address when TLS is on. Every framed stream message goes, parsed, to the
+//! profile's core over one channel ([`Incoming`]); datagrams the core reads
+//! itself ([`Transports::recv_datagram`]; a reader task that forwards them
+//! over the channel instead is there for other owners). The core answers
+//! through [`Transports::send`]. Nothing here knows about
 //! transactions, and the core knows nothing of TLS but [`Transport::Tls`].
 //!
 //! TCP and TLS connections are kept in one table keyed by transport and the
@@ -175,11 +177,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Transports {
     /// Binds UDP and TCP on `addr`, TLS where `tls` says, and starts the
-    /// read loops. Without `tls`, requests to TLS targets fail.
+    /// read loops: the stream ones always, the UDP one when `udp_task` (else
+    /// the owner reads datagrams itself: [`Transports::recv_datagram`]).
+    /// Without `tls`, requests to TLS targets fail.
     pub async fn bind(
         addr: SocketAddr,
         tls: Option<TlsSetup>,
         incoming: mpsc::Sender<Incoming>,
+        udp_task: bool,
     ) -> std::io::Result<Arc<Transports>> {
         let udp = Arc::new(bind_udp(addr)?);
         let tcp = TcpListener::bind(addr).await?;
@@ -208,12 +213,47 @@ impl Transports {
             incoming,
             me: me.clone(),
         });
-        tokio::spawn(udp_loop(t.clone()));
+        if udp_task {
+            tokio::spawn(udp_loop(t.clone()));
+        }
         tokio::spawn(accept_loop(t.clone(), tcp, None));
         if let Some((l, server)) = tls_listener {
             tokio::spawn(accept_loop(t.clone(), l, Some(TlsAcceptor::from(server))));
         }
         Ok(t)
+    }
+
+    /// Waits until the UDP socket may have a datagram to read.
+    pub async fn udp_readable(&self) -> std::io::Result<()> {
+        self.udp.readable().await
+    }
+
+    /// Reads one waiting datagram without blocking: `None` when none is
+    /// waiting, else the message (or why it could not be read), keep-alives
+    /// skipped. For an owner that reads UDP in its own task (`udp_task`
+    /// false in [`Transports::bind`]), saving a task and a hand-over per
+    /// datagram.
+    pub fn recv_datagram(&self, buf: &mut [u8]) -> Option<Incoming> {
+        loop {
+            let (n, from) = match self.udp.try_recv_from(buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                Err(e) => {
+                    // ICMP errors surface here on Linux; keep serving.
+                    tracing::debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            };
+            let peer = Peer {
+                transport: Transport::Udp,
+                addr: from,
+            };
+            return Some(match parse_datagram(&buf[..n]) {
+                Ok(Frame::KeepAlive { .. }) => continue,
+                Ok(Frame::Message(m)) => Incoming::Message(m, peer),
+                Err(e) => Incoming::Bad(e, peer),
+            });
+        }
     }
 
     /// The bound UDP/TCP address.
@@ -541,6 +581,7 @@ mod tests {
                 client,
             }),
             tx,
+            true,
         )
         .await
         .unwrap();

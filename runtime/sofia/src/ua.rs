@@ -5,7 +5,10 @@
 //! dialog), the digest nonces and the per-source auth failure counters. It
 //! reacts to three inputs, one at a time, so nothing in it is locked:
 //!
-//! - [`Incoming`] messages from the transports;
+//! - SIP messages: datagrams it reads from the profile's UDP socket itself
+//!   (up to [`UDP_BATCH`] per wake-up, parsed here: no reader task and no
+//!   hand-over per datagram), and [`Incoming`] messages from the TCP and TLS
+//!   connections' tasks;
 //! - [`Cmd`]s from the core: what a channel's [`RemoteControl`] asks of its
 //!   far end (ring, answer, hang up) and new outbound legs to dial;
 //! - the clock: the transaction layer's next deadline and the 2xx
@@ -394,6 +397,10 @@ pub struct ProfileCore {
     to_forget: VecDeque<(Instant, u64)>,
 }
 
+/// Datagrams a profile's core reads in one go before it looks at its
+/// other inputs again.
+const UDP_BATCH: usize = 32;
+
 /// How long an ended call's entry stays (so late retransmissions, a
 /// crossing BYE or an ACK still find their dialog): longer than Timer J,
 /// 64*T1 = 32 s.
@@ -440,7 +447,8 @@ impl ProfileCore {
     ) -> anyhow::Result<mpsc::UnboundedSender<Cmd>> {
         let (in_tx, in_rx) = mpsc::channel(4096);
         let tls = tls_setup(&settings)?;
-        let transports = Transports::bind(settings.bind, Some(tls), in_tx)
+        // The core reads UDP itself (see `run`); streams come over `in_tx`.
+        let transports = Transports::bind(settings.bind, Some(tls), in_tx, false)
             .await
             .map_err(|e| {
                 anyhow::anyhow!("profile {}: bind {}: {e}", settings.name, settings.bind)
@@ -521,6 +529,8 @@ impl ProfileCore {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
+        let transports = self.transports.clone();
+        let mut datagram = vec![0u8; 65_536];
         loop {
             let deadline = self.next_deadline();
             if deadline != armed {
@@ -538,6 +548,21 @@ impl ProfileCore {
                     Some(c) => self.on_cmd(c),
                     None => return,
                 },
+                r = transports.udp_readable() => {
+                    if let Err(e) = r {
+                        // Only when the runtime's I/O driver is gone.
+                        tracing::error!(profile = %self.settings.name, error = %e, "UDP socket unusable");
+                        return;
+                    }
+                    // Drain what is waiting, a bounded batch at a time so
+                    // commands and timers still get their turn.
+                    for _ in 0..UDP_BATCH {
+                        match transports.recv_datagram(&mut datagram) {
+                            Some(m) => self.on_incoming(m),
+                            None => break,
+                        }
+                    }
+                }
                 _ = sleep.as_mut(), if armed.is_some() => {
                     // Fired: re-armed above whatever the next deadline is.
                     armed = None;
