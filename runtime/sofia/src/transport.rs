@@ -4,9 +4,8 @@
 //! address (IPv4 or IPv6), and a TLS listener (rustls) on its `tls_listen`
 //! address when TLS is on. Every framed stream message goes, parsed, to the
 //! profile's core over one channel ([`Incoming`]); datagrams the core reads
-//! itself ([`Transports::recv_datagram`]; a reader task that forwards them
-//! over the channel instead is there for other owners). The core answers
-//! through [`Transports::send`]. Nothing here knows about
+//! itself ([`Transports::recv_datagram`]). The core answers through
+//! [`Transports::send`]. Nothing here knows about
 //! transactions, and the core knows nothing of TLS but [`Transport::Tls`].
 //!
 //! TCP and TLS connections are kept in one table keyed by transport and the
@@ -177,14 +176,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Transports {
     /// Binds UDP and TCP on `addr`, TLS where `tls` says, and starts the
-    /// read loops: the stream ones always, the UDP one when `udp_task` (else
-    /// the owner reads datagrams itself: [`Transports::recv_datagram`]).
-    /// Without `tls`, requests to TLS targets fail.
+    /// stream read loops; the owner reads datagrams itself
+    /// ([`Transports::recv_datagram`]). Without `tls`, requests to TLS
+    /// targets fail.
     pub async fn bind(
         addr: SocketAddr,
         tls: Option<TlsSetup>,
         incoming: mpsc::Sender<Incoming>,
-        udp_task: bool,
     ) -> std::io::Result<Arc<Transports>> {
         let udp = Arc::new(bind_udp(addr)?);
         let tcp = TcpListener::bind(addr).await?;
@@ -213,9 +211,6 @@ impl Transports {
             incoming,
             me: me.clone(),
         });
-        if udp_task {
-            tokio::spawn(udp_loop(t.clone()));
-        }
         tokio::spawn(accept_loop(t.clone(), tcp, None));
         if let Some((l, server)) = tls_listener {
             tokio::spawn(accept_loop(t.clone(), l, Some(TlsAcceptor::from(server))));
@@ -230,9 +225,8 @@ impl Transports {
 
     /// Reads one waiting datagram without blocking: `None` when none is
     /// waiting, else the message (or why it could not be read), keep-alives
-    /// skipped. For an owner that reads UDP in its own task (`udp_task`
-    /// false in [`Transports::bind`]), saving a task and a hand-over per
-    /// datagram.
+    /// skipped. The owner reads UDP in its own task: no reader task and no
+    /// hand-over per datagram.
     pub fn recv_datagram(&self, buf: &mut [u8]) -> Option<Incoming> {
         loop {
             let (n, from) = match self.udp.try_recv_from(buf) {
@@ -430,32 +424,6 @@ impl Transports {
     }
 }
 
-async fn udp_loop(t: Arc<Transports>) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let (n, from) = match t.udp.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                // ICMP errors surface here on Linux; keep serving.
-                tracing::debug!(error = %e, "udp receive error");
-                continue;
-            }
-        };
-        let peer = Peer {
-            transport: Transport::Udp,
-            addr: from,
-        };
-        let item = match parse_datagram(&buf[..n]) {
-            Ok(Frame::KeepAlive { .. }) => continue,
-            Ok(Frame::Message(m)) => Incoming::Message(m, peer),
-            Err(e) => Incoming::Bad(e, peer),
-        };
-        if t.incoming.send(item).await.is_err() {
-            return;
-        }
-    }
-}
-
 /// Accepts TCP connections, or TLS ones when `tls` is given (each
 /// handshake in its own task, bounded in time).
 async fn accept_loop(t: Arc<Transports>, listener: TcpListener, tls: Option<TlsAcceptor>) {
@@ -581,7 +549,6 @@ mod tests {
                 client,
             }),
             tx,
-            true,
         )
         .await
         .unwrap();

@@ -448,7 +448,7 @@ impl ProfileCore {
         let (in_tx, in_rx) = mpsc::channel(4096);
         let tls = tls_setup(&settings)?;
         // The core reads UDP itself (see `run`); streams come over `in_tx`.
-        let transports = Transports::bind(settings.bind, Some(tls), in_tx, false)
+        let transports = Transports::bind(settings.bind, Some(tls), in_tx)
             .await
             .map_err(|e| {
                 anyhow::anyhow!("profile {}: bind {}: {e}", settings.name, settings.bind)
