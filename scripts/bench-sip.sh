@@ -91,6 +91,14 @@
 #   BENCH_STEP_SETTLE_S [0]              after each step, wait this long and
 #                                        report memory again (rss_kb_settled)
 #   BENCH_KEEP=1                         keep the work directory (logs, CSVs)
+#   BENCH_NOFILE [65536]                 open file limit both targets run
+#                                        with, as a deployment sets it
+#                                        (systemd LimitNOFILE=): Dialtone
+#                                        relays RTP, four sockets per call,
+#                                        and the bench's RTP range has 20,000
+#                                        ports. Raising the hard limit takes
+#                                        root; without it the bench keeps the
+#                                        hard limit it was given, and says so.
 #   DIALTONE_BIN [$CARGO_TARGET_DIR/release/dialtone, CARGO_TARGET_DIR
 #                 defaulting to $HOME/.cache/dialtone-target; built with
 #                 `cargo build --release -p dialtone` only when missing]
@@ -159,6 +167,15 @@ emit() {
   if [ -n "${BENCH_OUT:-}" ]; then echo "$1" >>"$BENCH_OUT"; fi
 }
 die() { log "error: $*"; exit 1; }
+
+NOFILE="${BENCH_NOFILE:-65536}"
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$NOFILE" ]; then
+  ulimit -Hn "$NOFILE" 2>/dev/null ||
+    log "cannot raise the hard open file limit to $NOFILE (root only): keeping $(ulimit -Hn)"
+fi
+ulimit -Sn "$NOFILE" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"
+NOFILE=$(ulimit -Sn)
+[ "$NOFILE" != unlimited ] || NOFILE='"unlimited"'
 
 for tool in sipp timeout awk; do
   command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-peers.sh installs the SIP peers)"
@@ -577,7 +594,7 @@ finish_target() {
 }
 
 log "mode=$([ "$SMOKE" = 1 ] && echo smoke || echo full) calls/step=$CALLS rates=[$RATES] registrations=$NREG targets=[$TARGETS] work=$WORK"
-emit "{\"bench\":\"sip_config\",\"mode\":\"$([ "$SMOKE" = 1 ] && echo smoke || echo full)\",\"calls_per_step\":$CALLS,\"step_max_s\":$STEP_S,\"rates\":[$(echo $RATES | tr ' ' ',')],\"registrations\":$NREG,\"register_in_flight\":$REG_CONC,\"cpus\":$(nproc),\"dialtone_limits\":{\"max_cps\":100000,\"max_channels\":100000},\"kamailio\":\"$(kamailio -v 2>/dev/null | awk 'NR==1{print $3}')\",\"sipp\":\"$(sipp -v 2>/dev/null | awk '/SIPp v/{print $2; exit}' | tr -d ',\r')\"}"
+emit "{\"bench\":\"sip_config\",\"mode\":\"$([ "$SMOKE" = 1 ] && echo smoke || echo full)\",\"calls_per_step\":$CALLS,\"step_max_s\":$STEP_S,\"rates\":[$(echo $RATES | tr ' ' ',')],\"registrations\":$NREG,\"register_in_flight\":$REG_CONC,\"cpus\":$(nproc),\"nofile\":$NOFILE,\"dialtone_limits\":{\"max_cps\":100000,\"max_channels\":100000},\"kamailio\":\"$(kamailio -v 2>/dev/null | awk 'NR==1{print $3}')\",\"sipp\":\"$(sipp -v 2>/dev/null | awk '/SIPp v/{print $2; exit}' | tr -d ',\r')\"}"
 
 # Both targets are up through the ramps, and each rate is run for one
 # target and then the other: the VM's speed drifts over minutes, and

@@ -217,8 +217,11 @@ impl PortAllocator {
     ///
     /// A parked pair that has rested [`PARK_QUARANTINE`] comes first (its
     /// sockets already non-blocking, see [`RtpPorts::is_reused`]); when no
-    /// free pair can be bound, the oldest parked pair is taken whatever
-    /// its age.
+    /// free pair can be bound (the range is exhausted, or the process is
+    /// out of file descriptors, the parked pairs holding some of them),
+    /// the oldest parked pair is taken whatever its age. Out of
+    /// descriptors with nothing parked, the error is [`MediaError::Bind`]
+    /// with `EMFILE` or `ENFILE`.
     pub fn allocate(&self) -> Result<RtpPorts, MediaError> {
         let pool = &*self.inner;
         let now = Instant::now();
@@ -236,6 +239,7 @@ impl PortAllocator {
             return Ok(self.unpark(p));
         }
         let mut busy = 0usize;
+        let mut no_fd = None;
         for step in 0..pool.pairs {
             let index = (state.next + step) % pool.pairs;
             if state.used[index] {
@@ -248,6 +252,10 @@ impl PortAllocator {
                     busy += 1;
                     continue;
                 }
+                Err(Skip::NoDescriptor(e)) => {
+                    no_fd = Some(e);
+                    break;
+                }
                 Err(Skip::Fatal(e)) => return Err(e),
             };
             let rtcp = match bind(pool.ip, port + 1) {
@@ -255,6 +263,10 @@ impl PortAllocator {
                 Err(Skip::Busy) => {
                     busy += 1;
                     continue;
+                }
+                Err(Skip::NoDescriptor(e)) => {
+                    no_fd = Some(e);
+                    break;
                 }
                 Err(Skip::Fatal(e)) => return Err(e),
             };
@@ -279,6 +291,9 @@ impl PortAllocator {
         }
         drop(state);
         drop(closing);
+        if let Some(e) = no_fd {
+            return Err(e);
+        }
         Err(MediaError::Exhausted {
             ip: pool.ip,
             min: pool.min,
@@ -389,6 +404,36 @@ fn drain(s: &UdpSocket) {
 /// still flooding after that is not stopped by reading longer.
 const DRAIN_MAX: usize = 4096;
 
+/// Raises the process's soft limit on open files to its hard limit, as
+/// servers do at start (the usual soft default, 1024, is there for
+/// `select(2)`, which nothing here uses; every call holds four sockets),
+/// and returns the soft limit now in force. Call it before the first
+/// [`PortAllocator`] is made: a pool sizes its parking from the limit.
+pub fn raise_nofile_limit() -> usize {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given; setrlimit reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: l.rlim_max,
+                rlim_max: l.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                tracing::warn!(
+                    soft = l.rlim_cur,
+                    hard = l.rlim_max,
+                    error = %io::Error::last_os_error(),
+                    "cannot raise the open file limit to its hard limit"
+                );
+            }
+        }
+    }
+    nofile_limit()
+}
+
 /// The soft limit on open files (1024 when it cannot be read).
 fn nofile_limit() -> usize {
     let mut l = libc::rlimit {
@@ -404,7 +449,12 @@ fn nofile_limit() -> usize {
 }
 
 enum Skip {
+    /// The port is taken: try the next pair.
     Busy,
+    /// The process (`EMFILE`) or the system (`ENFILE`) is out of file
+    /// descriptors: no new pair can be bound, but a parked one can be
+    /// handed out.
+    NoDescriptor(MediaError),
     Fatal(MediaError),
 }
 
@@ -412,6 +462,9 @@ fn bind(ip: IpAddr, port: u16) -> Result<UdpSocket, Skip> {
     let addr = SocketAddr::new(ip, port);
     UdpSocket::bind(addr).map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied => Skip::Busy,
+        _ if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+            Skip::NoDescriptor(MediaError::Bind { addr, source: e })
+        }
         _ => Skip::Fatal(MediaError::Bind { addr, source: e }),
     })
 }

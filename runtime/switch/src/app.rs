@@ -311,11 +311,37 @@ pub async fn start_endpoints(app: &App) -> anyhow::Result<()> {
         dialtone_core::registrations::unix_now(),
     )?);
     let m = &config.media;
+    check_nofile_limit(m.port_min, m.port_max);
     let media = dialtone_media::MediaEngine::start(
         dialtone_media::MediaConfig::new(m.ip, m.port_min, m.port_max).workers(m.workers),
     )
     .map_err(|e| anyhow::anyhow!("media engine: {e}"))?;
     app.sofia.start(&app.switch, location, media).await
+}
+
+/// Descriptors the switch keeps beside its RTP sockets: listeners, TCP and
+/// TLS connections, the databases, the event socket and its clients.
+const NOFILE_MARGIN: usize = 1024;
+
+/// Raises the open file limit to its hard limit, and warns when even that
+/// is short of what the RTP range can use (two sockets per port pair):
+/// calls beyond it would fail with `Too many open files` long before the
+/// range is exhausted.
+fn check_nofile_limit(port_min: u16, port_max: u16) {
+    let limit = dialtone_media::ports::raise_nofile_limit();
+    let sockets = usize::from(port_max.saturating_sub(port_min)) + 1;
+    if limit < sockets + NOFILE_MARGIN {
+        tracing::warn!(
+            limit,
+            rtp_sockets = sockets,
+            concurrent_calls = limit.saturating_sub(NOFILE_MARGIN) / 4,
+            "the open file limit is below what the RTP range (media.rtp_port_min to \
+             rtp_port_max) can use: about concurrent_calls bridged calls fit; raise the \
+             hard limit (ulimit -Hn, systemd LimitNOFILE=) or narrow the range"
+        );
+    } else {
+        tracing::debug!(limit, rtp_sockets = sockets, "open file limit");
+    }
 }
 
 /// Runs the switch: starts the endpoints, then watches the configuration

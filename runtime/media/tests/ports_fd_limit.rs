@@ -1,0 +1,116 @@
+//! The port allocator when the process runs out of file descriptors.
+//!
+//! A test binary of its own: it lowers the process's `RLIMIT_NOFILE`,
+//! which would starve any test running beside it.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+
+use dialtone_media::{MediaError, PortAllocator};
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// The tests here change the process's limit one at a time.
+static LIMIT: Mutex<()> = Mutex::new(());
+
+fn nofile() -> libc::rlimit {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) }, 0);
+    l
+}
+
+fn set_nofile(l: &libc::rlimit) {
+    // SAFETY: setrlimit reads the struct it is given.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, l) }, 0);
+}
+
+/// The highest file descriptor open in this process.
+fn highest_fd() -> i32 {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn out_of_descriptors_a_parked_pair_is_handed_out_at_once() {
+    let _one = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    // Under Linux's ephemeral ports, away from the other tests' ranges.
+    let alloc = PortAllocator::new(LO, 31400, 31499).unwrap();
+    let first = alloc.allocate().unwrap();
+    let parked_port = first.port();
+    let (rtp, rtcp, lease) = first.into_parts();
+    rtp.set_nonblocking(true).unwrap();
+    rtcp.set_nonblocking(true).unwrap();
+    lease.park(rtp, rtcp);
+    assert_eq!((alloc.in_use(), alloc.parked()), (0, 1));
+
+    // No new descriptor from here on: the limit sits just above the
+    // highest one open, and the holes below it are filled.
+    let saved = nofile();
+    let limit = libc::rlimit {
+        rlim_cur: (highest_fd() + 1) as libc::rlim_t,
+        rlim_max: saved.rlim_max,
+    };
+    set_nofile(&limit);
+    let mut filler = Vec::new();
+    while let Ok(f) = File::open("/dev/null") {
+        filler.push(f);
+        assert!(filler.len() < 100_000, "the limit is not enforced");
+    }
+
+    // The parked pair is still in quarantine, but nothing else can be
+    // bound: it is handed out instead of failing the call.
+    let reused = alloc.allocate();
+    // The next one has nothing to fall back on: a clear error naming the
+    // address and the operating system's reason.
+    let none = alloc.allocate();
+
+    drop(filler);
+    set_nofile(&saved);
+
+    let reused = reused.expect("the parked pair is handed out");
+    assert!(reused.is_reused());
+    assert_eq!(reused.port(), parked_port);
+    assert_eq!((alloc.in_use(), alloc.parked()), (1, 0));
+    match none {
+        Err(MediaError::Bind { addr, source }) => {
+            assert_eq!(addr.ip(), LO);
+            assert_eq!(source.raw_os_error(), Some(libc::EMFILE), "{source}");
+        }
+        other => panic!("expected a bind error with EMFILE, got {other:?}"),
+    }
+    // With descriptors back, allocation binds fresh pairs again.
+    let fresh = alloc.allocate().unwrap();
+    assert!(!fresh.is_reused());
+    assert_eq!(alloc.in_use(), 2);
+}
+
+#[test]
+fn the_soft_limit_is_raised_to_the_hard_one() {
+    let _one = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    let saved = nofile();
+    let low = libc::rlimit {
+        rlim_cur: saved.rlim_max.min(256),
+        rlim_max: saved.rlim_max,
+    };
+    set_nofile(&low);
+    let now = dialtone_media::ports::raise_nofile_limit();
+    let after = nofile();
+    set_nofile(&saved);
+    assert_eq!(
+        after.rlim_cur, saved.rlim_max,
+        "soft limit raised to the hard one"
+    );
+    assert_eq!(after.rlim_max, saved.rlim_max, "hard limit unchanged");
+    assert_eq!(
+        now as libc::rlim_t, saved.rlim_max,
+        "the limit in force is returned"
+    );
+}
