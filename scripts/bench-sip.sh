@@ -97,8 +97,9 @@
 #                                        relays RTP, four sockets per call,
 #                                        and the bench's RTP range has 20,000
 #                                        ports. Raising the hard limit takes
-#                                        root; without it the bench keeps the
-#                                        hard limit it was given, and says so.
+#                                        CAP_SYS_RESOURCE; without it the bench
+#                                        keeps the hard limit it was given, and
+#                                        says so.
 #   DIALTONE_BIN [$CARGO_TARGET_DIR/release/dialtone, CARGO_TARGET_DIR
 #                 defaulting to $HOME/.cache/dialtone-target; built with
 #                 `cargo build --release -p dialtone` only when missing]
@@ -171,7 +172,7 @@ die() { log "error: $*"; exit 1; }
 NOFILE="${BENCH_NOFILE:-65536}"
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$NOFILE" ]; then
   ulimit -Hn "$NOFILE" 2>/dev/null ||
-    log "cannot raise the hard open file limit to $NOFILE (root only): keeping $(ulimit -Hn)"
+    log "cannot raise the hard open file limit to $NOFILE (it takes CAP_SYS_RESOURCE): keeping $(ulimit -Hn)"
 fi
 ulimit -Sn "$NOFILE" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"
 NOFILE=$(ulimit -Sn)
