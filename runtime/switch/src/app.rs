@@ -324,7 +324,8 @@ pub async fn start_endpoints(app: &App) -> anyhow::Result<()> {
 const NOFILE_MARGIN: usize = 1024;
 
 /// Raises the open file limit to its hard limit, and warns when even that
-/// is short of what the RTP range can use (two sockets per port pair):
+/// is short of what the RTP range can use (a socket per port, RTP and
+/// RTCP):
 /// calls beyond it would fail with `Too many open files` long before the
 /// range is exhausted.
 fn check_nofile_limit(port_min: u16, port_max: u16) {
