@@ -8,10 +8,11 @@
 //!   per channel), each naming the other leg;
 //! * the open-channel record, [`Open`], read from CHANNEL_CREATE
 //!   ([`Open::from_create`]);
-//! * the [`Journal`]: an embedded redb database (tables `cdrs`, `open`,
-//!   `meta`), its one writer thread, crash recovery, reading
-//!   ([`Journal::list`]) and export ([`Journal::export_jsonl`]), and an
-//!   optional JSON-lines copy ([`JournalOptions::jsonl`]);
+//! * the [`Journal`]: an embedded redb database (tables `cdr_rows`, one
+//!   row of JSON lines per commit, `open` and `meta`), its one writer
+//!   thread, crash recovery, reading ([`Journal::list`]) and export
+//!   ([`Journal::export_jsonl`]), and an optional JSON-lines copy
+//!   ([`JournalOptions::jsonl`]);
 //! * the bus writer ([`spawn_bus_writer`]), which feeds the journal from the
 //!   switch's [`EventBus`](dialtone_core::events::EventBus).
 //!
@@ -27,10 +28,11 @@
 //! ago it waits out the window, and everything queued by then goes into
 //! ONE redb write transaction, fsynced (durability `Immediate`) before it
 //! returns. In that transaction, each close appends its CDR with the next
-//! `seq` and removes the channel's `open` entry, opens insert theirs, in
-//! the order they were queued (so an open and a close landing in the same
-//! batch still leave the CDR and no open entry), and `meta.last_commit_us`
-//! becomes the commit's wall-clock time. [`Journal::flush`] blocks until
+//! `seq` (the batch's CDRs go into one `cdr_rows` row) and removes the
+//! channel's `open` entry, opens insert theirs, in the order they were
+//! queued (so an open and a close landing in the same batch still leave
+//! the CDR and no open entry), and `meta.last_commit_us` becomes the
+//! commit's wall-clock time. [`Journal::flush`] blocks until
 //! everything queued before it is committed; dropping the journal commits
 //! what is queued (at once, without waiting out the window) and joins the
 //! writer. While channels are open, the writer also commits the time every
