@@ -10,6 +10,10 @@ export DIALTONE_COMPONENTS="${DIALTONE_COMPONENTS:-$REPO/build/components}"
 
 cargo bench -q -p dialtone-dialplan --bench route -- --bench
 cargo bench -q -p dialtone-media --bench relay
+# The CDR journal's writer thread alone: CPU per CDR at 2000 calls/s
+# (smoke: 2000 calls).
+if [ "${DIALTONE_BENCH_SMOKE:-0}" = 1 ]; then cdr_calls=2000; else cdr_calls=30000; fi
+cargo run -q --release -p dialtone-cdr --example journal_load -- "$cdr_calls" 2000
 # SIP load against Kamailio (smoke: one low rate, a few hundred REGISTERs).
 scripts/bench-sip.sh
 # RTP: concurrent calls with media both ways against Kamailio + rtpengine
