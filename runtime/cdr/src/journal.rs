@@ -8,8 +8,9 @@
 //!   insert was a third of the writer's time. The lines are also what the
 //!   JSON-lines copy and [`Journal::export_jsonl`] write, byte for byte.
 //! * `open`: channel UUID -> [`Open`] as JSON, the channels that exist;
-//! * `meta`: `last_commit_us` -> the wall clock of the latest commit,
-//!   `cdrs` -> how many CDRs the journal holds.
+//! * `meta`: `last_commit_us` -> the wall clock of the latest commit.
+//!
+//! Seqs have no gaps, so the journal holds `next seq - 1` CDRs.
 //!
 //! A journal written before `cdr_rows` (table `cdrs`: one row per CDR,
 //! seq -> JSON) is moved into `cdr_rows` when it is opened, in the same
@@ -37,7 +38,6 @@ const LEGACY_CDRS: TableDefinition<u64, &[u8]> = TableDefinition::new("cdrs");
 const OPEN: TableDefinition<&str, &[u8]> = TableDefinition::new("open");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LAST_COMMIT_US: &str = "last_commit_us";
-const CDR_COUNT: &str = "cdrs";
 
 /// The most CDRs one `cdr_rows` row holds: a bigger commit writes several
 /// rows, so a reader paging through the journal never parses more than
@@ -214,12 +214,11 @@ fn next_seq_of(rows: &impl ReadableTable<u64, &'static [u8]>) -> Result<u64> {
 }
 
 /// Moves a journal's one-CDR-per-row `cdrs` table, if it has one, into
-/// `cdr_rows` (rows of consecutive seqs) and deletes it. Returns how many
-/// CDRs it moved.
-fn migrate_legacy(w: &redb::WriteTransaction, rows: &mut redb::Table<u64, &[u8]>) -> Result<u64> {
+/// `cdr_rows` (rows of consecutive seqs) and deletes it.
+fn migrate_legacy(w: &redb::WriteTransaction, rows: &mut redb::Table<u64, &[u8]>) -> Result<()> {
     let legacy = w.list_tables()?.any(|t| t.name() == LEGACY_CDRS.name());
     if !legacy {
-        return Ok(0);
+        return Ok(());
     }
     let mut moved = 0;
     {
@@ -250,7 +249,7 @@ fn migrate_legacy(w: &redb::WriteTransaction, rows: &mut redb::Table<u64, &[u8]>
         cdrs = moved,
         "CDR journal: records moved to the row-per-commit table"
     );
-    Ok(moved)
+    Ok(())
 }
 
 /// Opens the tables and cuts every channel the journal shows open: one
@@ -261,14 +260,10 @@ fn recover(db: &Database) -> Result<(Vec<Cdr>, u64, u64)> {
     let (cut, next_seq, count);
     {
         let mut rows = w.open_table(ROWS)?;
-        let moved = migrate_legacy(&w, &mut rows)?;
+        migrate_legacy(&w, &mut rows)?;
         let mut open = w.open_table(OPEN)?;
         let mut meta = w.open_table(META)?;
         let last_commit = meta.get(LAST_COMMIT_US)?.map(|g| g.value());
-        let stored = match meta.get(CDR_COUNT)?.map(|g| g.value()) {
-            Some(n) => n + moved,
-            None => moved,
-        };
         let mut seq = next_seq_of(&rows)?;
         let first_cut = seq;
         let mut buf = Vec::new();
@@ -299,8 +294,7 @@ fn recover(db: &Database) -> Result<(Vec<Cdr>, u64, u64)> {
             out.push(c);
         }
         insert_rows(&mut rows, first_cut, &buf)?;
-        count = stored + out.len() as u64;
-        meta.insert(CDR_COUNT, count)?;
+        count = seq - 1;
         meta.insert(LAST_COMMIT_US, now_us())?;
         cut = out;
         next_seq = seq;
@@ -356,14 +350,12 @@ impl Journal {
         }
         let counters = Arc::new(Counters::default());
         counters.cdrs.store(count, Ordering::Relaxed);
-        let cdr_count = count;
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             db: Arc::clone(&db),
             rx,
             counters: Arc::clone(&counters),
             next_seq,
-            cdr_count,
             last_commit: None,
             pending: Vec::new(),
             waiters: Vec::new(),
@@ -593,8 +585,6 @@ struct Writer {
     rx: Receiver<Msg>,
     counters: Arc<Counters>,
     next_seq: u64,
-    /// CDRs committed, those of earlier processes included.
-    cdr_count: u64,
     last_commit: Option<Instant>,
     /// Opens and closes not committed yet, in arrival order.
     pending: Vec<Op>,
@@ -828,12 +818,10 @@ impl Writer {
                 }
             }
             insert_rows(&mut rows, self.next_seq, &self.lines)?;
-            meta.insert(CDR_COUNT, self.cdr_count + (seq - self.next_seq))?;
             meta.insert(LAST_COMMIT_US, now_us())?;
             open_channels = open.len()?;
         }
         w.commit()?;
-        self.cdr_count += seq - self.next_seq;
         self.next_seq = seq;
         Ok(open_channels)
     }
