@@ -237,42 +237,81 @@ fn check_bounds(bounds: &[f64]) -> Arc<[f64]> {
     bounds.into()
 }
 
-/// The children of a labelled family, by label values.
+/// The children of a labelled family, by label values. Children are
+/// found by the hash of their values, so looking up one that exists (what
+/// a busy switch does for each call) builds no key.
 #[derive(Debug)]
 struct Children<M> {
     labels: Box<[String]>,
-    map: RwLock<HashMap<Vec<String>, M>>,
+    hasher: std::hash::RandomState,
+    /// By the hash of the values: the children with that hash.
+    map: RwLock<HashMap<u64, Bucket<M>>>,
+}
+
+/// The children whose values share one hash.
+type Bucket<M> = Vec<(Vec<String>, M)>;
+
+fn same_values(key: &[String], values: &[&str]) -> bool {
+    key.len() == values.len() && key.iter().zip(values).all(|(k, v)| k == v)
 }
 
 impl<M: Clone> Children<M> {
     fn new(labels: &[&str]) -> Self {
         Children {
             labels: labels.iter().map(|l| l.to_string()).collect(),
+            hasher: std::hash::RandomState::new(),
             map: RwLock::new(HashMap::new()),
         }
     }
 
-    fn key(&self, values: &[&str]) -> Vec<String> {
+    /// The hash of `values` (checked against the labels).
+    fn hash(&self, values: &[&str]) -> u64 {
         assert_eq!(
             values.len(),
             self.labels.len(),
             "label values {values:?} for labels {:?}",
             self.labels
         );
-        values.iter().map(|v| v.to_string()).collect()
+        std::hash::BuildHasher::hash_one(&self.hasher, values)
     }
 
     fn with(&self, values: &[&str], make: impl FnOnce() -> M) -> M {
-        let key = self.key(values);
-        if let Some(child) = self.map.read().get(&key) {
-            return child.clone();
+        let hash = self.hash(values);
+        let found = |bucket: &Bucket<M>| {
+            bucket
+                .iter()
+                .find(|(k, _)| same_values(k, values))
+                .map(|(_, m)| m.clone())
+        };
+        if let Some(child) = self.map.read().get(&hash).and_then(found) {
+            return child;
         }
-        self.map.write().entry(key).or_insert_with(make).clone()
+        let mut map = self.map.write();
+        let bucket = map.entry(hash).or_default();
+        if let Some(child) = found(bucket) {
+            return child;
+        }
+        let child = make();
+        bucket.push((
+            values.iter().map(|v| v.to_string()).collect(),
+            child.clone(),
+        ));
+        child
     }
 
     fn remove(&self, values: &[&str]) -> bool {
-        let key = self.key(values);
-        self.map.write().remove(&key).is_some()
+        let hash = self.hash(values);
+        let mut map = self.map.write();
+        let Some(bucket) = map.get_mut(&hash) else {
+            return false;
+        };
+        let before = bucket.len();
+        bucket.retain(|(k, _)| !same_values(k, values));
+        let removed = bucket.len() != before;
+        if bucket.is_empty() {
+            map.remove(&hash);
+        }
+        removed
     }
 
     /// The children sorted by label values.
@@ -280,7 +319,8 @@ impl<M: Clone> Children<M> {
         let mut all: Vec<_> = self
             .map
             .read()
-            .iter()
+            .values()
+            .flatten()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));

@@ -151,6 +151,25 @@ pub enum Host {
 }
 
 impl Host {
+    /// The host as written in a URI (what `to_string` gives), in one
+    /// allocation.
+    pub fn text(&self) -> String {
+        use fmt::Write as _;
+        match self {
+            Host::Name(n) => n.clone(),
+            Host::V4(a) => {
+                let mut s = String::with_capacity(15);
+                let _ = write!(s, "{a}");
+                s
+            }
+            Host::V6(a) => {
+                let mut s = String::with_capacity(47);
+                let _ = write!(s, "[{a}]");
+                s
+            }
+        }
+    }
+
     /// Parses `name`, `1.2.3.4` or `[v6]`.
     pub fn parse(s: &str) -> Result<Host, String> {
         if let Some(inner) = s.strip_prefix('[') {

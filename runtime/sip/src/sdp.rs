@@ -42,6 +42,7 @@
 //! - Sockets, port allocation and the relay itself: callers pass in the
 //!   switch address and the ports they allocated.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
@@ -167,7 +168,7 @@ impl Connection {
         Connection {
             net_type: "IN".into(),
             addr_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
-            address: ip.to_string(),
+            address: ip_text(ip),
         }
     }
 
@@ -492,7 +493,7 @@ impl Attribute {
             None => (text, None),
         };
         if let Some(typed) = Self::typed(name, value) {
-            if typed.to_string() == text {
+            if renders_as(&typed, text) {
                 return typed;
             }
         }
@@ -516,10 +517,10 @@ impl Attribute {
     }
 
     /// The typed reading of this attribute, looking through `Other`.
-    fn view(&self) -> Option<Attribute> {
+    fn view(&self) -> Option<Cow<'_, Attribute>> {
         match self {
-            Attribute::Other { name, value } => Self::typed(name, value.as_deref()),
-            typed => Some(typed.clone()),
+            Attribute::Other { name, value } => Self::typed(name, value.as_deref()).map(Cow::Owned),
+            typed => Some(Cow::Borrowed(typed)),
         }
     }
 
@@ -539,7 +540,8 @@ impl Attribute {
     /// The rtpmap this attribute carries, if it is one.
     pub fn rtpmap(&self) -> Option<Rtpmap> {
         match self.view()? {
-            Attribute::Rtpmap(r) => Some(r),
+            Cow::Borrowed(Attribute::Rtpmap(r)) => Some(r.clone()),
+            Cow::Owned(Attribute::Rtpmap(r)) => Some(r),
             _ => None,
         }
     }
@@ -547,23 +549,24 @@ impl Attribute {
     /// The fmtp this attribute carries, if it is one.
     pub fn fmtp(&self) -> Option<Fmtp> {
         match self.view()? {
-            Attribute::Fmtp(f) => Some(f),
+            Cow::Borrowed(Attribute::Fmtp(f)) => Some(f.clone()),
+            Cow::Owned(Attribute::Fmtp(f)) => Some(f),
             _ => None,
         }
     }
 
     /// The direction this attribute states, if it is one.
     pub fn direction(&self) -> Option<Direction> {
-        match self.view()? {
-            Attribute::Direction(d) => Some(d),
+        match self.view()?.as_ref() {
+            Attribute::Direction(d) => Some(*d),
             _ => None,
         }
     }
 
     /// The ptime this attribute carries, if it is one.
     pub fn ptime(&self) -> Option<u32> {
-        match self.view()? {
-            Attribute::Ptime(p) => Some(p),
+        match self.view()?.as_ref() {
+            Attribute::Ptime(p) => Some(*p),
             _ => None,
         }
     }
@@ -681,8 +684,7 @@ impl MediaDescription {
     /// Whether the profile is a secure one (SRTP via SDES or DTLS), which the
     /// switch does not relay yet.
     pub fn is_secure(&self) -> bool {
-        let proto = self.proto.to_ascii_uppercase();
-        proto.contains("SAVP") || proto.contains("TLS")
+        contains_ignore_case(&self.proto, "SAVP") || contains_ignore_case(&self.proto, "TLS")
     }
 
     /// The direction attribute of this m-line itself, if it has one.
@@ -700,22 +702,31 @@ impl MediaDescription {
     /// types with no `a=rtpmap`. Static payload types without an rtpmap get
     /// their RFC 3551 name and rate; an rtpmap always wins.
     pub fn codecs(&self) -> Vec<Codec> {
-        let rtpmaps: Vec<Rtpmap> = self
-            .attributes
-            .iter()
-            .filter_map(Attribute::rtpmap)
-            .collect();
-        let fmtps: Vec<Fmtp> = self.attributes.iter().filter_map(Attribute::fmtp).collect();
-        let mut codecs = Vec::new();
+        // Typed attributes are read in place; only an `Other` that reads
+        // as an rtpmap or fmtp is parsed into a copy.
+        let rtpmaps = || {
+            self.attributes.iter().filter_map(|a| match a {
+                Attribute::Rtpmap(r) => Some(Cow::Borrowed(r)),
+                Attribute::Other { .. } => a.rtpmap().map(Cow::Owned),
+                _ => None,
+            })
+        };
+        let fmtps = || {
+            self.attributes.iter().filter_map(|a| match a {
+                Attribute::Fmtp(f) => Some(Cow::Borrowed(f)),
+                Attribute::Other { .. } => a.fmtp().map(Cow::Owned),
+                _ => None,
+            })
+        };
+        let mut codecs = Vec::with_capacity(self.formats.len());
         for format in &self.formats {
             let Ok(payload_type) = format.parse::<u8>() else {
                 continue;
             };
-            let fmtp = fmtps
-                .iter()
+            let fmtp = fmtps()
                 .find(|f| f.format.parse::<u8>().ok() == Some(payload_type))
                 .map(|f| f.parameters.clone());
-            let codec = if let Some(map) = rtpmaps.iter().find(|m| m.payload_type == payload_type) {
+            let codec = if let Some(map) = rtpmaps().find(|m| m.payload_type == payload_type) {
                 Codec {
                     payload_type,
                     encoding: map.encoding.clone(),
@@ -821,6 +832,41 @@ pub struct SessionDescription {
     pub other_lines: Vec<Line>,
     /// The media descriptions, in order.
     pub media: Vec<MediaDescription>,
+}
+
+/// Whether `haystack` contains `needle`, ASCII case ignored.
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// An IP address as text, in one allocation of the longest such text.
+pub fn ip_text(ip: IpAddr) -> String {
+    use fmt::Write as _;
+    let mut s = String::with_capacity(if ip.is_ipv4() { 15 } else { 45 });
+    let _ = write!(s, "{ip}");
+    s
+}
+
+/// Whether `value` is written exactly as `text`, compared piece by piece
+/// as it is formatted (no string is built).
+fn renders_as(value: &impl fmt::Display, text: &str) -> bool {
+    struct Match<'a>(&'a str);
+    impl fmt::Write for Match<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            match self.0.strip_prefix(s) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(())
+                }
+                None => Err(fmt::Error),
+            }
+        }
+    }
+    let mut m = Match(text);
+    fmt::write(&mut m, format_args!("{value}")).is_ok() && m.0.is_empty()
 }
 
 fn is_decimal(s: &str) -> bool {
@@ -932,9 +978,12 @@ impl SessionDescription {
                 'v' => return Err(error(n, ParseErrorKind::Duplicate('v'))),
                 'o' if origin.is_some() => return Err(error(n, ParseErrorKind::Duplicate('o'))),
                 'o' => {
-                    let fields: Vec<&str> = value.split_whitespace().collect();
-                    let [username, session_id, session_version, net_type, addr_type, address] =
-                        fields[..]
+                    let mut f = value.split_whitespace();
+                    let fields = [f.next(), f.next(), f.next(), f.next(), f.next(), f.next()];
+                    let (
+                        [Some(username), Some(session_id), Some(session_version), Some(net_type), Some(addr_type), Some(address)],
+                        None,
+                    ) = (fields, f.next())
                     else {
                         return Err(error(n, ParseErrorKind::BadOrigin));
                     };
@@ -1121,10 +1170,12 @@ impl SessionDescription {
         origin: &mut OriginState,
     ) -> SessionDescription {
         let switch_connection = Connection::from_ip(switch);
-        let unspecified = Connection::from_ip(match switch {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        });
+        let unspecified = || {
+            Connection::from_ip(match switch {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            })
+        };
         let mut out = self.clone();
         let mut keeps_secure = false;
         for (index, media) in out.media.iter_mut().enumerate() {
@@ -1148,7 +1199,7 @@ impl SessionDescription {
                         .connection_for(index)
                         .is_some_and(Connection::is_unspecified)
                     {
-                        media.connection = Some(unspecified.clone());
+                        media.connection = Some(unspecified());
                     }
                     let rtcp = port.checked_add(1);
                     media.attributes.retain_mut(|a| {
@@ -1522,6 +1573,41 @@ a=label:1\r\n\
 a=ssrc:1372948531 cname:4f2a6c\r\n\
 a=rtcp-rsize\r\n\
 a=ptime:20\r\n";
+
+    #[test]
+    fn attributes_are_typed_only_when_written_back_byte_for_byte() {
+        let typed = Attribute::parse("rtpmap:0 PCMU/8000");
+        assert!(matches!(typed, Attribute::Rtpmap(_)), "{typed:?}");
+        assert_eq!(typed.to_string(), "rtpmap:0 PCMU/8000");
+        for verbatim in ["rtpmap:0  PCMU/8000", "rtpmap:0 PCMU/8000 ", "ptime:020"] {
+            let a = Attribute::parse(verbatim);
+            assert!(matches!(a, Attribute::Other { .. }), "{verbatim}: {a:?}");
+            assert_eq!(a.to_string(), verbatim);
+        }
+        // A prefix of the written form is not a match either way round.
+        assert!(!renders_as(&Attribute::Ptime(20), "ptime:2"));
+        assert!(!renders_as(&Attribute::Ptime(2), "ptime:20"));
+        assert!(renders_as(&Attribute::Ptime(20), "ptime:20"));
+        // Looking through `Other` still reads the rtpmap.
+        let lenient = Attribute::parse("rtpmap:0  PCMU/8000");
+        assert_eq!(lenient.rtpmap().map(|r| r.payload_type), Some(0));
+        assert_eq!(Attribute::parse("ptime:020").ptime(), Some(20));
+    }
+
+    #[test]
+    fn secure_profiles_are_found_in_any_case() {
+        let sdp = |proto: &str| {
+            SessionDescription::parse(&format!(
+                "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 {proto} 0\r\n"
+            ))
+            .unwrap()
+        };
+        assert!(sdp("RTP/SAVP").media[0].is_secure());
+        assert!(sdp("udp/tls/rtp/savpf").media[0].is_secure());
+        assert!(sdp("RTP/savp").media[0].is_secure());
+        assert!(!sdp("RTP/AVP").media[0].is_secure());
+        assert!(!sdp("RTP/AVPF").media[0].is_secure());
+    }
 
     #[test]
     fn render_writes_what_display_writes_in_one_buffer() {

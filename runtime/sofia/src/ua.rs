@@ -904,7 +904,7 @@ impl ProfileCore {
                 return None;
             }
         }
-        let domain_hint = msg.to().map(|t| t.uri.host.to_string()).unwrap_or_default();
+        let domain_hint = msg.to().map(|t| t.uri.host.text()).unwrap_or_default();
         let directory = self.shared.switch().directory();
         let realm = if directory.tenant(&domain_hint).is_some() {
             domain_hint
@@ -1118,7 +1118,7 @@ impl ProfileCore {
             None
         };
         let directory = self.shared.switch().directory();
-        let request_domain = msg.uri().map(|u| u.host.to_string()).unwrap_or_default();
+        let request_domain = msg.uri().map(|u| u.host.text()).unwrap_or_default();
         let tenant = dialtone_core::context::inbound_tenant(
             authenticated.as_ref().map(|(_, d)| d.as_str()),
             &request_domain,
@@ -1195,14 +1195,17 @@ impl ProfileCore {
                 "sip_from_host".to_string(),
                 from_na
                     .as_ref()
-                    .map(|f| f.uri.host.to_string())
+                    .map(|f| f.uri.host.text())
                     .unwrap_or_default(),
             ),
             (
                 "sip_req_uri".to_string(),
                 msg.uri().map(|u| u.to_string()).unwrap_or_default(),
             ),
-            ("sip_network_ip".to_string(), from.addr.ip().to_string()),
+            (
+                "sip_network_ip".to_string(),
+                dialtone_sip::sdp::ip_text(from.addr.ip()),
+            ),
             ("sip_network_port".to_string(), from.addr.port().to_string()),
             ("sip_transport".to_string(), from.transport.to_string()),
             (
@@ -1227,7 +1230,7 @@ impl ProfileCore {
             destination,
             caller_id_name: caller_name,
             caller_id_number: caller_number,
-            network_addr: from.addr.ip().to_string(),
+            network_addr: dialtone_sip::sdp::ip_text(from.addr.ip()),
             variables,
             depth: 0,
             direction: Direction::Inbound,
@@ -2164,7 +2167,7 @@ impl ProfileCore {
             req.caller_id_number.clone()
         };
         let local_host = self.local_host(target.peer.transport);
-        if let Some(name) = tls_name(target.peer.transport, &target.uri.host.to_string()) {
+        if let Some(name) = tls_name(target.peer.transport, &target.uri.host.text()) {
             self.transports.set_tls_name(target.peer.addr, &name);
         }
         let from = format!(
@@ -2570,7 +2573,12 @@ fn uuid_like() -> String {
 /// `ip:port` with IPv6 in brackets.
 pub fn host_port(a: SocketAddr) -> String {
     match a {
-        SocketAddr::V4(v) => v.to_string(),
+        SocketAddr::V4(v) => {
+            use std::fmt::Write as _;
+            let mut s = String::with_capacity(21);
+            let _ = write!(s, "{v}");
+            s
+        }
         SocketAddr::V6(v) => format!("[{}]:{}", v.ip(), v.port()),
     }
 }
