@@ -47,6 +47,12 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
+use compact_str::ToCompactString as _;
+
+/// The text fields of a session description: inline up to 24 bytes, so
+/// parsing and copying the usual SDP allocates little.
+pub type Text = compact_str::CompactString;
+
 /// The username the switch writes in the `o=` lines it originates.
 pub const ORIGIN_USERNAME: &str = "dialtone";
 
@@ -122,17 +128,17 @@ fn error(line: usize, kind: ParseErrorKind) -> ParseError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// `<username>`, `-` when the originator has none.
-    pub username: String,
+    pub username: Text,
     /// `<sess-id>`.
-    pub session_id: String,
+    pub session_id: Text,
     /// `<sess-version>`.
-    pub session_version: String,
+    pub session_version: Text,
     /// `<nettype>`, normally `IN`.
-    pub net_type: String,
+    pub net_type: Text,
     /// `<addrtype>`, `IP4` or `IP6`.
-    pub addr_type: String,
+    pub addr_type: Text,
     /// `<unicast-address>`.
-    pub address: String,
+    pub address: Text,
 }
 
 impl fmt::Display for Origin {
@@ -154,12 +160,12 @@ impl fmt::Display for Origin {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Connection {
     /// `<nettype>`, normally `IN`.
-    pub net_type: String,
+    pub net_type: Text,
     /// `<addrtype>`, `IP4` or `IP6`.
-    pub addr_type: String,
+    pub addr_type: Text,
     /// `<connection-address>`: an IP literal, possibly with a multicast
     /// `/ttl[/count]` suffix, or (rarely) a host name.
-    pub address: String,
+    pub address: Text,
 }
 
 impl Connection {
@@ -168,7 +174,7 @@ impl Connection {
         Connection {
             net_type: "IN".into(),
             addr_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
-            address: ip_text(ip),
+            address: ip_compact(ip),
         }
     }
 
@@ -205,7 +211,7 @@ impl fmt::Display for Connection {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bandwidth {
     /// `<bwtype>`, e.g. `AS`, `CT`, `TIAS`.
-    pub bw_type: String,
+    pub bw_type: Text,
     /// `<bandwidth>`, in the unit the type defines (kbit/s for `AS`).
     pub bandwidth: u64,
 }
@@ -266,7 +272,7 @@ pub struct Line {
     /// The type letter before `=`.
     pub kind: char,
     /// Everything after `=`.
-    pub value: String,
+    pub value: Text,
 }
 
 impl fmt::Display for Line {
@@ -352,7 +358,7 @@ pub struct Rtpmap {
     /// The RTP payload type.
     pub payload_type: u8,
     /// The encoding name as written (compare case-insensitively).
-    pub encoding: String,
+    pub encoding: Text,
     /// The RTP clock rate in Hz.
     pub clock_rate: u32,
     /// The encoding parameter (channel count for audio), if written.
@@ -399,9 +405,9 @@ impl fmt::Display for Rtpmap {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Fmtp {
     /// The format (payload type, for RTP) the parameters apply to.
-    pub format: String,
+    pub format: Text,
     /// The parameters, verbatim.
-    pub parameters: String,
+    pub parameters: Text,
 }
 
 impl Fmtp {
@@ -474,13 +480,13 @@ pub enum Attribute {
     /// `a=ptime:<milliseconds>`.
     Ptime(u32),
     /// `a=crypto:…` (RFC 4568 SDES), verbatim.
-    Crypto(String),
+    Crypto(Text),
     /// Any other attribute, verbatim: `a=<name>` or `a=<name>:<value>`.
     Other {
         /// Text before the first `:`.
-        name: String,
+        name: Text,
         /// Text after the first `:`, if there is one.
-        value: Option<String>,
+        value: Option<Text>,
     },
 }
 
@@ -597,13 +603,13 @@ pub struct Codec {
     pub payload_type: u8,
     /// The encoding name (from `a=rtpmap`, or the RFC 3551 name of a static
     /// payload type).
-    pub encoding: String,
+    pub encoding: Text,
     /// The RTP clock rate in Hz.
     pub clock_rate: u32,
     /// The channel count (1 unless the rtpmap says otherwise).
     pub channels: u16,
     /// The `a=fmtp` parameters for this payload type, if any.
-    pub fmtp: Option<String>,
+    pub fmtp: Option<Text>,
 }
 
 /// The RFC 3551 static payload types: `(encoding, clock rate, channels)`.
@@ -641,15 +647,15 @@ pub fn static_payload_type(payload_type: u8) -> Option<(&'static str, u32, u16)>
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MediaDescription {
     /// `<media>`: `audio`, `video`, `image`, `application`, ….
-    pub media: String,
+    pub media: Text,
     /// `<port>`; 0 means the stream is rejected or disabled.
     pub port: u16,
     /// The `/<number of ports>` suffix, if written.
     pub port_count: Option<u32>,
     /// `<proto>`: `RTP/AVP`, `RTP/SAVP`, `udptl`, ….
-    pub proto: String,
+    pub proto: Text,
     /// `<fmt>` list: payload types for RTP, `t38` for udptl.
-    pub formats: Vec<String>,
+    pub formats: Vec<Text>,
     /// The media-level `c=` line, overriding the session one.
     pub connection: Option<Connection>,
     /// `b=` lines.
@@ -662,7 +668,7 @@ pub struct MediaDescription {
 
 impl MediaDescription {
     /// A media description with no `c=`, `b=` or `a=` lines.
-    pub fn new(media: &str, port: u16, proto: &str, formats: Vec<String>) -> Self {
+    pub fn new(media: &str, port: u16, proto: &str, formats: Vec<Text>) -> Self {
         MediaDescription {
             media: media.into(),
             port,
@@ -817,7 +823,7 @@ pub struct SessionDescription {
     /// `o=`.
     pub origin: Origin,
     /// `s=`.
-    pub session_name: String,
+    pub session_name: Text,
     /// The session-level `c=` line.
     pub connection: Option<Connection>,
     /// Session-level `b=` lines.
@@ -848,6 +854,12 @@ pub fn ip_text(ip: IpAddr) -> String {
     let mut s = String::with_capacity(if ip.is_ipv4() { 15 } else { 45 });
     let _ = write!(s, "{ip}");
     s
+}
+
+/// An IP address as SDP text (inline: no allocation).
+fn ip_compact(ip: IpAddr) -> Text {
+    use compact_str::ToCompactString as _;
+    ip.to_compact_string()
 }
 
 /// Whether `value` is written exactly as `text`, compared piece by piece
@@ -915,20 +927,18 @@ impl SessionDescription {
         let mut media: Vec<MediaDescription> = Vec::new();
         let mut last_line = 0;
 
-        let missing = |origin: &Option<Origin>,
-                       name: &Option<String>,
-                       timing: &Option<Timing>,
-                       line: usize| {
-            if origin.is_none() {
-                Err(error(line, ParseErrorKind::MissingOrigin))
-            } else if name.is_none() {
-                Err(error(line, ParseErrorKind::MissingSessionName))
-            } else if timing.is_none() {
-                Err(error(line, ParseErrorKind::MissingTiming))
-            } else {
-                Ok(())
-            }
-        };
+        let missing =
+            |origin: &Option<Origin>, name: &Option<Text>, timing: &Option<Timing>, line: usize| {
+                if origin.is_none() {
+                    Err(error(line, ParseErrorKind::MissingOrigin))
+                } else if name.is_none() {
+                    Err(error(line, ParseErrorKind::MissingSessionName))
+                } else if timing.is_none() {
+                    Err(error(line, ParseErrorKind::MissingTiming))
+                } else {
+                    Ok(())
+                }
+            };
 
         for (index, raw) in text.split('\n').enumerate() {
             let n = index + 1;
@@ -999,7 +1009,7 @@ impl SessionDescription {
                 's' if session_name.is_some() => {
                     return Err(error(n, ParseErrorKind::Duplicate('s')))
                 }
-                's' => session_name = Some(value.to_string()),
+                's' => session_name = Some(value.into()),
                 'c' if connection.is_some() => {
                     return Err(error(n, ParseErrorKind::Duplicate('c')))
                 }
@@ -1282,11 +1292,11 @@ impl SessionDescription {
             version: 0,
             origin: Origin {
                 username: ORIGIN_USERNAME.into(),
-                session_id: String::new(),
-                session_version: String::new(),
-                net_type: String::new(),
-                addr_type: String::new(),
-                address: String::new(),
+                session_id: Text::default(),
+                session_version: Text::default(),
+                net_type: Text::default(),
+                addr_type: Text::default(),
+                address: Text::default(),
             },
             session_name: SESSION_NAME.into(),
             connection: Some(Connection::from_ip(switch)),
@@ -1323,19 +1333,20 @@ impl SessionDescription {
                 .iter()
                 .any(|c| c.encoding.eq_ignore_ascii_case(name) && c.clock_rate == 8000)
         };
-        let taken = |m: &MediaDescription, pt: u8| m.formats.iter().any(|f| f == &pt.to_string());
+        let taken =
+            |m: &MediaDescription, pt: u8| m.formats.iter().any(|f| *f == pt.to_compact_string());
         let add = |m: &mut MediaDescription, pt: u8, name: &str, fmtp: Option<&str>| {
-            m.formats.push(pt.to_string());
+            m.formats.push(pt.to_compact_string());
             m.attributes.push(Attribute::Rtpmap(Rtpmap {
                 payload_type: pt,
-                encoding: name.to_string(),
+                encoding: name.to_compact_string(),
                 clock_rate: 8000,
                 channels: None,
             }));
             if let Some(p) = fmtp {
                 m.attributes.push(Attribute::Fmtp(Fmtp {
-                    format: pt.to_string(),
-                    parameters: p.to_string(),
+                    format: pt.to_compact_string(),
+                    parameters: p.to_compact_string(),
                 }));
             }
         };
@@ -1382,7 +1393,7 @@ impl SessionDescription {
             &offered.proto,
             std::iter::once(chosen)
                 .chain(event)
-                .map(|c| c.payload_type.to_string())
+                .map(|c| c.payload_type.to_compact_string())
                 .collect(),
         );
         for codec in std::iter::once(chosen).chain(event) {
@@ -1394,7 +1405,7 @@ impl SessionDescription {
             }));
             if let Some(parameters) = &codec.fmtp {
                 answer.attributes.push(Attribute::Fmtp(Fmtp {
-                    format: codec.payload_type.to_string(),
+                    format: codec.payload_type.to_compact_string(),
                     parameters: parameters.clone(),
                 }));
             }
@@ -1522,8 +1533,8 @@ impl OriginState {
         let connection = Connection::from_ip(address);
         sdp.origin = Origin {
             username: ORIGIN_USERNAME.into(),
-            session_id: self.session_id.to_string(),
-            session_version: String::new(),
+            session_id: self.session_id.to_compact_string(),
+            session_version: Text::default(),
             net_type: connection.net_type,
             addr_type: connection.addr_type,
             address: connection.address,
@@ -1535,7 +1546,7 @@ impl OriginState {
             self.version = self.version.wrapping_add(1);
         }
         self.last = Some(content);
-        sdp.origin.session_version = self.version.to_string();
+        sdp.origin.session_version = self.version.to_compact_string();
     }
 }
 
@@ -1633,7 +1644,7 @@ a=ptime:20\r\n";
         let names: Vec<(u8, String)> = sdp
             .codecs(0)
             .into_iter()
-            .map(|c| (c.payload_type, c.encoding))
+            .map(|c| (c.payload_type, c.encoding.into_string()))
             .collect();
         assert_eq!(
             names,
@@ -1855,7 +1866,7 @@ a=rtpmap:99 h263-1998/90000\r\n";
         let codecs: Vec<(u8, String, u32)> = sdp
             .codecs(0)
             .into_iter()
-            .map(|c| (c.payload_type, c.encoding, c.clock_rate))
+            .map(|c| (c.payload_type, c.encoding.into_string(), c.clock_rate))
             .collect();
         let expected: Vec<(u8, String, u32)> = [
             (0, "PCMU", 8000),
