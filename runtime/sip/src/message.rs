@@ -154,19 +154,10 @@ impl Host {
     /// The host as written in a URI (what `to_string` gives), in one
     /// allocation.
     pub fn text(&self) -> String {
-        use fmt::Write as _;
         match self {
             Host::Name(n) => n.clone(),
-            Host::V4(a) => {
-                let mut s = String::with_capacity(15);
-                let _ = write!(s, "{a}");
-                s
-            }
-            Host::V6(a) => {
-                let mut s = String::with_capacity(47);
-                let _ = write!(s, "[{a}]");
-                s
-            }
+            Host::V4(a) => text_in_one(a, 15),
+            Host::V6(a) => text_in_one(format_args!("[{a}]"), 47),
         }
     }
 
@@ -664,6 +655,20 @@ header_names! {
     ("timestamp", "Timestamp"),
     ("organization", "Organization"),
     ("allow-events", "Allow-Events"),
+}
+
+/// `value` as text in one allocation of `longest` bytes, where
+/// `to_string` would grow its buffer as it goes (an address written a
+/// piece at a time reallocates two or three times).
+pub fn text_in_one(value: impl fmt::Display, longest: usize) -> String {
+    let mut s = String::with_capacity(longest);
+    let _ = write!(s, "{value}");
+    s
+}
+
+/// An IP address as text, in one allocation.
+pub fn ip_text(ip: IpAddr) -> String {
+    text_in_one(ip, if ip.is_ipv4() { 15 } else { 45 })
 }
 
 /// The canonical spelling of a header name (compact forms expanded).
@@ -1822,6 +1827,27 @@ impl StreamFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_and_ip_text_match_display() {
+        for h in [
+            "example.com",
+            "192.0.2.255",
+            "[2001:db8::1]",
+            "[::ffff:192.0.2.1]",
+        ] {
+            let host = Host::parse(h).unwrap();
+            assert_eq!(host.text(), host.to_string(), "{h}");
+            assert_eq!(host.text(), h);
+        }
+        for ip in [
+            "255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     #[test]
     fn separators_inside_quotes_escapes_and_angle_brackets_do_not_split() {

@@ -174,7 +174,7 @@ impl Connection {
         Connection {
             net_type: "IN".into(),
             addr_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
-            address: ip_compact(ip),
+            address: ip.to_compact_string(),
         }
     }
 
@@ -846,20 +846,6 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
         .as_bytes()
         .windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-}
-
-/// An IP address as text, in one allocation of the longest such text.
-pub fn ip_text(ip: IpAddr) -> String {
-    use fmt::Write as _;
-    let mut s = String::with_capacity(if ip.is_ipv4() { 15 } else { 45 });
-    let _ = write!(s, "{ip}");
-    s
-}
-
-/// An IP address as SDP text (inline: no allocation).
-fn ip_compact(ip: IpAddr) -> Text {
-    use compact_str::ToCompactString as _;
-    ip.to_compact_string()
 }
 
 /// Whether `value` is written exactly as `text`, compared piece by piece

@@ -1204,7 +1204,7 @@ impl ProfileCore {
             ),
             (
                 "sip_network_ip".to_string(),
-                dialtone_sip::sdp::ip_text(from.addr.ip()),
+                dialtone_sip::message::ip_text(from.addr.ip()),
             ),
             ("sip_network_port".to_string(), from.addr.port().to_string()),
             ("sip_transport".to_string(), from.transport.to_string()),
@@ -1230,7 +1230,7 @@ impl ProfileCore {
             destination,
             caller_id_name: caller_name,
             caller_id_number: caller_number,
-            network_addr: dialtone_sip::sdp::ip_text(from.addr.ip()),
+            network_addr: dialtone_sip::message::ip_text(from.addr.ip()),
             variables,
             depth: 0,
             direction: Direction::Inbound,
@@ -2573,12 +2573,7 @@ fn uuid_like() -> String {
 /// `ip:port` with IPv6 in brackets.
 pub fn host_port(a: SocketAddr) -> String {
     match a {
-        SocketAddr::V4(v) => {
-            use std::fmt::Write as _;
-            let mut s = String::with_capacity(21);
-            let _ = write!(s, "{v}");
-            s
-        }
+        SocketAddr::V4(v) => dialtone_sip::message::text_in_one(v, 21),
         SocketAddr::V6(v) => format!("[{}]:{}", v.ip(), v.port()),
     }
 }
