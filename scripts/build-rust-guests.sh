@@ -4,7 +4,7 @@
 #
 #   default_dialplan.wasm    the default dialplan          (world dialplan)
 #   contact_helpers.wasm     sofia_contact & co.           (world contact-helpers)
-#   hostile_dialplan.wasm    test only: misbehaves on demand (world dialplan)
+#   hostile_dialplan.wasm    test only: misbehaves on demand (world dialplan-with-outbound)
 #   versioned_dialplan.wasm  test only: patchable version  (world dialplan)
 #
 #   scripts/build-rust-guests.sh OUT_DIR

@@ -1,13 +1,14 @@
 // Dialtone default dialplan, JavaScript edition.
 //
 // Implements world `dialtone:switch/dialplan@0.1.0`: exports the `router`
-// interface (route, route-outbound, route-message). It must behave exactly
+// interface (route, route-message; no outbound hook, so the switch never
+// asks it about outbound legs). It must behave exactly
 // like the Rust and Python default dialplans (same actions, same order, same
 // fields). Its only host call is channel-variable("ivr_choice"), for 5000.
 //
 // Binding conventions (componentize-js / jco):
 //   - the exported interface `router` is the exported object `router`, its
-//     functions in lowerCamelCase (route-outbound -> routeOutbound);
+//     functions in lowerCamelCase (route-message -> routeMessage);
 //   - records are plain objects with lowerCamelCase fields
 //     (caller-id-name -> callerIdName, min-digits -> minDigits);
 //   - variants are `{ tag: 'case-name', val: payload }` (no `val` for a case
@@ -136,10 +137,6 @@ function route(channel) {
   return [hangup('unallocated-number')];
 }
 
-function routeOutbound(_request) {
-  return { tag: 'accept', val: [] };
-}
-
 function routeMessage(message) {
   const to = message.to;
   const at = to.indexOf('@');
@@ -150,4 +147,4 @@ function routeMessage(message) {
   return { tag: 'reply', val: `no such user: ${user}` };
 }
 
-export const router = { route, routeOutbound, routeMessage };
+export const router = { route, routeMessage };

@@ -1,7 +1,8 @@
 """Dialtone default dialplan, Python edition.
 
 Implements world ``dialtone:switch/dialplan@0.1.0``: exports the ``router``
-interface (route, route-outbound, route-message). It must behave exactly like
+interface (route, route-message; no outbound hook, so the switch never asks
+it about outbound legs). It must behave exactly like
 the Rust and JavaScript default dialplans (same actions, same order, same
 fields). Its only host call is channel-variable("ivr_choice"), for 5000.
 
@@ -153,10 +154,6 @@ def route(channel: types.ChannelInfo) -> List[types.Action]:
     return [_hangup(types.HangupCause.UNALLOCATED_NUMBER)]
 
 
-def route_outbound(request: types.OutboundRequest) -> types.OutboundDecision:
-    return types.OutboundDecision_Accept([])
-
-
 def route_message(message: types.TextMessage) -> types.MessageDecision:
     user = message.to.split("@", 1)[0]
     if EXTENSION.fullmatch(user):
@@ -167,9 +164,6 @@ def route_message(message: types.TextMessage) -> types.MessageDecision:
 class Router(exports.Router):
     def route(self, channel: types.ChannelInfo) -> List[types.Action]:
         return route(channel)
-
-    def route_outbound(self, request: types.OutboundRequest) -> types.OutboundDecision:
-        return route_outbound(request)
 
     def route_message(self, message: types.TextMessage) -> types.MessageDecision:
         return route_message(message)

@@ -22,7 +22,8 @@
 //! | `5000`, `ivr_choice` = `1` / `2` / other | transfer to `9196` / `9664` / hangup `unallocated-number` |
 //! | anything else | hangup `unallocated-number` |
 //!
-//! `route-outbound` accepts every leg unchanged; `route-message` forwards a
+//! It has no outbound hook (outbound legs go ahead as their dialstrings
+//! describe them, at no cost per leg); `route-message` forwards a
 //! message for `1000`..`1019` to `user/<user>@<tenant>` and answers anything
 //! else with `no such user: <user>`. The only host call is
 //! `channel-variable("ivr_choice")`, for `5000`.
@@ -37,7 +38,7 @@ extern crate alloc;
 
 use alloc::borrow::ToOwned;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -49,8 +50,8 @@ mod bindings {
 }
 
 use bindings::dialtone::switch::types::{
-    Action, ChannelInfo, CollectSpec, HangupCause, MessageDecision, OutboundDecision,
-    OutboundRequest, RecordLegs, RecordSpec, SocketSpec, TextMessage, TransferTarget, Variable,
+    Action, ChannelInfo, CollectSpec, HangupCause, MessageDecision, RecordLegs, RecordSpec,
+    SocketSpec, TextMessage, TransferTarget, Variable,
 };
 use bindings::exports::dialtone::switch::router::Guest;
 use dialtone_sdk::{Dialstring, Leg};
@@ -215,10 +216,6 @@ impl Guest for DefaultDialplan {
             bindings::dialtone::switch::host::channel_variable(name)
                 .or_else(|| bindings::dialtone::switch::host::global_variable(name))
         })
-    }
-
-    fn route_outbound(_request: OutboundRequest) -> OutboundDecision {
-        OutboundDecision::Accept(Vec::new())
     }
 
     fn route_message(message: TextMessage) -> MessageDecision {

@@ -402,6 +402,12 @@ pub trait Dialplan: Send + Sync {
     fn version(&self, _tenant: &str) -> Option<String> {
         None
     }
+    /// Whether new outbound channels of `tenant` go to
+    /// [`Dialplan::route_outbound`]; `false` when the tenant's dialplan has
+    /// no outbound hook, so the switch does not even build the request.
+    fn wants_outbound(&self, _tenant: &str) -> bool {
+        true
+    }
     /// Decide on an outbound channel.
     fn route_outbound(
         &self,

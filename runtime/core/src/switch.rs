@@ -704,7 +704,7 @@ impl Switch {
             &self.registrations,
         )?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        if endpoint != "error" {
+        if endpoint != "error" && self.dialplan.wants_outbound(&a.tenant) {
             // The dialplan reads the leg's variables through a shared list,
             // taken back without a copy once it has answered.
             let shared = Arc::new(std::mem::take(&mut vars));

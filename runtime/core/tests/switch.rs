@@ -27,9 +27,14 @@ type RouteFn = dyn Fn(&ChannelSnapshot) -> Vec<Action> + Send + Sync;
 struct FakeDialplan {
     route: Box<RouteFn>,
     outbound: Mutex<Vec<String>>,
+    /// Whether the dialplan has an outbound hook.
+    hook: std::sync::atomic::AtomicBool,
 }
 
 impl Dialplan for FakeDialplan {
+    fn wants_outbound(&self, _tenant: &str) -> bool {
+        self.hook.load(std::sync::atomic::Ordering::Relaxed)
+    }
     fn route(&self, c: ChannelSnapshot) -> BoxFuture<'_, Result<Vec<Action>, RouteFailure>> {
         let a = (self.route)(&c);
         Box::pin(async move { Ok(a) })
@@ -240,6 +245,7 @@ fn bench_with(
     let dialplan = Arc::new(FakeDialplan {
         route: Box::new(route),
         outbound: Mutex::new(vec![]),
+        hook: true.into(),
     });
     let mut endpoints = EndpointRegistry::new();
     endpoints.register(Arc::new(ErrorEndpoint));
@@ -382,6 +388,26 @@ async fn user_leg_is_bridged_and_torn_down() {
     );
     // The outbound hook saw the null leg, after user/ expansion.
     assert_eq!(b.dialplan.outbound.lock().as_slice(), ["null/1000"]);
+}
+
+#[tokio::test]
+async fn without_an_outbound_hook_legs_are_created_unasked() {
+    let b = bench(|_| vec![bridge("null/refuse-me")]);
+    // With the hook, the leg is refused.
+    assert_eq!(
+        b.call("default", "1").hangup_cause().await,
+        HangupCause::OutgoingCallBarred
+    );
+    assert_eq!(b.dialplan.outbound.lock().len(), 1);
+    // A dialplan without one is not asked, and the leg is created as the
+    // dialstring says.
+    b.dialplan
+        .hook
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let phone = b.call("default", "2");
+    phone.wait_for(Told::Answer).await;
+    phone.hang_up().await;
+    assert_eq!(b.dialplan.outbound.lock().len(), 1);
 }
 
 #[tokio::test]

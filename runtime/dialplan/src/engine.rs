@@ -193,10 +193,10 @@ impl Engine {
         let engine = wasmtime::Engine::new(&config)?;
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        crate::bindings::DialplanWithHelpers::add_to_linker::<
-            State,
-            wasmtime::component::HasSelf<State>,
-        >(&mut linker, |s| s)?;
+        crate::bindings::FullDialplan::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
+            &mut linker,
+            |s| s,
+        )?;
 
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);

@@ -13,6 +13,7 @@ use crate::bindings::dialtone::switch::types;
 use crate::sandbox::State;
 
 const ROUTER: &str = "dialtone:switch/router@0.1.0";
+const OUTBOUND: &str = "dialtone:switch/outbound@0.1.0";
 const HELPERS: &str = "dialtone:switch/helpers@0.1.0";
 
 /// The helpers a dialstring can call as `${name(args)}`, in WIT order.
@@ -24,12 +25,15 @@ pub(crate) const HELPER_NAMES: [&str; 5] = [
     "group_call",
 ];
 
-/// Indices of the `router` functions.
+/// Indices of the `router` functions, and of the optional outbound hook.
 #[derive(Clone, Copy)]
 pub(crate) struct RouterExports {
     route: ComponentExportIndex,
-    route_outbound: ComponentExportIndex,
     route_message: ComponentExportIndex,
+    /// `outbound.route-outbound`, or `route-outbound` inside `router` for a
+    /// component built before the hook had its own interface; `None` when
+    /// the dialplan does not decide on outbound channels.
+    route_outbound: Option<ComponentExportIndex>,
 }
 
 /// Indices of the `helpers` functions, in [`HELPER_NAMES`] order.
@@ -61,13 +65,20 @@ type RouteMessage<'a> = TypedFunc<(&'a types::TextMessage,), (types::MessageDeci
 type Helper<'a> = TypedFunc<(&'a str,), (Result<String, String>,)>;
 
 impl RouterExports {
-    /// Resolves the router's functions, if the component exports them.
+    /// Resolves the router's functions, if the component exports them, and
+    /// the outbound hook if it has one.
     pub(crate) fn new(pre: &InstancePre<State>) -> Option<Self> {
         Some(Self {
             route: index(pre, ROUTER, "route")?,
-            route_outbound: index(pre, ROUTER, "route-outbound")?,
             route_message: index(pre, ROUTER, "route-message")?,
+            route_outbound: index(pre, OUTBOUND, "route-outbound")
+                .or_else(|| index(pre, ROUTER, "route-outbound")),
         })
+    }
+
+    /// Whether the component decides on outbound channels.
+    pub(crate) fn has_outbound(&self) -> bool {
+        self.route_outbound.is_some()
     }
 
     pub(crate) fn route(
@@ -83,16 +94,20 @@ impl RouterExports {
         Ok(f.call(&mut *store, (info,))?.0)
     }
 
+    /// Calls the outbound hook; `None` if the component has none.
     pub(crate) fn route_outbound(
         &self,
         store: &mut Store<State>,
         instance: &Instance,
         req: &types::OutboundRequest,
-    ) -> wasmtime::Result<types::OutboundDecision> {
-        let f = func(store, instance, &self.route_outbound)?;
-        // SAFETY: as in `route`.
-        let f: RouteOutbound<'_> = unsafe { TypedFunc::new_unchecked(f) };
-        Ok(f.call(&mut *store, (req,))?.0)
+    ) -> Option<wasmtime::Result<types::OutboundDecision>> {
+        let idx = self.route_outbound.as_ref()?;
+        Some((|| {
+            let f = func(store, instance, idx)?;
+            // SAFETY: as in `route`.
+            let f: RouteOutbound<'_> = unsafe { TypedFunc::new_unchecked(f) };
+            Ok(f.call(&mut *store, (req,))?.0)
+        })())
     }
 
     pub(crate) fn route_message(
@@ -115,10 +130,12 @@ impl RouterExports {
     ) -> wasmtime::Result<()> {
         func(store, instance, &self.route)?
             .typed::<(&types::ChannelInfo,), (Vec<types::Action>,)>(&*store)?;
-        func(store, instance, &self.route_outbound)?
-            .typed::<(&types::OutboundRequest,), (types::OutboundDecision,)>(&*store)?;
         func(store, instance, &self.route_message)?
             .typed::<(&types::TextMessage,), (types::MessageDecision,)>(&*store)?;
+        if let Some(idx) = &self.route_outbound {
+            func(store, instance, idx)?
+                .typed::<(&types::OutboundRequest,), (types::OutboundDecision,)>(&*store)?;
+        }
         Ok(())
     }
 }

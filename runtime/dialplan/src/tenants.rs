@@ -373,6 +373,22 @@ impl Tenants {
         }
     }
 
+    /// Whether an outbound channel of `tenant` must be put to its dialplan:
+    /// the component in force exports the outbound hook, or there is none
+    /// (and asking fails the leg with the tenant's failure cause, as any
+    /// routing without a component does).
+    pub fn wants_outbound(&self, tenant: &str) -> bool {
+        let tenants = self.tenants.load();
+        let Some(t) = tenants.get(tenant) else {
+            return true;
+        };
+        let d = t.dialplan.load();
+        match d.as_ref() {
+            Some(l) => l.router.as_ref().is_some_and(|r| r.has_outbound()),
+            None => true,
+        }
+    }
+
     fn tenant_or_fail(&self, name: &str) -> Result<Arc<Tenant>, RouteFailure> {
         self.tenant(name).ok_or_else(|| RouteFailure {
             cause: HangupCause::NoRouteDestination,
@@ -572,8 +588,14 @@ fn call_guest(
                 .ok_or(CallError::Invalid(InvokeError::NoComponent))?;
             let (req, vars) = convert::outbound_into_wit(req);
             store.data_mut().set_channel_variables(vars);
-            let d = idx.route_outbound(store, instance, &req)?;
-            let d = convert::outbound_from_wit(d);
+            let d = match idx.route_outbound(store, instance, &req) {
+                Some(d) => convert::outbound_from_wit(d?),
+                // A version without the hook, swapped in after the caller
+                // looked: the leg goes ahead as its dialstring built it.
+                None => OutboundDecision::Accept {
+                    variables: Vec::new(),
+                },
+            };
             match &d {
                 OutboundDecision::Accept { variables } => check_vars(variables),
                 OutboundDecision::Rewrite { target, variables } => {
@@ -721,11 +743,20 @@ impl Dialplan for WasmDialplan {
         })
     }
 
+    fn wants_outbound(&self, tenant: &str) -> bool {
+        self.0.wants_outbound(tenant)
+    }
+
     fn route_outbound(
         &self,
         request: OutboundRequest,
     ) -> BoxFuture<'_, Result<OutboundDecision, RouteFailure>> {
         Box::pin(async move {
+            if !self.0.wants_outbound(&request.channel.tenant) {
+                return Ok(OutboundDecision::Accept {
+                    variables: Vec::new(),
+                });
+            }
             let tenant = request.channel.tenant.clone();
             let uuid = request.channel.uuid.clone();
             match self

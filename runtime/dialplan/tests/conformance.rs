@@ -222,6 +222,18 @@ fn rust_javascript_and_python_agree() {
             );
             checked += 1;
         }
+        // None of the three exports the outbound hook: the switch does not
+        // ask, and a leg goes ahead as its dialstring built it, without an
+        // invocation.
+        assert!(!dp.wants_outbound(tenant), "{file} wants outbound legs");
+        let invocations = |h: &Host| {
+            h.tenants
+                .info()
+                .into_iter()
+                .find(|t| t.name == tenant)
+                .map(|t| t.invocations)
+        };
+        let before = invocations(&h);
         let req = OutboundRequest {
             channel: snapshot(tenant, "default", "1000"),
             target: "internal/1000".into(),
@@ -231,6 +243,11 @@ fn rust_javascript_and_python_agree() {
             rt.block_on(dp.route_outbound(req)).unwrap(),
             OutboundDecision::Accept { variables: vec![] },
             "{file} outbound"
+        );
+        assert_eq!(
+            invocations(&h),
+            before,
+            "{file}: an outbound leg was routed"
         );
     }
     eprintln!("{checked} cases agree across Rust, JavaScript and Python");

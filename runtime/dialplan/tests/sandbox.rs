@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dialtone_core::events::{Delivery, EventFilter};
-use dialtone_core::routing::Action;
+use dialtone_core::routing::{Action, Dialplan, Direction, OutboundDecision, OutboundRequest};
 use dialtone_core::HangupCause;
+use dialtone_dialplan::tenants::WasmDialplan;
 use dialtone_dialplan::{LoadError, Role, SandboxSettings};
 
 fn hostile(h: &Host, tenant: &str, settings: SandboxSettings) {
@@ -292,4 +293,221 @@ fn configurable_failure_cause() {
         .route_blocking(snapshot("bad.test", "default", "panic"))
         .unwrap_err();
     assert_eq!(err.cause, HangupCause::NormalTemporaryFailure);
+}
+
+fn outbound(tenant: &str, target: &str) -> OutboundRequest {
+    let mut channel = snapshot(tenant, "default", target);
+    channel.direction = Direction::Outbound;
+    OutboundRequest {
+        channel,
+        target: target.into(),
+        originator: String::new(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn invocations(h: &Host, tenant: &str) -> u64 {
+    h.tenants
+        .info()
+        .into_iter()
+        .find(|t| t.name == tenant)
+        .map(|t| t.invocations)
+        .unwrap()
+}
+
+#[test]
+fn the_outbound_hook_decides_and_a_failing_one_costs_only_its_leg() {
+    let h = host(1);
+    hostile(&h, "bad.test", SandboxSettings::default());
+    let dp = WasmDialplan(h.tenants.clone());
+    let rt = runtime();
+    assert!(dp.wants_outbound("bad.test"));
+    let ask = |target: &str| rt.block_on(dp.route_outbound(outbound("bad.test", target)));
+    assert_eq!(
+        ask("1000@bad.test").unwrap(),
+        OutboundDecision::Accept {
+            variables: vec![("hostile_outbound".into(), "1000@bad.test".into())]
+        }
+    );
+    assert_eq!(
+        ask("refuse").unwrap(),
+        OutboundDecision::Refuse {
+            cause: HangupCause::CallRejected
+        }
+    );
+    assert_eq!(
+        ask("rewrite").unwrap(),
+        OutboundDecision::Rewrite {
+            target: "error/USER_BUSY".into(),
+            variables: vec![("hostile_rewritten".into(), "true".into())]
+        }
+    );
+    for (target, kind) in [("loop", "timeout"), ("panic", "trap")] {
+        let mut sub = h.events.subscribe(
+            EventFilter::none().with_subclass("dialtone::dialplan_failure"),
+            16,
+        );
+        let started = Instant::now();
+        let err = ask(target).expect_err("a failing hook fails its leg");
+        assert_eq!(err.cause, HangupCause::DestinationOutOfOrder, "{target}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{target}");
+        match sub.try_recv() {
+            Ok(Delivery::Event(e)) => {
+                assert_eq!(e.get("Tenant"), Some("bad.test"));
+                assert_eq!(e.get("Failure-Kind"), Some(kind), "{target}");
+            }
+            other => panic!("no failure event for {target}: {other:?}"),
+        }
+        // The next leg and the next call are served as before.
+        assert!(matches!(
+            ask("1001").unwrap(),
+            OutboundDecision::Accept { .. }
+        ));
+        assert_eq!(
+            h.tenants
+                .route_blocking(snapshot("bad.test", "default", "ok"))
+                .unwrap()
+                .last(),
+            Some(&Action::Hangup {
+                cause: HangupCause::NormalClearing
+            })
+        );
+    }
+}
+
+#[test]
+fn a_dialplan_without_the_hook_is_not_asked_about_outbound_legs() {
+    let h = host(1);
+    h.tenants
+        .configure("plain.test", SandboxSettings::default());
+    h.tenants
+        .load_file(
+            "plain.test",
+            Role::Dialplan,
+            &component("versioned_dialplan.wasm"),
+        )
+        .unwrap();
+    let dp = WasmDialplan(h.tenants.clone());
+    let rt = runtime();
+    assert!(!dp.wants_outbound("plain.test"));
+    let before = invocations(&h, "plain.test");
+    assert_eq!(
+        rt.block_on(dp.route_outbound(outbound("plain.test", "refuse")))
+            .unwrap(),
+        OutboundDecision::Accept { variables: vec![] }
+    );
+    assert_eq!(invocations(&h, "plain.test"), before);
+
+    // A swap to a version with the hook takes effect on the next leg, and
+    // a swap back removes it again.
+    h.tenants
+        .load_file(
+            "plain.test",
+            Role::Dialplan,
+            &component("hostile_dialplan.wasm"),
+        )
+        .unwrap();
+    assert!(dp.wants_outbound("plain.test"));
+    assert_eq!(
+        rt.block_on(dp.route_outbound(outbound("plain.test", "refuse")))
+            .unwrap(),
+        OutboundDecision::Refuse {
+            cause: HangupCause::CallRejected
+        }
+    );
+    assert_eq!(invocations(&h, "plain.test"), before + 1);
+    h.tenants
+        .load_file(
+            "plain.test",
+            Role::Dialplan,
+            &component("versioned_dialplan.wasm"),
+        )
+        .unwrap();
+    assert!(!dp.wants_outbound("plain.test"));
+
+    // A tenant with no dialplan at all is still asked, and fails the leg
+    // for want of a component, as routing without one does.
+    h.tenants
+        .configure("empty.test", SandboxSettings::default());
+    assert!(dp.wants_outbound("empty.test"));
+    assert!(rt
+        .block_on(dp.route_outbound(outbound("empty.test", "1000")))
+        .is_err());
+}
+
+/// A component built before the hook had its own interface, with
+/// `route-outbound` inside `router`: a stand-in module from the older WIT
+/// whose every function traps. It loads, and its hook is called (the trap
+/// is the proof).
+#[test]
+fn a_hook_inside_router_from_an_older_build_is_still_called() {
+    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+    let body = |f: &str| {
+        std::fs::read_to_string(wit.join(f))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("package "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let src = format!(
+        "package dialtone:switch@0.1.0;\n{}\n{}\n{}",
+        body("types.wit"),
+        body("host.wit"),
+        r#"
+        interface router {
+            use types.{channel-info, action, outbound-request, outbound-decision, text-message, message-decision};
+            route: func(channel: channel-info) -> list<action>;
+            route-outbound: func(request: outbound-request) -> outbound-decision;
+            route-message: func(message: text-message) -> message-decision;
+        }
+        world older-dialplan {
+            import host;
+            export router;
+        }"#
+    );
+    let mut resolve = wit_parser::Resolve::default();
+    let pkg = resolve.push_str("older.wit", &src).unwrap();
+    let world = resolve
+        .select_world(&[pkg], Some("older-dialplan"))
+        .unwrap();
+    let mut module =
+        wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    let bytes = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap();
+
+    let h = host(1);
+    h.tenants.configure("old.test", SandboxSettings::default());
+    let dir = tempdir::Dir::new("older");
+    let file = dir.path().join("older.wasm");
+    std::fs::write(&file, bytes).unwrap();
+    h.tenants
+        .load_file("old.test", Role::Dialplan, &file)
+        .expect("a component of the older shape loads");
+    let dp = WasmDialplan(h.tenants.clone());
+    assert!(dp.wants_outbound("old.test"));
+    let before = invocations(&h, "old.test");
+    let err = runtime()
+        .block_on(dp.route_outbound(outbound("old.test", "1000")))
+        .expect_err("the stand-in hook traps");
+    assert_eq!(err.cause, HangupCause::DestinationOutOfOrder);
+    assert!(err.reason.contains("trap"), "{}", err.reason);
+    assert_eq!(invocations(&h, "old.test"), before + 1);
 }

@@ -16,12 +16,23 @@
 //! | `sleepy` | calls `registrations` forever (host-call deadline) |
 //! | anything else | `set hostile_ok=true`, hangup `normal-clearing` |
 //!
-//! `route-outbound` accepts; `route-message` drops. Every loop goes through
+//! The outbound hook (world `dialplan-with-outbound`) is chosen by the new
+//! leg's target, up to any `@`:
+//!
+//! | target | behaviour |
+//! |---|---|
+//! | `loop` | spins forever |
+//! | `panic` | panics |
+//! | `refuse` | refuses the leg with `call-rejected` |
+//! | `rewrite` | rewrites the leg to `error/USER_BUSY`, sets `hostile_rewritten=true` |
+//! | anything else | accepts, setting `hostile_outbound=<the target>` |
+//!
+//! `route-message` drops. Every loop goes through
 //! [`core::hint::black_box`] so the optimiser cannot remove or shorten it.
 
 mod bindings {
     wit_bindgen::generate!({
-        world: "dialplan",
+        world: "dialplan-with-outbound",
         path: "../../../wit",
     });
 }
@@ -31,8 +42,9 @@ use core::hint::black_box;
 use bindings::dialtone::switch::host::{self, LogLevel};
 use bindings::dialtone::switch::types::{
     Action, ChannelInfo, HangupCause, MessageDecision, OutboundDecision, OutboundRequest,
-    TextMessage, Variable,
+    OutboundRewrite, TextMessage, Variable,
 };
+use bindings::exports::dialtone::switch::outbound::Guest as Outbound;
 use bindings::exports::dialtone::switch::router::Guest;
 
 /// Spin forever.
@@ -126,12 +138,30 @@ impl Guest for Hostile {
         }
     }
 
-    fn route_outbound(_request: OutboundRequest) -> OutboundDecision {
-        OutboundDecision::Accept(Vec::new())
-    }
-
     fn route_message(_message: TextMessage) -> MessageDecision {
         MessageDecision::Drop
+    }
+}
+
+impl Outbound for Hostile {
+    fn route_outbound(request: OutboundRequest) -> OutboundDecision {
+        let user = request.target.split('@').next().unwrap_or_default();
+        match user {
+            "loop" => spin(),
+            "panic" => panic!("boom"),
+            "refuse" => OutboundDecision::Refuse(HangupCause::CallRejected),
+            "rewrite" => OutboundDecision::Rewrite(OutboundRewrite {
+                target: "error/USER_BUSY".into(),
+                variables: vec![Variable {
+                    name: "hostile_rewritten".into(),
+                    value: "true".into(),
+                }],
+            }),
+            _ => OutboundDecision::Accept(vec![Variable {
+                name: "hostile_outbound".into(),
+                value: request.target,
+            }]),
+        }
     }
 }
 

@@ -17,8 +17,7 @@ mod bindings {
 }
 
 use bindings::dialtone::switch::types::{
-    Action, ChannelInfo, HangupCause, MessageDecision, OutboundDecision, OutboundRequest,
-    TextMessage, Variable,
+    Action, ChannelInfo, HangupCause, MessageDecision, TextMessage, Variable,
 };
 use bindings::exports::dialtone::switch::router::Guest;
 
@@ -45,10 +44,6 @@ impl Guest for Versioned {
             }),
             Action::Hangup(HangupCause::NormalClearing),
         ]
-    }
-
-    fn route_outbound(_request: OutboundRequest) -> OutboundDecision {
-        OutboundDecision::Accept(Vec::new())
     }
 
     fn route_message(_message: TextMessage) -> MessageDecision {
