@@ -550,7 +550,7 @@ impl Switch {
     #[allow(clippy::too_many_arguments)]
     async fn resolve(
         self: Arc<Self>,
-        a: LegContext,
+        a: Arc<LegContext>,
         leg: LegId,
         endpoint: String,
         data: String,
@@ -686,7 +686,7 @@ impl Switch {
     #[allow(clippy::too_many_arguments)]
     async fn resolve_endpoint(
         self: Arc<Self>,
-        a: LegContext,
+        a: Arc<LegContext>,
         leg: LegId,
         mut endpoint: String,
         mut data: String,
@@ -1729,6 +1729,8 @@ async fn drive_originate(
     opts: OriginateOptions,
     a: LegContext,
 ) -> Originated {
+    // Shared by every leg's resolution task.
+    let a = Arc::new(a);
     {
         let start = Instant::now();
         let mut engine = match Originate::new(start, ds, opts) {
@@ -1762,8 +1764,13 @@ async fn drive_originate(
                         vars,
                     } => {
                         let depth = engine.leg(leg).map(|l| l.depth).unwrap_or(0);
-                        let mut all = a.exported.clone();
-                        all.extend(vars);
+                        let all = if a.exported.is_empty() {
+                            vars
+                        } else {
+                            let mut all = a.exported.clone();
+                            all.extend(vars);
+                            all
+                        };
                         let fut = switch.clone().resolve(
                             a.clone(),
                             leg,

@@ -1490,6 +1490,23 @@ pub struct OriginState {
     last: Option<u64>,
 }
 
+/// The seed of the digests [`OriginState::stamp`] compares: a fast hash
+/// (SipHash was a visible share of the per-call path), seeded once per
+/// process so that a far end cannot aim its descriptions at a collision.
+static DIGEST_SEED: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+    let mut seed = [0u8; 8];
+    // Without the system's randomness the seed is the clock: still not
+    // known in advance to a far end.
+    if getrandom::fill(&mut seed).is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        seed = now.to_ne_bytes();
+    }
+    u64::from_ne_bytes(seed)
+});
+
 impl OriginState {
     /// A new origin with the given session id; the first version equals the
     /// session id, as many user agents do.
@@ -1525,7 +1542,9 @@ impl OriginState {
             addr_type: connection.addr_type,
             address: connection.address,
         };
-        let mut digest = std::hash::DefaultHasher::new();
+        let mut digest = std::hash::BuildHasher::build_hasher(
+            &foldhash::quality::FixedState::with_seed(*DIGEST_SEED),
+        );
         std::hash::Hash::hash(&*sdp, &mut digest);
         let content = std::hash::Hasher::finish(&digest);
         if self.last.is_some_and(|last| last != content) {
