@@ -757,9 +757,14 @@ pub struct Header {
     /// a known name exactly: add lines through [`Headers`]' methods, which
     /// store the canonical spelling.
     pub name: std::borrow::Cow<'static, str>,
-    /// The value, trimmed.
-    pub value: String,
+    /// The value, trimmed. Inline up to 24 bytes (CSeq, Max-Forwards,
+    /// Content-Length, most Call-IDs): copying a line for a response or an
+    /// ACK copies no text then.
+    pub value: HeaderValue,
 }
+
+/// The text of a header value.
+pub type HeaderValue = compact_str::CompactString;
 
 /// The header lines of a message, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -832,7 +837,7 @@ impl Headers {
     }
 
     /// Appends a header line.
-    pub fn push(&mut self, name: &str, value: impl Into<String>) {
+    pub fn push(&mut self, name: &str, value: impl Into<HeaderValue>) {
         self.0.push(Header {
             name: stored_name(name),
             value: value.into(),
@@ -840,7 +845,7 @@ impl Headers {
     }
 
     /// Inserts a header line first (a new top Via, say).
-    pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
+    pub fn push_front(&mut self, name: &str, value: impl Into<HeaderValue>) {
         self.0.insert(
             0,
             Header {
@@ -851,7 +856,7 @@ impl Headers {
     }
 
     /// Replaces all lines of `name` with one line (or appends it).
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set(&mut self, name: &str, value: impl Into<HeaderValue>) {
         let canon = stored_name(name);
         let value = value.into();
         match self
@@ -890,7 +895,7 @@ impl Headers {
             .position(|h| h.name.eq_ignore_ascii_case(&canon))?;
         let mut parts: Vec<&str> = split_outside_quotes(&self.0[i].value, b',').collect();
         if parts.len() <= 1 {
-            return Some(self.0.remove(i).value);
+            return Some(self.0.remove(i).value.into_string());
         }
         let first = parts.remove(0).trim().to_string();
         let rest = parts
@@ -898,7 +903,7 @@ impl Headers {
             .map(|p| p.trim())
             .collect::<Vec<_>>()
             .join(", ");
-        self.0[i].value = rest;
+        self.0[i].value = rest.into();
         Some(first)
     }
 
