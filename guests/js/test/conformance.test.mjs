@@ -1,7 +1,7 @@
 // Conformance test of the built default dialplan components (JS and Python):
-// runs each .wasm through jco transpile in Node and compares route(),
-// route-outbound() and route-message() with the expected actions, field by
-// field. Values are in jco's host-side representation (the same one the
+// runs each .wasm through jco transpile in Node and compares route() and
+// route-message() with the expected actions, field by field, and checks
+// that neither exports the optional outbound hook. Values are in jco's host-side representation (the same one the
 // guest's JS uses): variants {tag, val}, enums as kebab-case strings,
 // option none as undefined.
 //
@@ -64,7 +64,7 @@ async function load(wasmPath) {
   await symlink(join(guest, 'node_modules'), join(dir, 'node_modules'), 'dir');
   const mod = await import(pathToFileURL(join(dir, 'dialplan.js')).href);
   const host = await import(pathToFileURL(join(dir, 'host.js')).href);
-  return { router: mod.router, host, dir };
+  return { router: mod.router, outbound: mod.outbound, host, dir };
 }
 
 const TENANT = 'example.com';
@@ -183,7 +183,7 @@ const MESSAGES = [
 
 for (const wasm of components) {
   test(`default dialplan ${wasm}`, { skip: !existsSync(wasm) && 'not built' }, async (t) => {
-    const { router, host, dir } = await load(wasm);
+    const { router, outbound, host, dir } = await load(wasm);
     try {
       for (const [name, ch, want] of ROUTES) {
         await t.test(`route ${name}`, () => {
@@ -191,9 +191,10 @@ for (const wasm of components) {
           assert.deepStrictEqual(router.route(ch), want);
         });
       }
-      await t.test('route-outbound accepts with no variables', () => {
-        const request = { channel: { ...channel('1000'), direction: 'outbound' }, target: 'internal/1000@192.0.2.7', originator: '' };
-        assert.deepStrictEqual(router.routeOutbound(request), { tag: 'accept', val: [] });
+      await t.test('no outbound hook (the switch never asks about outbound legs)', () => {
+        assert.equal(outbound, undefined);
+        assert.equal(router.routeOutbound, undefined);
+        assert.deepStrictEqual(Object.keys(router).sort(), ['route', 'routeMessage']);
       });
       for (const [name, msg, want] of MESSAGES) {
         await t.test(`route-message ${name}`, () => {
