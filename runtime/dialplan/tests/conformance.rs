@@ -226,14 +226,7 @@ fn rust_javascript_and_python_agree() {
         // ask, and a leg goes ahead as its dialstring built it, without an
         // invocation.
         assert!(!dp.wants_outbound(tenant), "{file} wants outbound legs");
-        let invocations = |h: &Host| {
-            h.tenants
-                .info()
-                .into_iter()
-                .find(|t| t.name == tenant)
-                .map(|t| t.invocations)
-        };
-        let before = invocations(&h);
+        let before = invocations(&h, tenant);
         let req = OutboundRequest {
             channel: snapshot(tenant, "default", "1000"),
             target: "internal/1000".into(),
@@ -245,7 +238,7 @@ fn rust_javascript_and_python_agree() {
             "{file} outbound"
         );
         assert_eq!(
-            invocations(&h),
+            invocations(&h, tenant),
             before,
             "{file}: an outbound leg was routed"
         );

@@ -312,15 +312,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn invocations(h: &Host, tenant: &str) -> u64 {
-    h.tenants
-        .info()
-        .into_iter()
-        .find(|t| t.name == tenant)
-        .map(|t| t.invocations)
-        .unwrap()
-}
-
 #[test]
 fn the_outbound_hook_decides_and_a_failing_one_costs_only_its_leg() {
     let h = host(1);
@@ -386,13 +377,12 @@ fn a_dialplan_without_the_hook_is_not_asked_about_outbound_legs() {
     let h = host(1);
     h.tenants
         .configure("plain.test", SandboxSettings::default());
-    h.tenants
-        .load_file(
-            "plain.test",
-            Role::Dialplan,
-            &component("versioned_dialplan.wasm"),
-        )
-        .unwrap();
+    let load = |file: &str| {
+        h.tenants
+            .load_file("plain.test", Role::Dialplan, &component(file))
+            .unwrap()
+    };
+    load("versioned_dialplan.wasm");
     let dp = WasmDialplan(h.tenants.clone());
     let rt = runtime();
     assert!(!dp.wants_outbound("plain.test"));
@@ -406,13 +396,7 @@ fn a_dialplan_without_the_hook_is_not_asked_about_outbound_legs() {
 
     // A swap to a version with the hook takes effect on the next leg, and
     // a swap back removes it again.
-    h.tenants
-        .load_file(
-            "plain.test",
-            Role::Dialplan,
-            &component("hostile_dialplan.wasm"),
-        )
-        .unwrap();
+    load("hostile_dialplan.wasm");
     assert!(dp.wants_outbound("plain.test"));
     assert_eq!(
         rt.block_on(dp.route_outbound(outbound("plain.test", "refuse")))
@@ -422,13 +406,7 @@ fn a_dialplan_without_the_hook_is_not_asked_about_outbound_legs() {
         }
     );
     assert_eq!(invocations(&h, "plain.test"), before + 1);
-    h.tenants
-        .load_file(
-            "plain.test",
-            Role::Dialplan,
-            &component("versioned_dialplan.wasm"),
-        )
-        .unwrap();
+    load("versioned_dialplan.wasm");
     assert!(!dp.wants_outbound("plain.test"));
 
     // A tenant with no dialplan at all is still asked, and fails the leg

@@ -1319,8 +1319,7 @@ impl SessionDescription {
                 .iter()
                 .any(|c| c.encoding.eq_ignore_ascii_case(name) && c.clock_rate == 8000)
         };
-        let taken =
-            |m: &MediaDescription, pt: u8| m.formats.iter().any(|f| *f == pt.to_compact_string());
+        let taken = |m: &MediaDescription, pt: u8| m.formats.iter().any(|f| renders_as(&pt, f));
         let add = |m: &mut MediaDescription, pt: u8, name: &str, fmtp: Option<&str>| {
             m.formats.push(pt.to_compact_string());
             m.attributes.push(Attribute::Rtpmap(Rtpmap {
@@ -1494,16 +1493,10 @@ pub struct OriginState {
 /// (SipHash was a visible share of the per-call path), seeded once per
 /// process so that a far end cannot aim its descriptions at a collision.
 static DIGEST_SEED: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+    // Without the system's randomness the seed stays 0: changes are still
+    // told apart, only a collision could then be aimed at.
     let mut seed = [0u8; 8];
-    // Without the system's randomness the seed is the clock: still not
-    // known in advance to a far end.
-    if getrandom::fill(&mut seed).is_err() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        seed = now.to_ne_bytes();
-    }
+    let _ = getrandom::fill(&mut seed);
     u64::from_ne_bytes(seed)
 });
 

@@ -2574,7 +2574,9 @@ fn uuid_like() -> String {
 pub fn host_port(a: SocketAddr) -> String {
     match a {
         SocketAddr::V4(v) => dialtone_sip::message::text_in_one(v, 21),
-        SocketAddr::V6(v) => format!("[{}]:{}", v.ip(), v.port()),
+        SocketAddr::V6(v) => {
+            dialtone_sip::message::text_in_one(format_args!("[{}]:{}", v.ip(), v.port()), 53)
+        }
     }
 }
 

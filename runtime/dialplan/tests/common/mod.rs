@@ -231,3 +231,13 @@ pub fn uuid_like() -> String {
 pub fn elapsed_ms(since: Instant) -> u128 {
     since.elapsed().as_millis()
 }
+
+/// Invocations counted for `tenant` so far.
+pub fn invocations(h: &Host, tenant: &str) -> u64 {
+    h.tenants
+        .info()
+        .into_iter()
+        .find(|t| t.name == tenant)
+        .map(|t| t.invocations)
+        .expect("a configured tenant")
+}
