@@ -163,28 +163,7 @@ impl Host {
 
     /// Parses `name`, `1.2.3.4` or `[v6]`.
     pub fn parse(s: &str) -> Result<Host, String> {
-        if let Some(inner) = s.strip_prefix('[') {
-            let inner = inner
-                .strip_suffix(']')
-                .ok_or_else(|| format!("unterminated IPv6 reference `{s}`"))?;
-            return inner
-                .parse::<Ipv6Addr>()
-                .map(Host::V6)
-                .map_err(|_| format!("bad IPv6 address `{inner}`"));
-        }
-        if s.is_empty() {
-            return Err("empty host".into());
-        }
-        if let Ok(v4) = s.parse::<Ipv4Addr>() {
-            return Ok(Host::V4(v4));
-        }
-        if s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        {
-            Ok(Host::Name(s.to_string()))
-        } else {
-            Err(format!("bad host `{s}`"))
-        }
+        HostRef::parse(s).map(HostRef::into_owned)
     }
 
     /// The address, if the host is an IP literal.
@@ -193,6 +172,50 @@ impl Host {
             Host::V4(a) => Some(IpAddr::V4(*a)),
             Host::V6(a) => Some(IpAddr::V6(*a)),
             Host::Name(_) => None,
+        }
+    }
+}
+
+/// A host read in place: what [`Host::parse`] checks, without the
+/// allocation of a name (validation and matching need no copy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HostRef<'a> {
+    Name(&'a str),
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl<'a> HostRef<'a> {
+    fn parse(s: &'a str) -> Result<HostRef<'a>, String> {
+        if let Some(inner) = s.strip_prefix('[') {
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or_else(|| format!("unterminated IPv6 reference `{s}`"))?;
+            return inner
+                .parse::<Ipv6Addr>()
+                .map(HostRef::V6)
+                .map_err(|_| format!("bad IPv6 address `{inner}`"));
+        }
+        if s.is_empty() {
+            return Err("empty host".into());
+        }
+        if let Ok(v4) = s.parse::<Ipv4Addr>() {
+            return Ok(HostRef::V4(v4));
+        }
+        if s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            Ok(HostRef::Name(s))
+        } else {
+            Err(format!("bad host `{s}`"))
+        }
+    }
+
+    fn into_owned(self) -> Host {
+        match self {
+            HostRef::Name(n) => Host::Name(n.to_string()),
+            HostRef::V4(a) => Host::V4(a),
+            HostRef::V6(a) => Host::V6(a),
         }
     }
 }
@@ -265,61 +288,13 @@ impl Uri {
 
     /// Parses a URI.
     pub fn parse(s: &str) -> Result<Uri, String> {
-        let s = s.trim();
-        let (scheme, rest) = if let Some(r) = strip_prefix_ci(s, "sip:") {
-            (Scheme::Sip, r)
-        } else if let Some(r) = strip_prefix_ci(s, "sips:") {
-            (Scheme::Sips, r)
-        } else if let Some(r) = strip_prefix_ci(s, "tel:") {
-            let (number, params) = split_params(r);
-            if number.is_empty() {
-                return Err(format!("empty tel URI `{s}`"));
-            }
-            return Ok(Uri {
-                scheme: Scheme::Tel,
-                user: Some(percent_decode(number)),
-                password: None,
-                host: Host::Name(String::new()),
-                port: None,
-                params,
-                headers: None,
-            });
-        } else {
-            return Err(format!("unsupported URI `{}`", truncate(s, 64)));
-        };
-        let (rest, headers) = match rest.find('?') {
-            Some(i) => (&rest[..i], Some(rest[i + 1..].to_string())),
-            None => (rest, None),
-        };
-        // The userinfo ends at the last '@' before the host part.
-        let (userinfo, hostpart) = match rest.rfind('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
-        };
-        let (user, password) = match userinfo {
-            Some(ui) => {
-                let (u, p) = match ui.find(':') {
-                    Some(i) => (&ui[..i], Some(percent_decode(&ui[i + 1..]))),
-                    None => (ui, None),
-                };
-                if u.is_empty() {
-                    return Err(format!("empty user in `{}`", truncate(s, 64)));
-                }
-                (Some(percent_decode(u)), p)
-            }
-            None => (None, None),
-        };
-        let (hostport, params) = split_params(hostpart);
-        let (host, port) = split_host_port(hostport)?;
-        Ok(Uri {
-            scheme,
-            user,
-            password,
-            host,
-            port,
-            params,
-            headers,
-        })
+        UriParts::split(s).map(UriParts::into_owned)
+    }
+
+    /// Whether `s` is a URI [`Uri::parse`] accepts, found without building
+    /// it (no allocation unless it is not).
+    pub fn is_well_formed(s: &str) -> bool {
+        UriParts::split(s).is_ok()
     }
 
     /// A URI parameter's value (`Some(None)` for a flag like `;lr`).
@@ -337,6 +312,96 @@ impl Uri {
     /// Sets or replaces a parameter.
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
         set_param(&mut self.params, name, value);
+    }
+}
+
+/// A URI split in place: everything [`Uri::parse`] checks, nothing copied
+/// or decoded yet. [`UriParts::into_owned`] builds the [`Uri`].
+struct UriParts<'a> {
+    scheme: Scheme,
+    /// Still percent-encoded.
+    user: Option<&'a str>,
+    /// Still percent-encoded.
+    password: Option<&'a str>,
+    host: HostRef<'a>,
+    port: Option<u16>,
+    /// The part whose `;` parameters after its head are the URI's.
+    params: &'a str,
+    headers: Option<&'a str>,
+}
+
+impl<'a> UriParts<'a> {
+    fn split(s: &'a str) -> Result<UriParts<'a>, String> {
+        let s = s.trim();
+        let (scheme, rest) = if let Some(r) = strip_prefix_ci(s, "sip:") {
+            (Scheme::Sip, r)
+        } else if let Some(r) = strip_prefix_ci(s, "sips:") {
+            (Scheme::Sips, r)
+        } else if let Some(r) = strip_prefix_ci(s, "tel:") {
+            let number = split_outside_quotes(r, b';').next().unwrap_or("").trim();
+            if number.is_empty() {
+                return Err(format!("empty tel URI `{s}`"));
+            }
+            return Ok(UriParts {
+                scheme: Scheme::Tel,
+                user: Some(number),
+                password: None,
+                host: HostRef::Name(""),
+                port: None,
+                params: r,
+                headers: None,
+            });
+        } else {
+            return Err(format!("unsupported URI `{}`", truncate(s, 64)));
+        };
+        let (rest, headers) = match rest.find('?') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        // The userinfo ends at the last '@' before the host part.
+        let (userinfo, hostpart) = match rest.rfind('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
+        };
+        let (user, password) = match userinfo {
+            Some(ui) => {
+                let (u, p) = match ui.find(':') {
+                    Some(i) => (&ui[..i], Some(&ui[i + 1..])),
+                    None => (ui, None),
+                };
+                if u.is_empty() {
+                    return Err(format!("empty user in `{}`", truncate(s, 64)));
+                }
+                (Some(u), p)
+            }
+            None => (None, None),
+        };
+        let hostport = split_outside_quotes(hostpart, b';')
+            .next()
+            .unwrap_or("")
+            .trim();
+        let (host, port) = split_host_port_ref(hostport)?;
+        Ok(UriParts {
+            scheme,
+            user,
+            password,
+            host,
+            port,
+            params: hostpart,
+            headers,
+        })
+    }
+
+    fn into_owned(self) -> Uri {
+        Uri {
+            scheme: self.scheme,
+            user: self.user.map(percent_decode),
+            password: self.password.map(percent_decode),
+            host: self.host.into_owned(),
+            port: self.port,
+            params: split_params(self.params).1,
+            headers: self.headers.map(str::to_string),
+        }
     }
 }
 
@@ -395,12 +460,16 @@ fn truncate(s: &str, n: usize) -> &str {
 }
 
 fn split_host_port(s: &str) -> Result<(Host, Option<u16>), String> {
+    split_host_port_ref(s).map(|(h, p)| (h.into_owned(), p))
+}
+
+fn split_host_port_ref(s: &str) -> Result<(HostRef<'_>, Option<u16>), String> {
     let s = s.trim();
     if s.starts_with('[') {
         let end = s
             .find(']')
             .ok_or_else(|| format!("unterminated IPv6 reference `{s}`"))?;
-        let host = Host::parse(&s[..=end])?;
+        let host = HostRef::parse(&s[..=end])?;
         let rest = &s[end + 1..];
         let port = match rest.strip_prefix(':') {
             Some(p) => Some(parse_port(p)?),
@@ -410,8 +479,8 @@ fn split_host_port(s: &str) -> Result<(Host, Option<u16>), String> {
         return Ok((host, port));
     }
     match s.rfind(':') {
-        Some(i) => Ok((Host::parse(&s[..i])?, Some(parse_port(&s[i + 1..])?))),
-        None => Ok((Host::parse(s)?, None)),
+        Some(i) => Ok((HostRef::parse(&s[..i])?, Some(parse_port(&s[i + 1..])?))),
+        None => Ok((HostRef::parse(s)?, None)),
     }
 }
 
@@ -1005,47 +1074,30 @@ impl NameAddr {
 
     /// Parses `"Name" <sip:...>;tag=x`, `Name <sip:...>` or `sip:...;tag=x`.
     pub fn parse(s: &str) -> Result<NameAddr, String> {
-        let s = s.trim();
-        let (display, uri, rest) = if let Some(lt) = find_unquoted(s, b'<') {
-            let gt = s[lt..]
-                .find('>')
-                .map(|i| i + lt)
-                .ok_or_else(|| format!("unterminated `<` in `{}`", truncate(s, 64)))?;
-            let d = s[..lt].trim();
-            let display = if d.is_empty() {
-                None
-            } else if let Some(q) = d.strip_prefix('"') {
-                let q = q
-                    .strip_suffix('"')
-                    .ok_or_else(|| format!("unterminated display name in `{}`", truncate(s, 64)))?;
-                Some(unescape_quoted(q))
-            } else {
-                Some(d.to_string())
-            };
-            (display, Uri::parse(&s[lt + 1..gt])?, &s[gt + 1..])
-        } else {
-            // addr-spec: parameters after the URI belong to the header.
-            match s.find(';') {
-                Some(i) => (None, Uri::parse(&s[..i])?, &s[i..]),
-                None => (None, Uri::parse(s)?, ""),
-            }
-        };
-        let rest = rest.trim();
-        let params = if rest.is_empty() {
-            Vec::new()
-        } else {
-            let rest = rest
-                .strip_prefix(';')
-                .ok_or_else(|| format!("junk after URI in `{}`", truncate(s, 64)))?;
-            split_outside_quotes(rest, b';')
+        let (display, uri, rest) = name_addr_split(s)?;
+        let display = display.map(|d| match d.strip_prefix('"') {
+            // name_addr_split checked the closing quote.
+            Some(q) => unescape_quoted(q.strip_suffix('"').unwrap_or(q)),
+            None => d.to_string(),
+        });
+        let params = match rest {
+            Some(rest) => split_outside_quotes(rest, b';')
                 .filter_map(parse_param)
-                .collect()
+                .collect(),
+            None => Vec::new(),
         };
         Ok(NameAddr {
             display,
-            uri,
+            uri: uri.into_owned(),
             params,
         })
+    }
+
+    /// Whether `s` is a value [`NameAddr::parse`] accepts, found without
+    /// building it (no allocation unless it is not): what a request's
+    /// From and To must be before the message is taken.
+    pub fn is_well_formed(s: &str) -> bool {
+        name_addr_split(s).is_ok()
     }
 
     /// A header parameter.
@@ -1062,6 +1114,50 @@ impl NameAddr {
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
         set_param(&mut self.params, name, value);
     }
+}
+
+/// Splits a name-addr or addr-spec value in place: the display name as
+/// written (quotes included, `None` when empty), the URI, and what follows
+/// the `;` that starts the header parameters (`None` when there are none).
+/// Every check [`NameAddr::parse`] makes is made here.
+#[allow(clippy::type_complexity)]
+fn name_addr_split(s: &str) -> Result<(Option<&str>, UriParts<'_>, Option<&str>), String> {
+    let s = s.trim();
+    let (display, uri, rest) = if let Some(lt) = find_unquoted(s, b'<') {
+        let gt = s[lt..]
+            .find('>')
+            .map(|i| i + lt)
+            .ok_or_else(|| format!("unterminated `<` in `{}`", truncate(s, 64)))?;
+        let d = s[..lt].trim();
+        let display = if d.is_empty() {
+            None
+        } else {
+            if let Some(q) = d.strip_prefix('"') {
+                if q.strip_suffix('"').is_none() {
+                    return Err(format!(
+                        "unterminated display name in `{}`",
+                        truncate(s, 64)
+                    ));
+                }
+            }
+            Some(d)
+        };
+        (display, UriParts::split(&s[lt + 1..gt])?, &s[gt + 1..])
+    } else {
+        // addr-spec: parameters after the URI belong to the header.
+        match s.find(';') {
+            Some(i) => (None, UriParts::split(&s[..i])?, &s[i..]),
+            None => (None, UriParts::split(s)?, ""),
+        }
+    };
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return Ok((display, uri, None));
+    }
+    let rest = rest
+        .strip_prefix(';')
+        .ok_or_else(|| format!("junk after URI in `{}`", truncate(s, 64)))?;
+    Ok((display, uri, Some(rest)))
 }
 
 impl fmt::Display for NameAddr {
@@ -1437,8 +1533,16 @@ impl Message {
         let method = self.method().ok_or("not a request")?;
         let top = self.headers.first_value("Via").ok_or("Missing Via")?;
         let via = Via::parse(top).map_err(|e| format!("Bad Via: {e}"))?;
-        self.from().ok_or("Missing or bad From")?;
-        self.to().ok_or("Missing or bad To")?;
+        if !self
+            .headers
+            .get("From")
+            .is_some_and(NameAddr::is_well_formed)
+        {
+            return Err("Missing or bad From".into());
+        }
+        if !self.headers.get("To").is_some_and(NameAddr::is_well_formed) {
+            return Err("Missing or bad To".into());
+        }
         if self.call_id().is_none_or(|c| c.trim().is_empty()) {
             return Err("Missing Call-ID".into());
         }
@@ -2151,5 +2255,75 @@ l: 0\n\n";
         assert_eq!(again, n);
         let n = NameAddr::parse("Anonymous <sip:c8oqz84zk7z@privacy.org>;tag=hyh8").unwrap();
         assert_eq!(n.display.as_deref(), Some("Anonymous"));
+    }
+
+    /// The in-place checks behind request validation accept exactly what
+    /// the parsers accept.
+    #[test]
+    fn well_formed_checks_agree_with_the_parsers() {
+        let values = [
+            "sip:alice@atlanta.com;tag=88sja8x",
+            "\"J Rosenberg \\\"Jdrosen\\\"\" <sip:jdrosen@example.com;transport=tcp>;tag=98asjd8",
+            "Anonymous <sip:c8oqz84zk7z@privacy.org>;tag=hyh8",
+            "<sip:1001@127.0.0.1:5060>",
+            "<sip:1001@[2001:db8::10]:5070;transport=tcp>;expires=60",
+            "<sip:1001@[2001:db8::10>",
+            "<sip:1001@[2001:db8::zz]>",
+            "<sip:1001@[::1]x>",
+            "<sip:1001@host:0>",
+            "<sip:1001@host:99999>",
+            "<sip:1001@ho st>",
+            "<sip:@host>",
+            "<sip:user:pw@host>",
+            "<sip:%61lice@host?subject=x>",
+            "<tel:+1-201-555-0123;phone-context=x>",
+            "<tel:;x>",
+            "tel:+15550123",
+            "<mailto:a@b>",
+            "\"unterminated <sip:a@b>",
+            "\" <sip:a@b>",
+            "<sip:a@b",
+            "<sip:a@b> junk",
+            "<sip:a@b> ;tag=1",
+            "sip:a@b;tag=1;x=\"q;uoted\"",
+            "sip:a@;tag=1",
+            "",
+            "   ",
+            "<>",
+            "<sip:>",
+            "sip:host_name.example-1",
+            "<sip:a@1.2.3.4:5060;lr;maddr=1.2.3.5>",
+        ];
+        for v in values {
+            assert_eq!(
+                NameAddr::is_well_formed(v),
+                NameAddr::parse(v).is_ok(),
+                "name-addr `{v}`"
+            );
+            let uri = v.trim().trim_start_matches('<').trim_end_matches('>');
+            assert_eq!(
+                Uri::is_well_formed(uri),
+                Uri::parse(uri).is_ok(),
+                "URI `{uri}`"
+            );
+        }
+        // Parsing still builds the same values as before the split.
+        let n = NameAddr::parse(
+            "\"A \\\"B\\\"\" <sip:%61lice:p%77@[::1]:5070;transport=TCP?h=1>;tag=x;lr",
+        )
+        .unwrap();
+        assert_eq!(n.display.as_deref(), Some("A \"B\""));
+        assert_eq!(n.uri.user.as_deref(), Some("alice"));
+        assert_eq!(n.uri.password.as_deref(), Some("pw"));
+        assert_eq!(n.uri.host, Host::V6("::1".parse().unwrap()));
+        assert_eq!(n.uri.port, Some(5070));
+        assert_eq!(n.uri.transport().as_deref(), Some("tcp"));
+        assert_eq!(n.uri.headers.as_deref(), Some("h=1"));
+        assert_eq!(n.tag(), Some("x"));
+        assert_eq!(n.param("lr"), Some(None));
+        let t = Uri::parse("tel:+1%2D555;phone-context=example.com").unwrap();
+        assert_eq!(t.scheme, Scheme::Tel);
+        assert_eq!(t.user.as_deref(), Some("+1-555"));
+        assert_eq!(t.param("phone-context"), Some(Some("example.com")));
     }
 }

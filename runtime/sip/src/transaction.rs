@@ -96,6 +96,7 @@
 //!     for e in events {
 //!         Transmit { tx, to, msg, .. } => write msg.to_bytes() to `to`;
 //!                                         on failure: events = layer.transport_error(tx)
+//!         (each handled list may be handed back with layer.recycle(events))
 //!         Request / Response / Ack / StrayAck / StrayResponse => to the TU / dialog layer
 //!         Timeout / ProvisionalTimeout / TransportError / Terminated => to the TU
 //!     }
@@ -704,7 +705,13 @@ pub struct TransactionLayer<P> {
     next_id: u64,
     seed: u64,
     branches: u64,
+    /// An emptied event list handed back by the driver
+    /// ([`TransactionLayer::recycle`]), reused for the next result.
+    spare: Vec<Event<P>>,
 }
+
+/// The longest event list kept for reuse.
+const SPARE_MAX: usize = 16;
 
 impl<P: Clone> TransactionLayer<P> {
     /// A layer with these settings and a random branch seed.
@@ -726,7 +733,23 @@ impl<P: Clone> TransactionLayer<P> {
             next_id: 1,
             seed,
             branches: 0,
+            spare: Vec::new(),
         }
+    }
+
+    /// Gives back an event list this layer returned, once the driver has
+    /// handled (drained) it: the next result reuses its storage, so the
+    /// per-message path allocates no list.
+    pub fn recycle(&mut self, mut events: Vec<Event<P>>) {
+        events.clear();
+        if events.capacity() <= SPARE_MAX && events.capacity() > self.spare.capacity() {
+            self.spare = events;
+        }
+    }
+
+    /// An empty list for a result: the recycled one when there is one.
+    fn events(&mut self) -> Vec<Event<P>> {
+        std::mem::take(&mut self.spare)
     }
 
     /// The settings.
@@ -866,12 +889,13 @@ impl<P: Clone> TransactionLayer<P> {
         } else {
             (Kind::NonInviteClient, State::Trying)
         };
-        let ev = vec![Event::Transmit {
+        let mut ev = self.events();
+        ev.push(Event::Transmit {
             tx: id,
             to: to.clone(),
             msg: msg.clone(),
             reliable,
-        }];
+        });
         self.clients.insert(key.clone(), id);
         self.txs.insert(
             id,
@@ -932,7 +956,7 @@ impl<P: Clone> TransactionLayer<P> {
         let code = msg.code().ok_or(TxError::NotAResponse)?;
         let t = self.txs.get(&tx).ok_or(TxError::NoSuchTransaction)?;
         let (kind, state, reliable) = (t.kind, t.state, t.reliable);
-        let mut ev = Vec::new();
+        let mut ev = self.events();
         match kind {
             Kind::InviteServer => match (state, code) {
                 (State::Proceeding, 100..=199) => {
@@ -985,7 +1009,7 @@ impl<P: Clone> TransactionLayer<P> {
     /// [`Event::TransportError`] and terminates the transaction (RFC 3261
     /// 17.1.4, 17.2.4). Nothing if it is gone already.
     pub fn transport_error(&mut self, tx: TxId) -> Vec<Event<P>> {
-        let mut ev = Vec::new();
+        let mut ev = self.events();
         if self.txs.contains_key(&tx) {
             ev.push(Event::TransportError { tx });
             self.terminate_into(tx, &mut ev);
@@ -996,7 +1020,7 @@ impl<P: Clone> TransactionLayer<P> {
     /// Ends a transaction now, without telling the peer (the TU gives up on
     /// it, or shuts down). Reports [`Event::Terminated`] if it was live.
     pub fn terminate(&mut self, tx: TxId) -> Vec<Event<P>> {
-        let mut ev = Vec::new();
+        let mut ev = self.events();
         self.terminate_into(tx, &mut ev);
         ev
     }
@@ -1011,7 +1035,7 @@ impl<P: Clone> TransactionLayer<P> {
         reliable: bool,
         now: Instant,
     ) -> Vec<Event<P>> {
-        let mut ev = Vec::new();
+        let mut ev = self.events();
         if msg.is_request() {
             self.on_request(msg, from, reliable, now, &mut ev);
         } else {
@@ -1022,7 +1046,7 @@ impl<P: Clone> TransactionLayer<P> {
 
     /// Fires every timer due at or before `now`, in deadline order.
     pub fn on_timer(&mut self, now: Instant) -> Vec<Event<P>> {
-        let mut ev = Vec::new();
+        let mut ev = self.events();
         while let Some((&key, &(tx, timer))) = self.timers.first_key_value() {
             if key.0 > now {
                 break;

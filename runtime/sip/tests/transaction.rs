@@ -1478,3 +1478,31 @@ fn waiting_transactions_drop_what_they_never_send_again() {
     let _ = run_until(&mut l, base, at(base, 100_000));
     assert!(l.is_empty());
 }
+
+/// An event list handed back with `recycle` is the storage of the next
+/// result, cleared: the driver's per-message path allocates no list.
+#[test]
+fn a_recycled_event_list_is_reused_empty() {
+    let base = Instant::now();
+    let mut l = Layer::with_seed(Config::default(), 7);
+    let (_, ev) = l
+        .send_request(invite("z9hG4bKr1"), "pc33", UDP, base)
+        .unwrap();
+    assert_eq!(ev.len(), 1);
+    let storage = ev.as_ptr();
+    l.recycle(ev);
+    let (_, ev) = l
+        .send_request(invite("z9hG4bKr2"), "pc33", UDP, base)
+        .unwrap();
+    assert_eq!(ev.as_ptr(), storage, "the recycled list was not reused");
+    assert_eq!(ev.len(), 1, "the recycled list was not cleared");
+    assert!(
+        matches!(&ev[0], Event::Transmit { msg, .. } if msg.top_via().unwrap().branch() == Some("z9hG4bKr2"))
+    );
+    // A list too long to keep is dropped, not kept.
+    l.recycle(Vec::with_capacity(1024));
+    let (_, ev) = l
+        .send_request(invite("z9hG4bKr3"), "pc33", UDP, base)
+        .unwrap();
+    assert!(ev.capacity() < 1024);
+}

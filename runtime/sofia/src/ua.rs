@@ -746,21 +746,22 @@ impl ProfileCore {
         let _ = self.transports.send(peer, r);
     }
 
-    fn handle_events(&mut self, events: Vec<Event<Peer>>) {
+    fn handle_events(&mut self, mut events: Vec<Event<Peer>>) {
         // What the layer transmits goes out before the TU reacts to the
         // same input: the ACK of a 407 leaves before the re-sent INVITE.
-        let (transmits, rest): (Vec<_>, Vec<_>) = events
-            .into_iter()
-            .partition(|e| matches!(e, Event::Transmit { .. }));
-        for ev in transmits.into_iter().chain(rest) {
-            match ev {
-                Event::Transmit { tx, to, msg, .. } => {
-                    if let Err(e) = self.transports.send(to, &msg) {
-                        tracing::debug!(error = %e, "transmit failed");
-                        let more = self.tx.transport_error(tx);
-                        self.handle_events(more);
-                    }
+        // Two passes over the one list, so nothing is copied or allocated.
+        for ev in &events {
+            if let Event::Transmit { tx, to, msg, .. } = ev {
+                if let Err(e) = self.transports.send(*to, msg) {
+                    tracing::debug!(error = %e, "transmit failed");
+                    let more = self.tx.transport_error(*tx);
+                    self.handle_events(more);
                 }
+            }
+        }
+        for ev in events.drain(..) {
+            match ev {
+                Event::Transmit { .. } => {}
                 Event::Request { tx, msg, from } => self.on_request(tx, msg, from),
                 Event::Response { tx, msg } if self.gw_txs.contains_key(&tx) => {
                     self.on_gateway_response(tx, msg)
@@ -810,6 +811,7 @@ impl ProfileCore {
                 }
             }
         }
+        self.tx.recycle(events);
     }
 
     fn send_request(&mut self, msg: impl Into<Arc<Message>>, peer: Peer) -> Option<TxId> {
