@@ -29,7 +29,7 @@ use crate::error::{LegId, MediaError};
 use crate::ports::{PortAllocator, PortLease};
 use crate::prompt::Prompt;
 use crate::stats::LegStats;
-use crate::sys::{self, EventFd};
+use crate::sys::{self, Epoll, EventFd};
 use crate::worker::Worker;
 
 /// Called first thing on each media worker thread with the worker's index,
@@ -115,6 +115,13 @@ pub(crate) const POLL: std::time::Duration = std::time::Duration::from_millis(5)
 /// workers.
 pub(crate) struct LegIo {
     pub(crate) id: LegId,
+    /// The even RTP port (RTCP is the next): the sockets' token in a
+    /// worker's epoll set is their port number.
+    pub(crate) port: u16,
+    /// The worker whose epoll set has the sockets now (see
+    /// [`crate::ports`]): the one holding the leg, the one that parked the
+    /// pair it was allocated from, or none.
+    pub(crate) watched_by: Option<usize>,
     /// `[RTP, RTCP]`, non-blocking. Taken by the drop, which parks them
     /// with the lease when `parkable` (see [`crate::ports`]).
     pub(crate) sockets: ManuallyDrop<[UdpSocket; 2]>,
@@ -139,7 +146,7 @@ impl Drop for LegIo {
         // SAFETY: the sockets are taken once, here, and never used again.
         let [rtp, rtcp] = unsafe { ManuallyDrop::take(&mut self.sockets) };
         match self.lease.take() {
-            Some(lease) if self.parkable => lease.park(rtp, rtcp),
+            Some(lease) if self.parkable => lease.park_watched(rtp, rtcp, self.watched_by),
             lease => {
                 // The sockets close before the ports return to the pool.
                 drop((rtp, rtcp));
@@ -252,9 +259,16 @@ pub(crate) struct Shared {
     pub(crate) registry: Mutex<Registry>,
     /// One doorbell per worker.
     pub(crate) bells: Vec<EventFd>,
+    /// One epoll set per worker (here, not in the worker, so that a pair
+    /// still watched by one worker can be taken out of its set by another
+    /// thread).
+    pub(crate) epolls: Vec<Epoll>,
     pub(crate) shutdown: AtomicBool,
     /// Doorbells rung for API calls ([`MediaEngine::doorbells`]).
     rings: AtomicU64,
+    /// Socket pairs added to a worker's epoll set
+    /// ([`MediaEngine::socket_registrations`]).
+    pub(crate) registrations: AtomicU64,
     allocator: PortAllocator,
     next_id: AtomicU64,
     next_token: AtomicU64,
@@ -397,6 +411,9 @@ impl MediaEngine {
         let bells = (0..workers)
             .map(|_| EventFd::new())
             .collect::<Result<Vec<_>, _>>()?;
+        let epolls = (0..workers)
+            .map(|_| Epoll::new())
+            .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(Shared {
             registry: Mutex::new(Registry {
                 legs: HashMap::new(),
@@ -407,8 +424,10 @@ impl MediaEngine {
                 rotor: 0,
             }),
             bells,
+            epolls,
             shutdown: AtomicBool::new(false),
             rings: AtomicU64::new(0),
+            registrations: AtomicU64::new(0),
             allocator,
             next_id: AtomicU64::new(1),
             next_token: AtomicU64::new(1),
@@ -487,6 +506,14 @@ impl MediaEngine {
         self.shared.rings.load(Ordering::Relaxed)
     }
 
+    /// How many times a leg's RTP/RTCP pair was added to a worker's epoll
+    /// set. A pair reused on the worker that parked it is still in that
+    /// set (see [`crate::ports`]), so on a busy switch this grows far
+    /// slower than the legs.
+    pub fn socket_registrations(&self) -> u64 {
+        self.shared.registrations.load(Ordering::Relaxed)
+    }
+
     /// The worker that owns (or is about to own) a leg; None once released.
     pub fn worker_of(&self, leg: &LegHandle) -> Option<usize> {
         lock(&self.shared.registry)
@@ -513,9 +540,28 @@ impl MediaEngine {
         if shared.shutdown.load(Ordering::Acquire) {
             return Err(MediaError::ShutDown);
         }
-        let ports = shared.allocator.allocate()?;
+        // The worker first, so the pool can hand out a pair that worker
+        // still watches (no epoll change at all).
+        let worker = {
+            let mut reg = lock(&shared.registry);
+            let w = match beside.and_then(|b| reg.legs.get(&b)) {
+                Some(d) => d.worker,
+                None => reg.pick(),
+            };
+            reg.load[w] += 1;
+            w
+        };
+        let ports = match shared.allocator.allocate_for(Some(worker)) {
+            Ok(p) => p,
+            Err(e) => {
+                lock(&shared.registry).load[worker] -= 1;
+                return Err(e);
+            }
+        };
         let (rtp_addr, rtcp_addr) = (ports.rtp_addr(), ports.rtcp_addr());
         let reused = ports.is_reused();
+        let watched_by = ports.watched_by();
+        let port = ports.port();
         let (rtp, rtcp, lease) = ports.into_parts();
         if !reused {
             for s in [&rtp, &rtcp] {
@@ -527,8 +573,10 @@ impl MediaEngine {
         }
         let id = LegId(shared.next_id.fetch_add(1, Ordering::Relaxed));
         let stats = Arc::new(LegStats::default());
-        let io = LegIo {
+        let mut io = LegIo {
             id,
+            port,
+            watched_by,
             sockets: ManuallyDrop::new([rtp, rtcp]),
             remote: [None, None],
             latched: [None, None],
@@ -537,14 +585,14 @@ impl MediaEngine {
             lease: Some(lease),
             parkable: false,
         };
+        if watched_by.is_some_and(|w| w != worker) {
+            // Parked by another worker: out of its set before it goes to
+            // this one's.
+            shared.unwatch(&mut io);
+        }
         let mut bells = Bells::default();
         {
             let mut reg = lock(&shared.registry);
-            let worker = match beside.and_then(|b| reg.legs.get(&b)) {
-                Some(d) => d.worker,
-                None => reg.pick(),
-            };
-            reg.load[worker] += 1;
             reg.legs.insert(
                 id,
                 Desired {
@@ -674,6 +722,12 @@ impl MediaEngine {
                 };
                 let d = reg.legs.get_mut(&moving).expect("checked above");
                 let from = std::mem::replace(&mut d.worker, to);
+                // Not yet taken by its worker but in that worker's epoll
+                // set (a reused pair): out of it now, or that worker would
+                // see its packets and have no leg to give them to.
+                if let Some(io) = d.transit.as_mut() {
+                    self.shared.unwatch(io);
+                }
                 reg.load[from] -= 1;
                 reg.load[to] += 1;
             }
@@ -839,6 +893,20 @@ impl Drop for MediaEngine {
 }
 
 impl Shared {
+    pub(crate) fn allocator(&self) -> &PortAllocator {
+        &self.allocator
+    }
+
+    /// Takes a leg's sockets out of the epoll set that has them, if any.
+    pub(crate) fn unwatch(&self, io: &mut LegIo) {
+        if let Some(w) = io.watched_by.take() {
+            for s in io.sockets.iter() {
+                // Fails only if the set does not have it: nothing to undo.
+                let _ = self.epolls[w].delete(s.as_raw_fd());
+            }
+        }
+    }
+
     fn release(&self, id: LegId) {
         let mut bells = Bells::default();
         let removed = {

@@ -163,7 +163,7 @@ pub use engine::{
     App, Format, LegEvent, LegHandle, Listener, MediaConfig, MediaEngine, WorkerHook,
 };
 pub use error::{LegId, MediaError};
-pub use ports::{PortAllocator, PortLease, RtpPorts};
+pub use ports::{PortAllocator, PortLease, RtpPorts, PARK_QUARANTINE};
 pub use prompt::{Prompt, PromptError};
 pub use record::{Channels, Recording};
 pub use stats::{LegCounters, LegStats, Reception, Stream, StreamCounters};

@@ -24,10 +24,19 @@
 //! never kept longer than [`PARK_MAX_AGE`]: allocations and parkings close
 //! older ones, and so does [`PortAllocator::trim`], which the switch calls
 //! twice a second, so an idle switch holds no parked socket for long.
+//!
+//! A pair the media engine parks stays in the epoll set of the worker that
+//! relayed it (its *watcher*), so its next call on that worker costs no
+//! `epoll_ctl` at all: [`PortAllocator::allocate_for`] prefers a pair its
+//! worker still watches, [`RtpPorts::watched_by`] says which worker that
+//! is, and while the pair is parked the watcher reads and discards what
+//! arrives on it ([`PortAllocator::drain_parked`]). Closing a parked pair
+//! takes it out of the set with the descriptor.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -75,6 +84,10 @@ struct PoolState {
     next: usize,
     /// Released pairs with their sockets open, oldest first.
     parked: VecDeque<Parked>,
+    /// By pair index, while the pair is parked and still in a worker's
+    /// epoll set: that worker and the two descriptors (owned by the
+    /// [`Parked`] entry, so valid while this is set, under the lock).
+    watched: Vec<Option<(usize, RawFd, RawFd)>>,
 }
 
 struct Parked {
@@ -82,7 +95,13 @@ struct Parked {
     rtcp: UdpSocket,
     port: u16,
     since: Instant,
+    /// The media worker whose epoll set still has the sockets.
+    watcher: Option<usize>,
 }
+
+/// How many parked pairs [`PortAllocator::allocate_for`] looks through for
+/// one its worker still watches before it takes the oldest.
+const WATCHED_SCAN: usize = 64;
 
 /// Sockets to close once the pool's lock is released.
 type Closing = Vec<Parked>;
@@ -147,6 +166,7 @@ impl PortAllocator {
                     used: vec![false; pairs],
                     next: 0,
                     parked: VecDeque::new(),
+                    watched: vec![None; pairs],
                 }),
             }),
         })
@@ -176,6 +196,37 @@ impl PortAllocator {
     /// How many RTP/RTCP pairs the range holds.
     pub fn capacity(&self) -> usize {
         self.inner.pairs
+    }
+
+    /// The first RTP port of the range (pair index 0).
+    pub(crate) fn first_port(&self) -> u16 {
+        self.inner.first
+    }
+
+    /// Reads and discards what arrived on the parked pair of RTP port
+    /// `port` if `worker` still watches it; `false` (nothing done) when
+    /// the pair is not parked under that worker's watch: handed out, or
+    /// closed.
+    pub(crate) fn drain_parked(&self, port: u16, worker: usize) -> bool {
+        let pool = &*self.inner;
+        let Some(index) = port
+            .checked_sub(pool.first)
+            .map(|d| usize::from(d / 2))
+            .filter(|&i| i < pool.pairs)
+        else {
+            return false;
+        };
+        let state = pool.lock();
+        match state.watched[index] {
+            Some((w, rtp, rtcp)) if w == worker => {
+                // The parked entry owns both descriptors and cannot leave
+                // the pool while the lock is held.
+                drain_fd(rtp);
+                drain_fd(rtcp);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// How many pairs are handed out now (leases not yet dropped or
@@ -223,17 +274,31 @@ impl PortAllocator {
     /// descriptors with nothing parked, the error is [`MediaError::Bind`]
     /// with `EMFILE` or `ENFILE`.
     pub fn allocate(&self) -> Result<RtpPorts, MediaError> {
+        self.allocate_for(None)
+    }
+
+    /// [`PortAllocator::allocate`] for media worker `worker`: among the
+    /// rested parked pairs, the oldest that worker still watches (or that
+    /// no worker watches) comes first, else the oldest.
+    pub fn allocate_for(&self, worker: Option<usize>) -> Result<RtpPorts, MediaError> {
         let pool = &*self.inner;
         let now = Instant::now();
         let mut closing = Closing::new();
         let mut state = pool.lock();
         state.expire(pool.first, now, &mut closing);
-        if state
-            .parked
-            .front()
-            .is_some_and(|p| now.duration_since(p.since) >= pool.quarantine)
-        {
-            let p = state.parked.pop_front().expect("front");
+        let mut pick = None;
+        for (i, p) in state.parked.iter().enumerate().take(WATCHED_SCAN) {
+            if now.duration_since(p.since) < pool.quarantine {
+                break;
+            }
+            if p.watcher.is_none() || p.watcher == worker {
+                pick = Some(i);
+                break;
+            }
+            pick.get_or_insert(i);
+        }
+        if let Some(i) = pick {
+            let p = state.take_parked(pool.first, i);
             drop(state);
             drop(closing);
             return Ok(self.unpark(p));
@@ -283,9 +348,11 @@ impl PortAllocator {
                     live: true,
                 },
                 reused: false,
+                watcher: None,
             });
         }
-        if let Some(p) = state.parked.pop_front() {
+        if !state.parked.is_empty() {
+            let p = state.take_parked(pool.first, 0);
             drop(state);
             return Ok(self.unpark(p));
         }
@@ -316,6 +383,7 @@ impl PortAllocator {
                 live: true,
             },
             reused: true,
+            watcher: p.watcher,
         }
     }
 }
@@ -329,10 +397,17 @@ impl PoolState {
             .front()
             .is_some_and(|p| now.duration_since(p.since) >= PARK_MAX_AGE)
         {
-            let p = self.parked.pop_front().expect("front");
+            let p = self.take_parked(first, 0);
             self.used[usize::from((p.port - first) / 2)] = false;
             closing.push(p);
         }
+    }
+
+    /// Takes parked entry `i` out of the pool (and out of `watched`).
+    fn take_parked(&mut self, first: u16, i: usize) -> Parked {
+        let p = self.parked.remove(i).expect("a parked entry");
+        self.watched[usize::from((p.port - first) / 2)] = None;
+        p
     }
 }
 
@@ -341,7 +416,6 @@ impl PoolState {
 /// nothing arrived while parked (the usual case) costs one system call
 /// instead of a failing `recv` on each socket.
 fn drain_pair(rtp: &UdpSocket, rtcp: &UdpSocket) {
-    use std::os::fd::AsRawFd;
     let mut fds = [rtp.as_raw_fd(), rtcp.as_raw_fd()].map(|fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -366,19 +440,16 @@ fn drain_pair(rtp: &UdpSocket, rtcp: &UdpSocket) {
 /// empty, on a second error in a row, or after a bounded number of reads
 /// whatever keeps arriving.
 fn drain(s: &UdpSocket) {
-    use std::os::fd::AsRawFd;
+    drain_fd(s.as_raw_fd());
+}
+
+/// [`drain`] on a descriptor the caller keeps open meanwhile.
+fn drain_fd(fd: RawFd) {
     let mut buf = [0u8; 2048];
     let mut errors = 0;
     for _ in 0..DRAIN_MAX {
         // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
-        let n = unsafe {
-            libc::recv(
-                s.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
         if n >= 0 {
             errors = 0;
             continue;
@@ -481,6 +552,7 @@ pub struct RtpPorts {
     rtcp: UdpSocket,
     lease: PortLease,
     reused: bool,
+    watcher: Option<usize>,
 }
 
 impl RtpPorts {
@@ -489,6 +561,12 @@ impl RtpPorts {
     /// them.
     pub fn is_reused(&self) -> bool {
         self.reused
+    }
+
+    /// The media worker whose epoll set still has these sockets (a pair
+    /// reused from one it parked with [`PortLease::park_watched`]).
+    pub fn watched_by(&self) -> Option<usize> {
+        self.watcher
     }
 
     /// The even RTP port.
@@ -541,7 +619,17 @@ impl PortLease {
     /// lease's own, non-blocking, and out of any epoll set): it is parked
     /// for a later allocation (see the module docs), or closed and freed
     /// when the pool already parks as many as it may.
-    pub fn park(mut self, rtp: UdpSocket, rtcp: UdpSocket) {
+    pub fn park(self, rtp: UdpSocket, rtcp: UdpSocket) {
+        self.park_watched(rtp, rtcp, None);
+    }
+
+    /// [`PortLease::park`] for sockets still in media worker `watcher`'s
+    /// epoll set (registered under their port numbers): that worker keeps
+    /// watching them while they are parked, draining them
+    /// ([`PortAllocator::drain_parked`]), and a later
+    /// [`PortAllocator::allocate_for`] from it takes them without
+    /// registering anything.
+    pub fn park_watched(mut self, rtp: UdpSocket, rtcp: UdpSocket, watcher: Option<usize>) {
         let pool = Arc::clone(&self.pool);
         let now = Instant::now();
         let mut closing = Closing::new();
@@ -553,11 +641,16 @@ impl PortLease {
             drop((rtp, rtcp));
             return; // the lease's drop frees the pair
         }
+        if let Some(w) = watcher {
+            let index = usize::from((self.port - pool.first) / 2);
+            state.watched[index] = Some((w, rtp.as_raw_fd(), rtcp.as_raw_fd()));
+        }
         state.parked.push_back(Parked {
             rtp,
             rtcp,
             port: self.port,
             since: now,
+            watcher,
         });
         drop(state);
         self.live = false;

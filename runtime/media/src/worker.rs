@@ -14,7 +14,7 @@ use crate::prompt::{Player, FRAME};
 use crate::record::{Recording, Side};
 use crate::rtcp::{self, ReceptionStats, ReportBlock, SenderInfo};
 use crate::rtp::{self, DtmfDetector, TelephoneEvent};
-use crate::sys::{self, Epoll, Event, RecvBatch, SendBatch, BATCH};
+use crate::sys::{self, Event, RecvBatch, SendBatch, BATCH};
 use std::os::fd::RawFd;
 
 /// The media clock's period: one frame of every prompt per tick.
@@ -25,8 +25,10 @@ const TICK: Duration = Duration::from_millis(20);
 /// gap, not a squeeze).
 const MAX_CATCH_UP: u32 = 3;
 
-/// Token of the worker's doorbell in its epoll set. Socket tokens are
-/// `slot << 1 | stream`, which never reach this value.
+/// Token of the worker's doorbell in its epoll set. A socket's token is
+/// its port number (RTP even, RTCP odd), which never reaches this value:
+/// it stays valid while the pair is parked in the set (see
+/// [`crate::ports`]), whatever slot its next leg gets.
 const WAKE: u64 = u64::MAX;
 
 /// Room for one frame the engine generates (header and up to 60 ms of
@@ -379,8 +381,12 @@ impl OutStream {
 pub(crate) struct Worker {
     index: usize,
     shared: Arc<Shared>,
-    epoll: Epoll,
     slots: Vec<Option<Slot>>,
+    /// By pair index (RTP port less the range's first, halved): the slot
+    /// of the leg holding that pair here, plus one; 0 for none.
+    by_port: Vec<u32>,
+    /// The range's first RTP port.
+    first_port: u16,
     free: Vec<usize>,
     by_id: HashMap<LegId, usize>,
     /// Swapped with this worker's dirty list in the registry.
@@ -417,15 +423,17 @@ const CNAME: &str = "dialtone";
 impl Worker {
     /// Runs on the engine's thread, so setup errors reach the caller.
     pub(crate) fn new(index: usize, shared: Arc<Shared>) -> io::Result<Self> {
-        let epoll = Epoll::new()?;
-        epoll.add(shared.bells[index].raw(), WAKE)?;
+        shared.epolls[index].add(shared.bells[index].raw(), WAKE)?;
         let pending = lock(&shared.registry).pending.clone();
+        let by_port = vec![0; shared.allocator().capacity()];
+        let first_port = shared.allocator().first_port();
         Ok(Worker {
+            by_port,
+            first_port,
             next_poll: None,
             pending,
             index,
             shared,
-            epoll,
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
@@ -458,7 +466,7 @@ impl Worker {
                 }
                 None => -1,
             };
-            let n = match self.epoll.wait(&mut events, timeout) {
+            let n = match self.shared.epolls[self.index].wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(worker = self.index, error = %e, "epoll_wait failed; media worker stops");
@@ -484,12 +492,11 @@ impl Worker {
             for ev in ready {
                 let token = sys::token(ev);
                 if token != WAKE {
-                    self.relay(
-                        (token >> 1) as usize,
-                        (token & 1) as usize,
-                        &mut rb,
-                        &mut sb,
-                    );
+                    let port = token as u16;
+                    match self.slot_of(port & !1) {
+                        Some(slot) => self.relay(slot, usize::from(port & 1), &mut rb, &mut sb),
+                        None => self.stray(port & !1),
+                    }
                 }
             }
             if let Some(t) = self.next_tick {
@@ -921,14 +928,14 @@ impl Worker {
         let Some(d) = reg.legs.get_mut(&id) else {
             // Released.
             if let Some(slot) = local {
-                drop(self.remove(slot));
+                drop(self.remove(slot, true));
             }
             return;
         };
         if d.worker != self.index {
             // Moved away: hand the sockets over through the registry.
             if let Some(slot) = local {
-                d.transit = Some(self.remove(slot));
+                d.transit = Some(self.remove(slot, false));
                 d.holder = None;
                 let to = d.worker;
                 reg.mark(to, id, bells);
@@ -1028,6 +1035,25 @@ impl Worker {
         s.io.stats.set_relaying(peer.is_some());
     }
 
+    /// The slot of the leg holding RTP port `port` here.
+    #[inline]
+    fn slot_of(&self, port: u16) -> Option<usize> {
+        let index = usize::from(port.checked_sub(self.first_port)? / 2);
+        match self.by_port.get(index) {
+            Some(&s) if s > 0 => Some(s as usize - 1),
+            _ => None,
+        }
+    }
+
+    /// Readiness of a pair no leg here holds: one this worker parked and
+    /// still watches (drained: late packets of its last call), or one
+    /// handed out to a leg on its way to this worker, which the next
+    /// wake-up's reconcile takes in before it reads anything.
+    #[cold]
+    fn stray(&mut self, port: u16) {
+        self.shared.allocator().drain_parked(port, self.index);
+    }
+
     fn slot(&self, slot: usize) -> &Slot {
         self.slots[slot].as_ref().expect("live slot")
     }
@@ -1040,18 +1066,28 @@ impl Worker {
                 self.slots.len() - 1
             }
         };
-        let token = (slot as u64) << 1;
         io.parkable = false;
-        let rtp = io.sockets[0].as_raw_fd();
-        let rtcp = io.sockets[1].as_raw_fd();
-        if let Err(e) = self.epoll.add(rtp, token) {
-            self.free.push(slot);
-            return Err(e);
+        let token = u64::from(io.port);
+        if io.watched_by != Some(self.index) {
+            // Parked by another worker: out of its set first.
+            self.shared.unwatch(&mut io);
+            let epoll = &self.shared.epolls[self.index];
+            let rtp = io.sockets[0].as_raw_fd();
+            let rtcp = io.sockets[1].as_raw_fd();
+            if let Err(e) = epoll.add(rtp, token) {
+                self.free.push(slot);
+                return Err(e);
+            }
+            if let Err(e) = epoll.add(rtcp, token | 1) {
+                let _ = epoll.delete(rtp);
+                self.free.push(slot);
+                return Err(e);
+            }
+            io.watched_by = Some(self.index);
+            self.shared.registrations.fetch_add(1, Ordering::Relaxed);
         }
-        if let Err(e) = self.epoll.add(rtcp, token | 1) {
-            let _ = self.epoll.delete(rtp);
-            self.free.push(slot);
-            return Err(e);
+        if let Some(i) = self.pair_index(io.port) {
+            self.by_port[i] = slot as u32 + 1;
         }
         self.by_id.insert(io.id, slot);
         if self.next_check.is_none() {
@@ -1091,7 +1127,16 @@ impl Worker {
         Ok(slot)
     }
 
-    fn remove(&mut self, slot: usize) -> LegIo {
+    fn pair_index(&self, port: u16) -> Option<usize> {
+        let i = usize::from(port.checked_sub(self.first_port)? / 2);
+        (i < self.by_port.len()).then_some(i)
+    }
+
+    /// Takes a leg out of its slot. A leg that ends (`keep_watch`) stays in
+    /// this worker's epoll set, so that the pair, parked, comes back to a
+    /// leg here without an `epoll_ctl`; one that moves to another worker
+    /// leaves it.
+    fn remove(&mut self, slot: usize, keep_watch: bool) -> LegIo {
         let leg = self.slots[slot].take().expect("live slot");
         if let Some(i) = self.playing.iter().position(|&s| s == slot) {
             self.playing.swap_remove(i);
@@ -1100,8 +1145,13 @@ impl Worker {
             self.next_tick = None;
         }
         let mut parkable = true;
-        for s in leg.io.sockets.iter() {
-            parkable &= self.epoll.delete(s.as_raw_fd()).is_ok();
+        if !keep_watch {
+            for s in leg.io.sockets.iter() {
+                parkable &= self.shared.epolls[self.index].delete(s.as_raw_fd()).is_ok();
+            }
+        }
+        if let Some(i) = self.pair_index(leg.io.port) {
+            self.by_port[i] = 0;
         }
         if let Some(p) = leg.peer {
             self.unpoint(p, slot);
@@ -1111,6 +1161,9 @@ impl Worker {
         self.free.push(slot);
         let mut io = leg.io;
         io.parkable = parkable;
+        if !keep_watch {
+            io.watched_by = None;
+        }
         io.carried = Some(Box::new(Carried {
             out: leg.out,
             rx: leg.rx,

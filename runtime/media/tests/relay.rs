@@ -567,3 +567,124 @@ fn churn_while_legs_move_between_workers() {
     wait_bridged(&a, &b);
     exchange(&pa, a.rtp_addr(), &pb, b.rtp_addr(), 50, 100);
 }
+
+/// CPU time (user + system) of thread `tid` of this process, in clock
+/// ticks.
+fn thread_cpu_ticks(tid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A released pair stays in its worker's epoll set: reused there it is
+/// not registered again and relays at once, and while it is parked the
+/// worker reads and discards what still arrives for it (no busy loop on
+/// a socket no leg holds).
+#[test]
+fn a_parked_pair_comes_back_to_its_worker_without_registering_again() {
+    // The worker's thread id, to read its CPU time.
+    let tid = Arc::new(std::sync::Mutex::new(String::new()));
+    let t = Arc::clone(&tid);
+    let engine = MediaEngine::start(
+        MediaConfig::new(LO, 21900, 21999)
+            .workers(1)
+            .on_worker_start(move |_| {
+                let me = std::fs::read_link("/proc/thread-self").unwrap();
+                *t.lock().unwrap() = me.file_name().unwrap().to_string_lossy().into_owned();
+            }),
+    )
+    .unwrap();
+    let (a, b) = (engine.allocate().unwrap(), engine.allocate().unwrap());
+    let (pa, pb) = (Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    engine.bridge(&a, &b).unwrap();
+    wait_bridged(&a, &b);
+    exchange(&pa, a.rtp_addr(), &pb, b.rtp_addr(), 20, 172);
+    let ports = [a.rtp_addr(), b.rtp_addr()];
+    assert_eq!(engine.socket_registrations(), 2);
+    drop((a, b));
+    wait_ports_free(&engine);
+    wait_until("both pairs parked", || engine.ports_parked() == 2);
+
+    // Late packets of the finished call, to both parked pairs: the worker
+    // drains them instead of spinning on their readiness.
+    let late = Phone::new(LO);
+    let tid = tid.lock().unwrap().clone();
+    let before = thread_cpu_ticks(&tid);
+    for seq in 0..50 {
+        for p in ports {
+            late.send(p, &rtp(9, seq, 172));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let spent = thread_cpu_ticks(&tid) - before;
+    assert!(
+        spent < 20,
+        "the media worker spent {spent} ticks on parked sockets in 400 ms"
+    );
+
+    // Rested, the pairs come back to the same worker without an epoll
+    // change, and relay at once.
+    std::thread::sleep(dialtone_media::PARK_QUARANTINE);
+    let (c, d) = (engine.allocate().unwrap(), engine.allocate().unwrap());
+    let mut reused = [c.rtp_addr(), d.rtp_addr()];
+    reused.sort();
+    let mut old = ports;
+    old.sort();
+    assert_eq!(reused, old, "the parked pairs are reused");
+    let (pc, pd) = (Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&c, pc.addr()).unwrap();
+    engine.set_remote(&d, pd.addr()).unwrap();
+    engine.bridge(&c, &d).unwrap();
+    wait_bridged(&c, &d);
+    exchange(&pc, c.rtp_addr(), &pd, d.rtp_addr(), 20, 172);
+    assert_eq!(engine.socket_registrations(), 2, "no new registration");
+    // Nothing of the late packets reached the new call.
+    for leg in [&c, &d] {
+        assert_eq!(leg.stats().snapshot().rtp.packets_received, 20);
+    }
+    drop((c, d));
+    wait_ports_free(&engine);
+}
+
+/// A pair parked by one worker and handed to a leg on another leaves the
+/// first worker's set and relays on the second.
+#[test]
+fn a_parked_pair_moves_to_another_worker_when_its_own_has_none() {
+    let engine = engine(21800, 21899, 2);
+    let a = engine.allocate().unwrap();
+    let b = engine.allocate().unwrap();
+    let (wa, wb) = (engine.worker_of(&a).unwrap(), engine.worker_of(&b).unwrap());
+    assert_ne!(wa, wb, "two legs spread over two workers");
+    let (pa, pb) = (Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    // Let each worker take its leg in.
+    wait_until("both registered", || engine.socket_registrations() == 2);
+    let a_port = a.rtp_addr();
+    drop(a);
+    wait_until("a's pair parked", || engine.ports_parked() == 1);
+    std::thread::sleep(dialtone_media::PARK_QUARANTINE);
+
+    // Beside b: on b's worker, which parked nothing, so it takes a's pair.
+    let c = engine.allocate_beside(&b).unwrap();
+    assert_eq!(c.rtp_addr(), a_port);
+    assert_eq!(engine.worker_of(&c), Some(wb));
+    let pc = Phone::new(LO);
+    engine.set_remote(&c, pc.addr()).unwrap();
+    engine.bridge(&b, &c).unwrap();
+    wait_bridged(&b, &c);
+    exchange(&pb, b.rtp_addr(), &pc, c.rtp_addr(), 50, 172);
+    assert_eq!(engine.socket_registrations(), 3);
+    // Its old worker no longer sees it: everything reached the new call.
+    assert_eq!(c.stats().snapshot().rtp.packets_received, 50);
+    assert_eq!(b.stats().snapshot().rtp.packets_sent, 50);
+    drop((b, c));
+    wait_ports_free(&engine);
+}
