@@ -21,8 +21,12 @@
 //! `media-N`, apart from the tokio runtime that runs signalling. There is no
 //! task and no timer per call. Each worker owns:
 //!
-//! - an epoll set (level-triggered) holding its legs' sockets and its
-//!   doorbell, an eventfd;
+//! - an epoll set (level-triggered) holding its legs' sockets, each under
+//!   its port number, and its doorbell, an eventfd. A leg that ends leaves
+//!   its pair in the set: the pair is parked with the worker as its
+//!   watcher, drained by it while parked, and handed to the worker's next
+//!   leg first, so most legs join and leave a worker without an
+//!   `epoll_ctl` (see [`ports`]);
 //! - a slot table of the legs it owns: both non-blocking UDP sockets, the
 //!   SDP and latched destinations, the link to the bridged leg's slot;
 //! - receive and send batches for `recvmmsg`/`sendmmsg`: 32 buffers of
@@ -163,7 +167,7 @@ pub use engine::{
     App, Format, LegEvent, LegHandle, Listener, MediaConfig, MediaEngine, WorkerHook,
 };
 pub use error::{LegId, MediaError};
-pub use ports::{PortAllocator, PortLease, RtpPorts, PARK_QUARANTINE};
+pub use ports::{PortAllocator, PortLease, RtpPorts};
 pub use prompt::{Prompt, PromptError};
 pub use record::{Channels, Recording};
 pub use stats::{LegCounters, LegStats, Reception, Stream, StreamCounters};

@@ -30,7 +30,7 @@
 //! `epoll_ctl` at all: [`PortAllocator::allocate_for`] prefers a pair its
 //! worker still watches, [`RtpPorts::watched_by`] says which worker that
 //! is, and while the pair is parked the watcher reads and discards what
-//! arrives on it ([`PortAllocator::drain_parked`]). Closing a parked pair
+//! arrives on it (`PortAllocator::drain_parked`). Closing a parked pair
 //! takes it out of the set with the descriptor.
 
 use std::collections::VecDeque;
@@ -626,7 +626,7 @@ impl PortLease {
     /// [`PortLease::park`] for sockets still in media worker `watcher`'s
     /// epoll set (registered under their port numbers): that worker keeps
     /// watching them while they are parked, draining them
-    /// ([`PortAllocator::drain_parked`]), and a later
+    /// (`PortAllocator::drain_parked`), and a later
     /// [`PortAllocator::allocate_for`] from it takes them without
     /// registering anything.
     pub fn park_watched(mut self, rtp: UdpSocket, rtcp: UdpSocket, watcher: Option<usize>) {

@@ -631,7 +631,7 @@ fn a_parked_pair_comes_back_to_its_worker_without_registering_again() {
 
     // Rested, the pairs come back to the same worker without an epoll
     // change, and relay at once.
-    std::thread::sleep(dialtone_media::PARK_QUARANTINE);
+    std::thread::sleep(dialtone_media::ports::PARK_QUARANTINE);
     let (c, d) = (engine.allocate().unwrap(), engine.allocate().unwrap());
     let mut reused = [c.rtp_addr(), d.rtp_addr()];
     reused.sort();
@@ -670,7 +670,7 @@ fn a_parked_pair_moves_to_another_worker_when_its_own_has_none() {
     let a_port = a.rtp_addr();
     drop(a);
     wait_until("a's pair parked", || engine.ports_parked() == 1);
-    std::thread::sleep(dialtone_media::PARK_QUARANTINE);
+    std::thread::sleep(dialtone_media::ports::PARK_QUARANTINE);
 
     // Beside b: on b's worker, which parked nothing, so it takes a's pair.
     let c = engine.allocate_beside(&b).unwrap();
