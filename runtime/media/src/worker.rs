@@ -1038,10 +1038,9 @@ impl Worker {
     /// The slot of the leg holding RTP port `port` here.
     #[inline]
     fn slot_of(&self, port: u16) -> Option<usize> {
-        let index = usize::from(port.checked_sub(self.first_port)? / 2);
-        match self.by_port.get(index) {
-            Some(&s) if s > 0 => Some(s as usize - 1),
-            _ => None,
+        match self.by_port[self.pair_index(port)?] {
+            0 => None,
+            s => Some(s as usize - 1),
         }
     }
 
@@ -1127,6 +1126,8 @@ impl Worker {
         Ok(slot)
     }
 
+    /// The index of RTP port `port`'s pair in [`Worker::by_port`].
+    #[inline]
     fn pair_index(&self, port: u16) -> Option<usize> {
         let i = usize::from(port.checked_sub(self.first_port)? / 2);
         (i < self.by_port.len()).then_some(i)

@@ -14,7 +14,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use common::{exchange, wait_bridged, wait_ports_free, Phone, LO};
+use common::{bridged_pair, exchange, wait_ports_free, LO};
 use dialtone_media::{MediaConfig, MediaEngine};
 
 thread_local! {
@@ -74,13 +74,7 @@ fn relaying_ten_thousand_packets_allocates_nothing_on_the_worker() {
             WORKERS_MARKED.fetch_add(1, Ordering::SeqCst);
         });
     let engine = MediaEngine::start(config).unwrap();
-    let a = engine.allocate().unwrap();
-    let b = engine.allocate().unwrap();
-    let (pa, pb) = (Phone::new(LO), Phone::new(LO));
-    engine.set_remote(&a, pa.addr()).unwrap();
-    engine.set_remote(&b, pb.addr()).unwrap();
-    engine.bridge(&a, &b).unwrap();
-    wait_bridged(&a, &b);
+    let (a, b, pa, pb) = bridged_pair(&engine);
     exchange(&pa, a.rtp_addr(), &pb, b.rtp_addr(), 100, 172);
     let relayed = || a.stats().snapshot().rtp.packets_sent + b.stats().snapshot().rtp.packets_sent;
     // Counters move just after each send: let the warm-up's settle.

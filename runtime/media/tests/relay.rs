@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    exchange, rtp, wait_bridged, wait_counters, wait_ports_free, wait_until, Phone, LO, WINDOW,
+    bridged_pair, exchange, rtp, wait_bridged, wait_counters, wait_ports_free, wait_until, Phone,
+    LO, WINDOW,
 };
 use dialtone_media::{MediaConfig, MediaEngine, MediaError, Stream};
 
@@ -282,12 +283,7 @@ fn release_frees_ports_and_counters_stop() {
 fn a_worker_holding_legs_is_not_rung_and_applies_changes_before_later_packets() {
     let engine = engine(21900, 21999, 1);
     // Two bridged legs the worker holds: from now on it polls its list.
-    let (h1, h2) = (engine.allocate().unwrap(), engine.allocate().unwrap());
-    let (p1, p2) = (Phone::new(LO), Phone::new(LO));
-    engine.set_remote(&h1, p1.addr()).unwrap();
-    engine.set_remote(&h2, p2.addr()).unwrap();
-    engine.bridge(&h1, &h2).unwrap();
-    wait_bridged(&h1, &h2);
+    let (h1, h2, _p1, _p2) = bridged_pair(&engine);
     let rung = engine.doorbells();
     assert!(rung >= 1, "an idle worker is rung for its first leg");
 
@@ -599,12 +595,7 @@ fn a_parked_pair_comes_back_to_its_worker_without_registering_again() {
             }),
     )
     .unwrap();
-    let (a, b) = (engine.allocate().unwrap(), engine.allocate().unwrap());
-    let (pa, pb) = (Phone::new(LO), Phone::new(LO));
-    engine.set_remote(&a, pa.addr()).unwrap();
-    engine.set_remote(&b, pb.addr()).unwrap();
-    engine.bridge(&a, &b).unwrap();
-    wait_bridged(&a, &b);
+    let (a, b, pa, pb) = bridged_pair(&engine);
     exchange(&pa, a.rtp_addr(), &pb, b.rtp_addr(), 20, 172);
     let ports = [a.rtp_addr(), b.rtp_addr()];
     assert_eq!(engine.socket_registrations(), 2);
@@ -632,17 +623,12 @@ fn a_parked_pair_comes_back_to_its_worker_without_registering_again() {
     // Rested, the pairs come back to the same worker without an epoll
     // change, and relay at once.
     std::thread::sleep(dialtone_media::ports::PARK_QUARANTINE);
-    let (c, d) = (engine.allocate().unwrap(), engine.allocate().unwrap());
+    let (c, d, pc, pd) = bridged_pair(&engine);
     let mut reused = [c.rtp_addr(), d.rtp_addr()];
     reused.sort();
     let mut old = ports;
     old.sort();
     assert_eq!(reused, old, "the parked pairs are reused");
-    let (pc, pd) = (Phone::new(LO), Phone::new(LO));
-    engine.set_remote(&c, pc.addr()).unwrap();
-    engine.set_remote(&d, pd.addr()).unwrap();
-    engine.bridge(&c, &d).unwrap();
-    wait_bridged(&c, &d);
     exchange(&pc, c.rtp_addr(), &pd, d.rtp_addr(), 20, 172);
     assert_eq!(engine.socket_registrations(), 2, "no new registration");
     // Nothing of the late packets reached the new call.

@@ -338,7 +338,7 @@ impl<'a> UriParts<'a> {
         } else if let Some(r) = strip_prefix_ci(s, "sips:") {
             (Scheme::Sips, r)
         } else if let Some(r) = strip_prefix_ci(s, "tel:") {
-            let number = split_outside_quotes(r, b';').next().unwrap_or("").trim();
+            let number = params_head(r);
             if number.is_empty() {
                 return Err(format!("empty tel URI `{s}`"));
             }
@@ -376,11 +376,7 @@ impl<'a> UriParts<'a> {
             }
             None => (None, None),
         };
-        let hostport = split_outside_quotes(hostpart, b';')
-            .next()
-            .unwrap_or("")
-            .trim();
-        let (host, port) = split_host_port_ref(hostport)?;
+        let (host, port) = split_host_port_ref(params_head(hostpart))?;
         Ok(UriParts {
             scheme,
             user,
@@ -498,6 +494,12 @@ fn split_params(s: &str) -> (&str, Vec<Param>) {
     let head = parts.next().unwrap_or("").trim();
     let params = parts.filter_map(parse_param).collect();
     (head, params)
+}
+
+/// What [`split_params`] gives as the head, without reading the
+/// parameters.
+fn params_head(s: &str) -> &str {
+    split_outside_quotes(s, b';').next().unwrap_or("").trim()
 }
 
 fn parse_param(p: &str) -> Option<Param> {
@@ -1074,13 +1076,13 @@ impl NameAddr {
 
     /// Parses `"Name" <sip:...>;tag=x`, `Name <sip:...>` or `sip:...;tag=x`.
     pub fn parse(s: &str) -> Result<NameAddr, String> {
-        let (display, uri, rest) = name_addr_split(s)?;
-        let display = display.map(|d| match d.strip_prefix('"') {
+        let parts = name_addr_split(s)?;
+        let display = parts.display.map(|d| match d.strip_prefix('"') {
             // name_addr_split checked the closing quote.
             Some(q) => unescape_quoted(q.strip_suffix('"').unwrap_or(q)),
             None => d.to_string(),
         });
-        let params = match rest {
+        let params = match parts.params {
             Some(rest) => split_outside_quotes(rest, b';')
                 .filter_map(parse_param)
                 .collect(),
@@ -1088,7 +1090,7 @@ impl NameAddr {
         };
         Ok(NameAddr {
             display,
-            uri: uri.into_owned(),
+            uri: parts.uri.into_owned(),
             params,
         })
     }
@@ -1116,12 +1118,19 @@ impl NameAddr {
     }
 }
 
-/// Splits a name-addr or addr-spec value in place: the display name as
-/// written (quotes included, `None` when empty), the URI, and what follows
-/// the `;` that starts the header parameters (`None` when there are none).
-/// Every check [`NameAddr::parse`] makes is made here.
-#[allow(clippy::type_complexity)]
-fn name_addr_split(s: &str) -> Result<(Option<&str>, UriParts<'_>, Option<&str>), String> {
+/// A name-addr or addr-spec value split in place ([`name_addr_split`]).
+struct NameAddrParts<'a> {
+    /// The display name as written (quotes included), `None` when empty.
+    display: Option<&'a str>,
+    uri: UriParts<'a>,
+    /// What follows the `;` that starts the header parameters, `None`
+    /// when there are none.
+    params: Option<&'a str>,
+}
+
+/// Splits a name-addr or addr-spec value in place. Every check
+/// [`NameAddr::parse`] makes is made here.
+fn name_addr_split(s: &str) -> Result<NameAddrParts<'_>, String> {
     let s = s.trim();
     let (display, uri, rest) = if let Some(lt) = find_unquoted(s, b'<') {
         let gt = s[lt..]
@@ -1151,13 +1160,19 @@ fn name_addr_split(s: &str) -> Result<(Option<&str>, UriParts<'_>, Option<&str>)
         }
     };
     let rest = rest.trim();
-    if rest.is_empty() {
-        return Ok((display, uri, None));
-    }
-    let rest = rest
-        .strip_prefix(';')
-        .ok_or_else(|| format!("junk after URI in `{}`", truncate(s, 64)))?;
-    Ok((display, uri, Some(rest)))
+    let params = if rest.is_empty() {
+        None
+    } else {
+        Some(
+            rest.strip_prefix(';')
+                .ok_or_else(|| format!("junk after URI in `{}`", truncate(s, 64)))?,
+        )
+    };
+    Ok(NameAddrParts {
+        display,
+        uri,
+        params,
+    })
 }
 
 impl fmt::Display for NameAddr {

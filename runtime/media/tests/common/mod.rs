@@ -111,6 +111,18 @@ pub fn wait_bridged(a: &LegHandle, b: &LegHandle) {
     });
 }
 
+/// Two new legs, each pointed at a phone of its own, bridged, and the
+/// bridge in effect: `(a, b, a's phone, b's phone)`.
+pub fn bridged_pair(engine: &MediaEngine) -> (LegHandle, LegHandle, Phone, Phone) {
+    let (a, b) = (engine.allocate().unwrap(), engine.allocate().unwrap());
+    let (pa, pb) = (Phone::new(LO), Phone::new(LO));
+    engine.set_remote(&a, pa.addr()).unwrap();
+    engine.set_remote(&b, pb.addr()).unwrap();
+    engine.bridge(&a, &b).unwrap();
+    wait_bridged(&a, &b);
+    (a, b, pa, pb)
+}
+
 /// Wait until every port of the engine is closed and returned.
 pub fn wait_ports_free(engine: &MediaEngine) {
     wait_until("all ports to be returned", || engine.ports_in_use() == 0);
