@@ -669,7 +669,10 @@ fn a_parked_pair_moves_to_another_worker_when_its_own_has_none() {
     exchange(&pb, b.rtp_addr(), &pc, c.rtp_addr(), 50, 172);
     assert_eq!(engine.socket_registrations(), 3);
     // Its old worker no longer sees it: everything reached the new call.
+    // (A send counter moves just after the send, so the phone may have
+    // the last packet a moment before `b` counts it.)
     assert_eq!(c.stats().snapshot().rtp.packets_received, 50);
+    wait_counters(&b, "b counted its 50 sends", |s| s.rtp.packets_sent == 50);
     assert_eq!(b.stats().snapshot().rtp.packets_sent, 50);
     drop((b, c));
     wait_ports_free(&engine);
