@@ -87,3 +87,20 @@ pub enum MediaError {
     #[error("the media engine has shut down")]
     ShutDown,
 }
+
+impl MediaError {
+    /// Whether an allocation failed only for want of a free pair right now:
+    /// the range is exhausted, or the process (`EMFILE`) or the system
+    /// (`ENFILE`) is out of file descriptors. Calls that end free pairs, so
+    /// the same allocation can succeed a moment later; any other error
+    /// (an address not on this host, say) will not.
+    pub fn is_port_shortage(&self) -> bool {
+        match self {
+            MediaError::Exhausted { .. } => true,
+            MediaError::Bind { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+            }
+            _ => false,
+        }
+    }
+}

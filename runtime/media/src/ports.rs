@@ -824,7 +824,14 @@ mod tests {
         let again = a.allocate().unwrap();
         assert_eq!(again.port(), port1);
         assert!(again.is_reused());
-        assert!(matches!(a.allocate(), Err(MediaError::Exhausted { .. })));
+        let exhausted = a.allocate();
+        assert!(matches!(exhausted, Err(MediaError::Exhausted { .. })));
+        assert!(exhausted.is_err_and(|e| e.is_port_shortage()));
+        // Any other bind error is not a shortage: waiting will not cure it.
+        let elsewhere = PortAllocator::new("192.0.2.1".parse().unwrap(), 31200, 31203)
+            .unwrap()
+            .allocate();
+        assert!(elsewhere.is_err_and(|e| !e.is_port_shortage()));
         drop((again, p2));
         assert_eq!((a.in_use(), a.parked()), (0, 0));
     }

@@ -79,6 +79,7 @@ fn out_of_descriptors_a_parked_pair_is_handed_out_at_once() {
     assert!(reused.is_reused());
     assert_eq!(reused.port(), parked_port);
     assert_eq!((alloc.in_use(), alloc.parked()), (1, 0));
+    assert!(none.as_ref().is_err_and(MediaError::is_port_shortage));
     match none {
         Err(MediaError::Bind { addr, source }) => {
             assert_eq!(addr.ip(), LO);

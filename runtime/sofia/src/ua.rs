@@ -21,6 +21,16 @@
 //! point at the switch ([`crate::Sofia`] keeps the legs' SDP so the two
 //! legs of a bridge can find each other's).
 //!
+//! # Out of RTP ports
+//!
+//! Every SIP leg holds an RTP/RTCP pair from the media engine. When none is
+//! free (the range is used up, or the process is out of file descriptors)
+//! a new INVITE gets 100 Trying and waits, and so does a B-leg's dial,
+//! until a call that ends frees a pair ([`PORT_WAIT`] at most, then 503
+//! with Retry-After, or SWITCH_CONGESTION to the bridge). B-legs of calls
+//! already admitted are served first, then new calls in arrival order; a
+//! CANCEL of a waiting INVITE gets its 487 at once.
+//!
 //! # In a dialog
 //!
 //! Each leg is its own dialog (B2BUA): tags, CSeq and route set are per
@@ -56,7 +66,7 @@ use dialtone_core::routing::{Direction, MessageDecision, RouteFailure, TextMessa
 use dialtone_core::switch::InboundSpec;
 use dialtone_core::HangupCause;
 use dialtone_media::codec::Codec;
-use dialtone_media::{Format, LegEvent, LegHandle, Listener, Prompt};
+use dialtone_media::{Format, LegEvent, LegHandle, Listener, MediaError, Prompt};
 use dialtone_sip::auth::{self, Algorithm, Outcome, Secret, VerifyRequest};
 use dialtone_sip::message::{Host, Message, Method, NameAddr, Scheme, Uri};
 use dialtone_sip::sdp::{OriginState, SessionDescription};
@@ -395,11 +405,62 @@ pub struct ProfileCore {
     /// Ended calls to forget once their transactions had time to finish
     /// ([`FORGET_AFTER`] after the end, so in deadline order).
     to_forget: VecDeque<(Instant, u64)>,
+    /// Work waiting for an RTP pair ([`PORT_WAIT`]).
+    waiting: PortWait,
+}
+
+/// New calls and B-legs waiting for an RTP pair, in arrival order. B-legs
+/// (calls already admitted) are served first; a new INVITE waits behind
+/// any that wait already, so arrival order holds.
+#[derive(Default)]
+struct PortWait {
+    dials: VecDeque<WaitingDial>,
+    invites: VecDeque<WaitingInvite>,
+    /// When to try again (set while anything waits).
+    retry_at: Option<Instant>,
+}
+
+impl PortWait {
+    fn is_empty(&self) -> bool {
+        self.dials.is_empty() && self.invites.is_empty()
+    }
+}
+
+struct WaitingDial {
+    since: Instant,
+    req: Arc<OutgoingRequest>,
+    target: Target,
+    reply: oneshot::Sender<Result<Dialed, HangupCause>>,
+}
+
+/// An admitted INVITE (authenticated, 100 Trying sent) without its RTP
+/// pair yet.
+struct WaitingInvite {
+    since: Instant,
+    tx: TxId,
+    msg: Message,
+    from: Peer,
+    offer: Option<SessionDescription>,
+    authenticated: Option<(String, String)>,
+    tenant: String,
 }
 
 /// Datagrams a profile's core reads in one go before it looks at its
 /// other inputs again.
 const UDP_BATCH: usize = 32;
+
+/// How long a new call, or a B-leg, waits for an RTP pair when none is
+/// free (the range exhausted, or the process out of file descriptors)
+/// before it is refused: 503 with Retry-After to a caller,
+/// SWITCH_CONGESTION to a bridge. Pairs come free as calls end, so a burst
+/// beyond the switch's sockets becomes a short delay instead of failures.
+const PORT_WAIT: Duration = Duration::from_secs(1);
+
+/// How often work waiting for an RTP pair tries again.
+const PORT_RETRY: Duration = Duration::from_millis(2);
+
+/// The most new calls waiting for an RTP pair; beyond, 503 at once.
+const PORT_WAIT_MAX: usize = 4096;
 
 /// How long an ended call's entry stays (so late retransmissions, a
 /// crossing BYE or an ACK still find their dialog): longer than Timer J,
@@ -483,6 +544,7 @@ impl ProfileCore {
             relays: IdMap::default(),
             retx_2xx: BTreeSet::new(),
             to_forget: VecDeque::new(),
+            waiting: PortWait::default(),
             settings,
             shared,
             transports,
@@ -579,10 +641,16 @@ impl ProfileCore {
         let retx = self.retx_2xx.first().map(|e| e.0);
         let forget = self.to_forget.front().map(|e| e.0);
         let gw = self.gateways.iter().filter_map(Gateway::deadline).min();
-        [self.tx.next_deadline(), retx, forget, gw]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.tx.next_deadline(),
+            retx,
+            forget,
+            gw,
+            self.waiting.retry_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn run_gateways(&mut self, now: Instant) {
@@ -671,6 +739,81 @@ impl ProfileCore {
                 self.forget(id);
             }
         }
+        if self.waiting.retry_at.is_some_and(|t| t <= now) {
+            self.serve_waiting(now);
+        }
+    }
+
+    /// Refuses what waited [`PORT_WAIT`] for an RTP pair, then gives the
+    /// pairs that came free to what still waits: B-legs first, then new
+    /// calls, each in arrival order.
+    fn serve_waiting(&mut self, now: Instant) {
+        let expired = |since: Instant| now.duration_since(since) >= PORT_WAIT;
+        while let Some(d) = self
+            .waiting
+            .dials
+            .pop_front_if(|d| d.reply.is_closed() || expired(d.since))
+        {
+            if !d.reply.is_closed() {
+                tracing::warn!(
+                    waited_ms = PORT_WAIT.as_millis() as u64,
+                    "no RTP port for an outbound leg"
+                );
+                let _ = d.reply.send(Err(HangupCause::SwitchCongestion));
+            }
+        }
+        while let Some(w) = self.waiting.invites.pop_front_if(|w| expired(w.since)) {
+            tracing::warn!(
+                waited_ms = PORT_WAIT.as_millis() as u64,
+                "no RTP port for a new call"
+            );
+            self.refuse_no_port(w.tx, &w.msg);
+        }
+        while let Some(d) = self.waiting.dials.pop_front() {
+            if d.reply.is_closed() {
+                continue; // the bridge is gone (the caller hung up)
+            }
+            match self.dial_media(&d.req) {
+                Ok(media) => {
+                    let r = self.dial(&d.req, d.target, media);
+                    drop(d.req);
+                    let _ = d.reply.send(r);
+                }
+                Err(e) if e.is_port_shortage() => {
+                    self.waiting.dials.push_front(d);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no RTP port for an outbound leg");
+                    let _ = d.reply.send(Err(HangupCause::SwitchCongestion));
+                }
+            }
+        }
+        while self.waiting.dials.is_empty() {
+            let Some(w) = self.waiting.invites.pop_front() else {
+                break;
+            };
+            match self.shared.media().allocate() {
+                Ok(media) => self.start_call(w, Arc::new(media), true),
+                Err(e) if e.is_port_shortage() => {
+                    self.waiting.invites.push_front(w);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no RTP port for a new call");
+                    self.refuse_no_port(w.tx, &w.msg);
+                }
+            }
+        }
+        self.waiting.retry_at = (!self.waiting.is_empty()).then(|| now + PORT_RETRY);
+    }
+
+    /// 503 with Retry-After: no RTP pair for a new call.
+    fn refuse_no_port(&mut self, tx: TxId, msg: &Message) {
+        let mut r = Message::response_to(msg, 503, None, Some(&tag()));
+        r.headers
+            .push("Retry-After", self.shared.retry_after.to_string());
+        self.respond(tx, r);
     }
 
     // -- Messages ----------------------------------------------------------
@@ -1134,7 +1277,6 @@ impl ProfileCore {
         let Some((authenticated, tenant)) = self.admit(tx, &msg, from) else {
             return;
         };
-        let switch = self.shared.switch();
         let offer = msg
             .body_str()
             .filter(|b| !b.trim().is_empty())
@@ -1147,16 +1289,61 @@ impl ProfileCore {
             }
             None => None,
         };
-        let media = match self.shared.media().allocate() {
-            Ok(m) => Arc::new(m),
-            Err(e) => {
-                tracing::warn!(error = %e, "no RTP port for a new call");
-                let mut r = Message::response_to(&msg, 503, None, Some(&tag()));
-                r.headers
-                    .push("Retry-After", self.shared.retry_after.to_string());
-                return self.respond(tx, r);
-            }
+        let w = WaitingInvite {
+            since: Instant::now(),
+            tx,
+            msg,
+            from,
+            offer,
+            authenticated,
+            tenant,
         };
+        // Behind any call that waits for a port already (`None`).
+        let allocated = self
+            .waiting
+            .is_empty()
+            .then(|| self.shared.media().allocate());
+        match allocated {
+            Some(Ok(media)) => self.start_call(w, Arc::new(media), false),
+            Some(Err(e)) if !e.is_port_shortage() => {
+                tracing::warn!(error = %e, "no RTP port for a new call");
+                self.refuse_no_port(w.tx, &w.msg);
+            }
+            _ if self.waiting.invites.len() < PORT_WAIT_MAX => {
+                // Wait for a pair; 100 Trying now stops the caller's
+                // retransmissions meanwhile.
+                let mut trying = Message::response_to(&w.msg, 100, None, None);
+                self.server_headers(&mut trying);
+                self.respond(w.tx, trying);
+                self.waiting.invites.push_back(w);
+                self.waiting
+                    .retry_at
+                    .get_or_insert_with(|| Instant::now() + PORT_RETRY);
+            }
+            _ => {
+                tracing::warn!(
+                    waiting = PORT_WAIT_MAX,
+                    "no RTP port for a new call, and too many wait for one"
+                );
+                self.refuse_no_port(w.tx, &w.msg);
+            }
+        }
+    }
+
+    /// Creates the channel of an admitted INVITE with its RTP pair
+    /// (`trying_sent`: it waited for the pair, and 100 Trying went out
+    /// then).
+    fn start_call(&mut self, w: WaitingInvite, media: Arc<LegHandle>, trying_sent: bool) {
+        let WaitingInvite {
+            tx,
+            msg,
+            from,
+            offer,
+            authenticated,
+            tenant,
+            ..
+        } = w;
+        let switch = self.shared.switch();
         if let Some(addr) = offer.as_ref().and_then(|o| o.media_address(0)) {
             let _ = self.shared.media().set_remote(&media, addr);
         }
@@ -1264,9 +1451,11 @@ impl ProfileCore {
                 return self.respond(tx, r);
             }
         };
-        let mut trying = Message::response_to(&msg, 100, None, None);
-        self.server_headers(&mut trying);
-        self.respond(tx, trying);
+        if !trying_sent {
+            let mut trying = Message::response_to(&msg, 100, None, None);
+            self.server_headers(&mut trying);
+            self.respond(tx, trying);
+        }
         let remote_uri = msg.headers.get("From").unwrap_or("").to_string();
         let local_uri = msg.headers.get("To").unwrap_or("").to_string();
         let call = Call {
@@ -1435,6 +1624,14 @@ impl ProfileCore {
         };
         self.respond_code(tx, &msg, 200, None);
         let Some(&id) = self.by_tx.get(&inv) else {
+            // Still waiting for an RTP pair: no channel yet.
+            if let Some(i) = self.waiting.invites.iter().position(|w| w.tx == inv) {
+                if let Some(w) = self.waiting.invites.remove(i) {
+                    let mut r = Message::response_to(&w.msg, 487, None, Some(&tag()));
+                    self.server_headers(&mut r);
+                    self.respond(inv, r);
+                }
+            }
             return;
         };
         let Some(c) = self.calls.get_mut(&id) else {
@@ -1803,10 +2000,32 @@ impl ProfileCore {
             }
             Cmd::Relay(id, req, reply, origin) => self.on_relay(id, *req, reply, origin),
             Cmd::Dial(req, target, reply) => {
-                let r = self.dial(&req, target);
-                // Let go of the request first: the core takes it back whole.
-                drop(req);
-                let _ = reply.send(r);
+                // Behind any B-leg that waits for a port already (`None`).
+                let media = self.waiting.dials.is_empty().then(|| self.dial_media(&req));
+                match media {
+                    Some(Ok(media)) => {
+                        let r = self.dial(&req, target, media);
+                        // Let go of the request first: the core takes it
+                        // back whole.
+                        drop(req);
+                        let _ = reply.send(r);
+                    }
+                    Some(Err(e)) if !e.is_port_shortage() => {
+                        tracing::warn!(error = %e, "no RTP port for an outbound leg");
+                        let _ = reply.send(Err(HangupCause::SwitchCongestion));
+                    }
+                    _ => {
+                        self.waiting.dials.push_back(WaitingDial {
+                            since: Instant::now(),
+                            req,
+                            target,
+                            reply,
+                        });
+                        self.waiting
+                            .retry_at
+                            .get_or_insert_with(|| Instant::now() + PORT_RETRY);
+                    }
+                }
             }
             Cmd::Reload(r) => self.on_reload(*r),
         }
@@ -2126,23 +2345,27 @@ impl ProfileCore {
         }
     }
 
-    /// Creates an outbound leg.
-    fn dial(&mut self, req: &OutgoingRequest, target: Target) -> Result<Dialed, HangupCause> {
-        // Beside the originator's leg when there is one: the two relay on
-        // one media worker.
+    /// An outbound leg's RTP pair: beside the originator's leg when there
+    /// is one, so the two relay on one media worker.
+    fn dial_media(&self, req: &OutgoingRequest) -> Result<Arc<LegHandle>, MediaError> {
         let originator_media = req
             .originator
             .as_deref()
             .and_then(|o| self.shared.media_of(o));
-        let media = match &originator_media {
+        match &originator_media {
             Some(o) => self.shared.media().allocate_beside(o),
             None => self.shared.media().allocate(),
         }
         .map(Arc::new)
-        .map_err(|e| {
-            tracing::warn!(error = %e, "no RTP port for an outbound leg");
-            HangupCause::SwitchCongestion
-        })?;
+    }
+
+    /// Creates an outbound leg on RTP pair `media`.
+    fn dial(
+        &mut self,
+        req: &OutgoingRequest,
+        target: Target,
+        media: Arc<LegHandle>,
+    ) -> Result<Dialed, HangupCause> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut origin = OriginState::new(rand_u64() >> 12);
         let ip = self.shared.media_ip;

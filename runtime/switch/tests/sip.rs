@@ -1351,3 +1351,89 @@ fn a_2xx_is_retransmitted_until_the_ack_and_not_after() {
     assert_eq!(urc, 0, "callee side failed:\n{uout}");
     sw.assert_no_leaks();
 }
+
+/// With every RTP pair in use, a new call waits for one to come free
+/// (100 Trying at once, its channel and B-leg when a call ends) instead of
+/// a 503; a call that would wait past the switch's limit (1 s) gets 503.
+#[test]
+fn a_call_waits_for_a_free_rtp_pair_and_is_refused_only_after_the_wait() {
+    // Two RTP pairs: one bridged call holds both.
+    let sw = Running::start_edited(
+        tempfile::tempdir().unwrap(),
+        6420,
+        30200,
+        "",
+        "",
+        &[("rtp_port_max = 30399", "rtp_port_max = 30203")],
+    );
+    register(&sw, "1003", 6432, "u1");
+    // Two calls 200 ms apart, each held 500 ms: the second finds no pair
+    // for its caller's leg, then none for its B-leg, and goes through once
+    // the first ends.
+    let uas = callee("uas_answer.xml", 6432, "u1", &["-m", "2"]);
+    let (rc, out) = call(
+        sw.external,
+        6431,
+        "u1",
+        "uac_call.xml",
+        "1003",
+        &["-m", "2", "-r", "5", "-d", "500"],
+    );
+    assert_eq!(rc, 0, "a call that waited for an RTP pair failed:\n{out}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "the callee did not get both calls:\n{uout}");
+    sw.assert_no_leaks();
+
+    // A call held 4 s: the next one waits its second, then gets 503.
+    let uas = callee("uas_answer.xml", 6432, "u1", &["-m", "1"]);
+    let long = sipp_bg(
+        [
+            "-sf",
+            &s(&scenario("uac_call.xml")),
+            &format!("127.0.0.1:{}", sw.external),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "6431",
+            "-s",
+            "1003",
+            "-key",
+            "caller",
+            "2000",
+            "-m",
+            "1",
+            "-d",
+            "4000",
+            "-recv_timeout",
+            "15000",
+            "-timeout",
+            "30s",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let t0 = Instant::now();
+    let (rc, out) = call(
+        sw.external,
+        6433,
+        "u1",
+        "uac_expect_final.xml",
+        "1003",
+        &["-key", "expect", "503"],
+    );
+    let waited = t0.elapsed();
+    assert_eq!(
+        rc, 0,
+        "no 503 when the wait for an RTP pair ran out:\n{out}"
+    );
+    assert!(
+        waited >= Duration::from_millis(900),
+        "the 503 came after {waited:?}, without waiting for a pair"
+    );
+    let (lrc, lout) = long.join().unwrap();
+    assert_eq!(lrc, 0, "the long call failed:\n{lout}");
+    let (urc, uout) = uas.join().unwrap();
+    assert_eq!(urc, 0, "callee side of the long call failed:\n{uout}");
+    sw.assert_no_leaks();
+}
