@@ -50,6 +50,19 @@ pub enum MediaError {
         /// another process or socket).
         busy: usize,
     },
+    /// The RTP sockets hold their whole share of the open file limit: the
+    /// rest is kept for the process's other sockets and files
+    /// ([`crate::ports::FD_RESERVE`]).
+    #[error(
+        "no RTP/RTCP pair bound: {pairs} pairs are open, and the last {reserve} \
+         file descriptors are kept for the switch's other sockets and files"
+    )]
+    DescriptorShare {
+        /// Pairs open (handed out or parked).
+        pairs: usize,
+        /// Descriptors kept for the rest of the process.
+        reserve: usize,
+    },
     /// Binding failed for a reason other than the port being taken (the
     /// address is not on this host, for instance).
     #[error("cannot bind RTP socket on {addr}: {source}")]
@@ -90,13 +103,14 @@ pub enum MediaError {
 
 impl MediaError {
     /// Whether an allocation failed only for want of a free pair right now:
-    /// the range is exhausted, or the process (`EMFILE`) or the system
-    /// (`ENFILE`) is out of file descriptors. Calls that end free pairs, so
-    /// the same allocation can succeed a moment later; any other error
-    /// (an address not on this host, say) will not.
+    /// the range is exhausted, the RTP sockets hold their share of the
+    /// descriptors, or the process (`EMFILE`) or the system (`ENFILE`) is
+    /// out of them. Calls that end free pairs, so the same allocation can
+    /// succeed a moment later; any other error (an address not on this
+    /// host, say) will not.
     pub fn is_port_shortage(&self) -> bool {
         match self {
-            MediaError::Exhausted { .. } => true,
+            MediaError::Exhausted { .. } | MediaError::DescriptorShare { .. } => true,
             MediaError::Bind { source, .. } => {
                 matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
             }

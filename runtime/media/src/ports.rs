@@ -25,6 +25,13 @@
 //! older ones, and so does [`PortAllocator::trim`], which the switch calls
 //! twice a second, so an idle switch holds no parked socket for long.
 //!
+//! The pool never opens more than [`PortAllocator::open_cap`] pairs
+//! (handed out and parked together): the last [`FD_RESERVE`] descriptors
+//! of the process's limit stay free for its other sockets and files. At
+//! that share, as when the process is out of descriptors, an allocation
+//! takes a parked pair or fails with an error that
+//! [`MediaError::is_port_shortage`] recognises.
+//!
 //! A pair the media engine parks stays in the epoll set of the worker that
 //! relayed it (its *watcher*), so its next call on that worker costs no
 //! `epoll_ctl` at all: [`PortAllocator::allocate_for`] prefers a pair its
@@ -59,6 +66,9 @@ struct Pool {
     /// Number of RTP/RTCP pairs in the range.
     pairs: usize,
     in_use: AtomicUsize,
+    /// Most pairs open at once (handed out or parked), so that the RTP
+    /// sockets leave [`FD_RESERVE`] descriptors to the rest of the process.
+    open_cap: usize,
     /// Most pairs parked at once.
     park_capacity: usize,
     /// [`PARK_QUARANTINE`] (shorter in tests).
@@ -75,6 +85,20 @@ pub const PARK_MAX_AGE: Duration = Duration::from_secs(2);
 
 /// The most pairs parked at once, whatever the file descriptor limit.
 pub const PARK_MAX: usize = 8192;
+
+/// File descriptors the RTP sockets leave to the rest of the process
+/// (listeners, SIP TCP and TLS connections, the databases, the event
+/// socket and its clients, the HTTP API): this many, or a quarter of the
+/// open file limit when that is less. A pool that reaches its share
+/// ([`PortAllocator::open_cap`] pairs) binds nothing more, as if the
+/// process were out of descriptors, so a burst of calls cannot starve the
+/// switch's other sockets and files.
+pub const FD_RESERVE: usize = 1024;
+
+/// The most pairs open at once under open file limit `limit`.
+fn open_cap(limit: usize) -> usize {
+    limit.saturating_sub(FD_RESERVE.min(limit / 4)) / 2
+}
 
 struct PoolState {
     /// `used[i]` is true while the pair `first + 2 i` is handed out or
@@ -160,6 +184,7 @@ impl PortAllocator {
                 first: first as u16,
                 pairs,
                 in_use: AtomicUsize::new(0),
+                open_cap: open_cap(nofile_limit()),
                 park_capacity: (nofile_limit() / 8).min(PARK_MAX),
                 quarantine: PARK_QUARANTINE,
                 state: Mutex::new(PoolState {
@@ -255,6 +280,13 @@ impl PortAllocator {
         self.inner.park_capacity
     }
 
+    /// The most pairs open at once, handed out or parked: the RTP
+    /// sockets' share of the open file limit the process had when the
+    /// pool was made (see [`FD_RESERVE`]).
+    pub fn open_cap(&self) -> usize {
+        self.inner.open_cap
+    }
+
     /// Reserve and bind the next free pair.
     ///
     /// Pairs whose RTP or RTCP port cannot be bound because it is taken
@@ -305,7 +337,17 @@ impl PortAllocator {
         }
         let mut busy = 0usize;
         let mut no_fd = None;
-        for step in 0..pool.pairs {
+        let open = pool.in_use.load(Ordering::Acquire) + state.parked.len();
+        let scan = if open >= pool.open_cap {
+            no_fd = Some(MediaError::DescriptorShare {
+                pairs: open,
+                reserve: FD_RESERVE.min(nofile_limit() / 4),
+            });
+            0
+        } else {
+            pool.pairs
+        };
+        for step in 0..scan {
             let index = (state.next + step) % pool.pairs;
             if state.used[index] {
                 continue;

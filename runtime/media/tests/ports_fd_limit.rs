@@ -115,3 +115,53 @@ fn the_soft_limit_is_raised_to_the_hard_one() {
         "the limit in force is returned"
     );
 }
+
+/// The RTP sockets stop at their share of the open file limit: the last
+/// descriptors stay free for the rest of the process (here a quarter of a
+/// small limit), and at the share a parked pair is still handed out.
+#[test]
+fn rtp_sockets_leave_a_reserve_of_descriptors_to_the_rest_of_the_process() {
+    let _one = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    let saved = nofile();
+    let limit = highest_fd() as usize + 1 + 400;
+    set_nofile(&libc::rlimit {
+        rlim_cur: limit as libc::rlim_t,
+        rlim_max: saved.rlim_max,
+    });
+    let alloc = PortAllocator::new(LO, 31500, 32499).unwrap();
+    let reserve = dialtone_media::ports::FD_RESERVE.min(limit / 4);
+    assert_eq!(alloc.open_cap(), (limit - reserve) / 2);
+    assert!(alloc.capacity() > alloc.open_cap());
+
+    let mut held = Vec::new();
+    let refused = loop {
+        match alloc.allocate() {
+            Ok(p) => held.push(p),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(held.len(), alloc.open_cap());
+    assert!(
+        matches!(refused, MediaError::DescriptorShare { .. }),
+        "{refused}"
+    );
+    assert!(refused.is_port_shortage());
+    // The reserve is there for everything else.
+    let files: Vec<File> = (0..reserve / 2)
+        .map(|_| File::open("/dev/null").expect("a descriptor from the reserve"))
+        .collect();
+    // At the share a parked pair is still handed out.
+    let last = held.pop().unwrap();
+    let port = last.port();
+    let (rtp, rtcp, lease) = last.into_parts();
+    rtp.set_nonblocking(true).unwrap();
+    rtcp.set_nonblocking(true).unwrap();
+    lease.park(rtp, rtcp);
+    let again = alloc.allocate().unwrap();
+    assert!(again.is_reused());
+    assert_eq!(again.port(), port);
+    assert!(alloc.allocate().is_err_and(|e| e.is_port_shortage()));
+    drop((files, held, again));
+    set_nofile(&saved);
+    assert_eq!(alloc.in_use(), 0);
+}

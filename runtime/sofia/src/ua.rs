@@ -6,7 +6,7 @@
 //! reacts to three inputs, one at a time, so nothing in it is locked:
 //!
 //! - SIP messages: datagrams it reads from the profile's UDP socket itself
-//!   (up to [`UDP_BATCH`] per wake-up, parsed here: no reader task and no
+//!   (up to `UDP_BATCH` per wake-up, parsed here: no reader task and no
 //!   hand-over per datagram), and [`Incoming`] messages from the TCP and TLS
 //!   connections' tasks;
 //! - [`Cmd`]s from the core: what a channel's [`RemoteControl`] asks of its
@@ -14,7 +14,8 @@
 //! - the clock: the transaction layer's next deadline and the 2xx
 //!   retransmissions of answered calls.
 //!
-//! A new INVITE becomes a channel through [`Switch::inbound`] (the core asks
+//! A new INVITE becomes a channel through
+//! [`Switch::inbound`](dialtone_core::switch::Switch::inbound) (the core asks
 //! the tenant's dialplan); a `bridge` to `sofia/...` comes back here as
 //! [`Cmd::Dial`]. Media never passes through this task: each leg has a relay
 //! port in the media engine, and the SDP each side sees is rewritten to
@@ -26,7 +27,7 @@
 //! Every SIP leg holds an RTP/RTCP pair from the media engine. When none is
 //! free (the range is used up, or the process is out of file descriptors)
 //! a new INVITE gets 100 Trying and waits, and so does a B-leg's dial,
-//! until a call that ends frees a pair ([`PORT_WAIT`] at most, then 503
+//! until a call that ends frees a pair (`PORT_WAIT` at most, then 503
 //! with Retry-After, or SWITCH_CONGESTION to the bridge). B-legs of calls
 //! already admitted are served first, then new calls in arrival order; a
 //! CANCEL of a waiting INVITE gets its 487 at once.

@@ -320,8 +320,9 @@ pub async fn start_endpoints(app: &App) -> anyhow::Result<()> {
 }
 
 /// Descriptors the switch keeps beside its RTP sockets: listeners, TCP and
-/// TLS connections, the databases, the event socket and its clients.
-const NOFILE_MARGIN: usize = 1024;
+/// TLS connections, the databases, the event socket and its clients (the
+/// RTP port pool never binds into them).
+const NOFILE_MARGIN: usize = dialtone_media::ports::FD_RESERVE;
 
 /// Raises the open file limit to its hard limit, and warns when even that
 /// is short of what the RTP range can use (a socket per port, RTP and
