@@ -53,6 +53,8 @@ check hold_unhold 0 0 -sf "$S/uas_answer.xml" -m 1 -- \
     -sf "$S/uac_hold.xml" -s 1001 -key caller 2000 -d 200 -m 1
 check cancel_ring_forever 0 0 -sf "$S/uas_ring_forever.xml" -m 1 -- \
     -sf "$S/uac_cancel.xml" -s 1001 -key caller 2000 -d 300 -m 1
+check cancel_after_trying 0 0 -sf "$S/selftest/uas_trying_until_cancel.xml" -m 1 -- \
+    -sf "$S/uac_cancel_trying.xml" -s 1001 -key caller 2000 -d 300 -m 1
 check cancel_during_ring_pause 0 0 -sf "$S/uas_ring_answer.xml" -d 5000 -m 1 -- \
     -sf "$S/uac_cancel.xml" -s 1001 -key caller 2000 -d 200 -m 1
 check busy_486 0 0 -sf "$S/uas_busy.xml" -m 1 -- \

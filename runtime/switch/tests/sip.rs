@@ -1354,7 +1354,8 @@ fn a_2xx_is_retransmitted_until_the_ack_and_not_after() {
 
 /// With every RTP pair in use, a new call waits for one to come free
 /// (100 Trying at once, its channel and B-leg when a call ends) instead of
-/// a 503; a call that would wait past the switch's limit (1 s) gets 503.
+/// a 503; a waiting call can be cancelled; a call that would wait past the
+/// switch's limit (1 s) gets 503.
 #[test]
 fn a_call_waits_for_a_free_rtp_pair_and_is_refused_only_after_the_wait() {
     // Two RTP pairs: one bridged call holds both.
@@ -1367,7 +1368,7 @@ fn a_call_waits_for_a_free_rtp_pair_and_is_refused_only_after_the_wait() {
         &[("rtp_port_max = 30399", "rtp_port_max = 30203")],
     );
     register(&sw, "1003", 6432, "u1");
-    // Two calls 200 ms apart, each held 500 ms: the second finds no pair
+    // Two calls 200 ms apart, each held 300 ms: the second finds no pair
     // for its caller's leg, then none for its B-leg, and goes through once
     // the first ends.
     let uas = callee("uas_answer.xml", 6432, "u1", &["-m", "2"]);
@@ -1377,7 +1378,7 @@ fn a_call_waits_for_a_free_rtp_pair_and_is_refused_only_after_the_wait() {
         "u1",
         "uac_call.xml",
         "1003",
-        &["-m", "2", "-r", "5", "-d", "500"],
+        &["-m", "2", "-r", "5", "-d", "300"],
     );
     assert_eq!(rc, 0, "a call that waited for an RTP pair failed:\n{out}");
     let (urc, uout) = uas.join().unwrap();
@@ -1412,7 +1413,25 @@ fn a_call_waits_for_a_free_rtp_pair_and_is_refused_only_after_the_wait() {
         .map(String::from)
         .to_vec(),
     );
-    std::thread::sleep(Duration::from_millis(1000));
+    // Until the long call holds both pairs.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !sw.last_load().is_some_and(|l| l.contains("rtp_ports=2")) {
+        assert!(
+            Instant::now() < until,
+            "the long call never held both pairs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A waiting INVITE cancelled after its 100 Trying: 487 at once.
+    let (rc, out) = call(
+        sw.external,
+        6433,
+        "u1",
+        "uac_cancel_trying.xml",
+        "1003",
+        &["-d", "300"],
+    );
+    assert_eq!(rc, 0, "CANCEL of a call waiting for a pair:\n{out}");
     let t0 = Instant::now();
     let (rc, out) = call(
         sw.external,
