@@ -67,8 +67,10 @@ struct Pool {
     pairs: usize,
     in_use: AtomicUsize,
     /// Most pairs open at once (handed out or parked), so that the RTP
-    /// sockets leave [`FD_RESERVE`] descriptors to the rest of the process.
+    /// sockets leave `fd_reserve` descriptors to the rest of the process.
     open_cap: usize,
+    /// [`FD_RESERVE`], or a quarter of the open file limit when less.
+    fd_reserve: usize,
     /// Most pairs parked at once.
     park_capacity: usize,
     /// [`PARK_QUARANTINE`] (shorter in tests).
@@ -95,9 +97,10 @@ pub const PARK_MAX: usize = 8192;
 /// switch's other sockets and files.
 pub const FD_RESERVE: usize = 1024;
 
-/// The most pairs open at once under open file limit `limit`.
-fn open_cap(limit: usize) -> usize {
-    limit.saturating_sub(FD_RESERVE.min(limit / 4)) / 2
+/// The descriptors kept for the rest of the process under open file
+/// limit `limit`.
+fn fd_reserve(limit: usize) -> usize {
+    FD_RESERVE.min(limit / 4)
 }
 
 struct PoolState {
@@ -176,6 +179,7 @@ impl PortAllocator {
             });
         }
         let pairs = ((last - i64::from(first)) / 2 + 1) as usize;
+        let limit = nofile_limit();
         Ok(PortAllocator {
             inner: Arc::new(Pool {
                 ip,
@@ -184,8 +188,9 @@ impl PortAllocator {
                 first: first as u16,
                 pairs,
                 in_use: AtomicUsize::new(0),
-                open_cap: open_cap(nofile_limit()),
-                park_capacity: (nofile_limit() / 8).min(PARK_MAX),
+                open_cap: limit.saturating_sub(fd_reserve(limit)) / 2,
+                fd_reserve: fd_reserve(limit),
+                park_capacity: (limit / 8).min(PARK_MAX),
                 quarantine: PARK_QUARANTINE,
                 state: Mutex::new(PoolState {
                     used: vec![false; pairs],
@@ -300,11 +305,13 @@ impl PortAllocator {
     ///
     /// A parked pair that has rested [`PARK_QUARANTINE`] comes first (its
     /// sockets already non-blocking, see [`RtpPorts::is_reused`]); when no
-    /// free pair can be bound (the range is exhausted, or the process is
-    /// out of file descriptors, the parked pairs holding some of them),
-    /// the oldest parked pair is taken whatever its age. Out of
-    /// descriptors with nothing parked, the error is [`MediaError::Bind`]
-    /// with `EMFILE` or `ENFILE`.
+    /// free pair can be bound (the range is exhausted, the pool holds its
+    /// share of the descriptors ([`PortAllocator::open_cap`]), or the
+    /// process is out of them, the parked pairs holding some), the oldest
+    /// parked pair is taken whatever its age. With nothing parked, the
+    /// error is then [`MediaError::DescriptorShare`] at the share, or
+    /// [`MediaError::Bind`] with `EMFILE` or `ENFILE`; every one of these
+    /// is a [`MediaError::is_port_shortage`].
     pub fn allocate(&self) -> Result<RtpPorts, MediaError> {
         self.allocate_for(None)
     }
@@ -341,7 +348,7 @@ impl PortAllocator {
         let scan = if open >= pool.open_cap {
             no_fd = Some(MediaError::DescriptorShare {
                 pairs: open,
-                reserve: FD_RESERVE.min(nofile_limit() / 4),
+                reserve: pool.fd_reserve,
             });
             0
         } else {

@@ -1385,7 +1385,8 @@ fn a_call_waits_for_a_free_rtp_pair_and_is_refused_only_after_the_wait() {
     assert_eq!(urc, 0, "the callee did not get both calls:\n{uout}");
     sw.assert_no_leaks();
 
-    // A call held 4 s: the next one waits its second, then gets 503.
+    // A call held 4 s holds both pairs: a call that waits for one can be
+    // cancelled, and the next waits its second, then gets 503.
     let uas = callee("uas_answer.xml", 6432, "u1", &["-m", "1"]);
     let long = sipp_bg(
         [
