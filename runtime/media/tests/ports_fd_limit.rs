@@ -29,6 +29,22 @@ fn set_nofile(l: &libc::rlimit) {
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, l) }, 0);
 }
 
+/// Sets the soft limit on open files to `n`, the hard one unchanged.
+fn set_soft_nofile(n: usize, saved: &libc::rlimit) {
+    set_nofile(&libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: saved.rlim_max,
+    });
+}
+
+/// Parks a pair the way the media engine does: sockets non-blocking.
+fn park(p: dialtone_media::RtpPorts) {
+    let (rtp, rtcp, lease) = p.into_parts();
+    rtp.set_nonblocking(true).unwrap();
+    rtcp.set_nonblocking(true).unwrap();
+    lease.park(rtp, rtcp);
+}
+
 /// The highest file descriptor open in this process.
 fn highest_fd() -> i32 {
     std::fs::read_dir("/proc/self/fd")
@@ -45,20 +61,13 @@ fn out_of_descriptors_a_parked_pair_is_handed_out_at_once() {
     let alloc = PortAllocator::new(LO, 31400, 31499).unwrap();
     let first = alloc.allocate().unwrap();
     let parked_port = first.port();
-    let (rtp, rtcp, lease) = first.into_parts();
-    rtp.set_nonblocking(true).unwrap();
-    rtcp.set_nonblocking(true).unwrap();
-    lease.park(rtp, rtcp);
+    park(first);
     assert_eq!((alloc.in_use(), alloc.parked()), (0, 1));
 
     // No new descriptor from here on: the limit sits just above the
     // highest one open, and the holes below it are filled.
     let saved = nofile();
-    let limit = libc::rlimit {
-        rlim_cur: (highest_fd() + 1) as libc::rlim_t,
-        rlim_max: saved.rlim_max,
-    };
-    set_nofile(&limit);
+    set_soft_nofile(highest_fd() as usize + 1, &saved);
     let mut filler = Vec::new();
     while let Ok(f) = File::open("/dev/null") {
         filler.push(f);
@@ -124,10 +133,7 @@ fn rtp_sockets_leave_a_reserve_of_descriptors_to_the_rest_of_the_process() {
     let _one = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
     let saved = nofile();
     let limit = highest_fd() as usize + 1 + 400;
-    set_nofile(&libc::rlimit {
-        rlim_cur: limit as libc::rlim_t,
-        rlim_max: saved.rlim_max,
-    });
+    set_soft_nofile(limit, &saved);
     let alloc = PortAllocator::new(LO, 31500, 32499).unwrap();
     let reserve = dialtone_media::ports::FD_RESERVE.min(limit / 4);
     assert_eq!(alloc.open_cap(), (limit - reserve) / 2);
@@ -153,10 +159,7 @@ fn rtp_sockets_leave_a_reserve_of_descriptors_to_the_rest_of_the_process() {
     // At the share a parked pair is still handed out.
     let last = held.pop().unwrap();
     let port = last.port();
-    let (rtp, rtcp, lease) = last.into_parts();
-    rtp.set_nonblocking(true).unwrap();
-    rtcp.set_nonblocking(true).unwrap();
-    lease.park(rtp, rtcp);
+    park(last);
     let again = alloc.allocate().unwrap();
     assert!(again.is_reused());
     assert_eq!(again.port(), port);

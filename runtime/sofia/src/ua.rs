@@ -425,6 +425,13 @@ impl PortWait {
     fn is_empty(&self) -> bool {
         self.dials.is_empty() && self.invites.is_empty()
     }
+
+    /// Something waits now: try again in [`PORT_RETRY`] unless a retry
+    /// is due already.
+    fn arm(&mut self) {
+        self.retry_at
+            .get_or_insert_with(|| Instant::now() + PORT_RETRY);
+    }
 }
 
 struct WaitingDial {
@@ -807,6 +814,13 @@ impl ProfileCore {
             }
         }
         self.waiting.retry_at = (!self.waiting.is_empty()).then(|| now + PORT_RETRY);
+    }
+
+    /// 100 Trying for INVITE transaction `tx`.
+    fn send_trying(&mut self, tx: TxId, invite: &Message) {
+        let mut trying = Message::response_to(invite, 100, None, None);
+        self.server_headers(&mut trying);
+        self.respond(tx, trying);
     }
 
     /// 503 with Retry-After: no RTP pair for a new call.
@@ -1313,13 +1327,9 @@ impl ProfileCore {
             _ if self.waiting.invites.len() < PORT_WAIT_MAX => {
                 // Wait for a pair; 100 Trying now stops the caller's
                 // retransmissions meanwhile.
-                let mut trying = Message::response_to(&w.msg, 100, None, None);
-                self.server_headers(&mut trying);
-                self.respond(w.tx, trying);
+                self.send_trying(w.tx, &w.msg);
                 self.waiting.invites.push_back(w);
-                self.waiting
-                    .retry_at
-                    .get_or_insert_with(|| Instant::now() + PORT_RETRY);
+                self.waiting.arm();
             }
             _ => {
                 tracing::warn!(
@@ -1453,9 +1463,7 @@ impl ProfileCore {
             }
         };
         if !trying_sent {
-            let mut trying = Message::response_to(&msg, 100, None, None);
-            self.server_headers(&mut trying);
-            self.respond(tx, trying);
+            self.send_trying(tx, &msg);
         }
         let remote_uri = msg.headers.get("From").unwrap_or("").to_string();
         let local_uri = msg.headers.get("To").unwrap_or("").to_string();
@@ -2022,9 +2030,7 @@ impl ProfileCore {
                             target,
                             reply,
                         });
-                        self.waiting
-                            .retry_at
-                            .get_or_insert_with(|| Instant::now() + PORT_RETRY);
+                        self.waiting.arm();
                     }
                 }
             }

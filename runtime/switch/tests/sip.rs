@@ -151,6 +151,20 @@ fn call(
     dest: &str,
     extra: &[&str],
 ) -> (i32, String) {
+    let a = call_args(sw_port, port, transport, scn, dest, extra);
+    let r: Vec<&str> = a.iter().map(String::as_str).collect();
+    sipp(&r)
+}
+
+/// The SIPp arguments of [`call`].
+fn call_args(
+    sw_port: u16,
+    port: u16,
+    transport: &str,
+    scn: &str,
+    dest: &str,
+    extra: &[&str],
+) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "-sf".into(),
         s(&scenario(scn)),
@@ -172,8 +186,7 @@ fn call(
         "30s".into(),
     ];
     a.extend(extra.iter().map(|s| s.to_string()));
-    let r: Vec<&str> = a.iter().map(String::as_str).collect();
-    sipp(&r)
+    a
 }
 
 /// A call from 1000 (digest-authenticated, password 1234) to `dest`
@@ -1388,32 +1401,14 @@ fn a_call_waits_for_a_free_rtp_pair_and_is_refused_only_after_the_wait() {
     // A call held 4 s holds both pairs: a call that waits for one can be
     // cancelled, and the next waits its second, then gets 503.
     let uas = callee("uas_answer.xml", 6432, "u1", &["-m", "1"]);
-    let long = sipp_bg(
-        [
-            "-sf",
-            &s(&scenario("uac_call.xml")),
-            &format!("127.0.0.1:{}", sw.external),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            "6431",
-            "-s",
-            "1003",
-            "-key",
-            "caller",
-            "2000",
-            "-m",
-            "1",
-            "-d",
-            "4000",
-            "-recv_timeout",
-            "15000",
-            "-timeout",
-            "30s",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
+    let long = sipp_bg(call_args(
+        sw.external,
+        6431,
+        "u1",
+        "uac_call.xml",
+        "1003",
+        &["-m", "1", "-d", "4000"],
+    ));
     // Until the long call holds both pairs.
     let until = Instant::now() + Duration::from_secs(10);
     while !sw.last_load().is_some_and(|l| l.contains("rtp_ports=2")) {
