@@ -587,6 +587,20 @@ finish_target() {
     dialtone) emit "{\"bench\":\"sip_memory_after_calls\",\"target\":\"$t\",\"settled_s\":$settle,\"rss_kb\":$(rss_kb "$DT_PID")}" ;;
     kamailio) emit "{\"bench\":\"sip_memory_after_calls\",\"target\":\"$t\",\"settled_s\":$settle,\"shm_used\":$(kam_shm_used)}" ;;
   esac
+  if [ "$t" = dialtone ]; then
+    # Where the dialplan ran: after their first 32 quick invocations the
+    # default dialplan and the contact helpers (no WASI) run on the
+    # signalling thread that asked, without a hand-off to the guest pool.
+    local m inv inl
+    m=$(curl -s --max-time 5 http://127.0.0.1:5609/metrics || true)
+    inv=$(awk '/^dialtone_dialplan_invocations_total[{]/ {s += $2} END {print s + 0}' <<<"$m")
+    inl=$(awk '/^dialtone_dialplan_inline_invocations_total[{]/ {s += $2} END {print s + 0}' <<<"$m")
+    emit "{\"bench\":\"sip_dialplan_invocations\",\"target\":\"$t\",\"invocations\":$inv,\"inline\":$inl}"
+    if grep -qx 'inline = true' "$REPO/conf/dialtone.toml" && [ "$inv" -ge 200 ] && [ "$inl" -eq 0 ]; then
+      log "dialtone: $inv dialplan invocations, none on the asking thread ([dialplan] inline = true)"
+      FAIL=1
+    fi
+  fi
   case $t in
     dialtone) stop_pid "$DT_PID" ;;
     kamailio) stop_pid "$KAM_PID" ;;

@@ -6,6 +6,7 @@
 #   contact_helpers.wasm     sofia_contact & co.           (world contact-helpers)
 #   hostile_dialplan.wasm    test only: misbehaves on demand (world dialplan-with-outbound)
 #   versioned_dialplan.wasm  test only: patchable version  (world dialplan)
+#   quick_dialplan.wasm      test only: no WASI, slow on demand (world dialplan)
 #
 #   scripts/build-rust-guests.sh OUT_DIR
 #
@@ -21,7 +22,7 @@ SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd -- "$SCRIPT_DIR/.." && pwd)"
 GUESTS="$REPO/guests"
 TARGET=wasm32-wasip2
-COMPONENTS=(default_dialplan contact_helpers hostile_dialplan versioned_dialplan)
+COMPONENTS=(default_dialplan contact_helpers hostile_dialplan versioned_dialplan quick_dialplan)
 
 [ $# -eq 1 ] || die "usage: $0 OUT_DIR"
 [ -f "$GUESTS/Cargo.toml" ] || die "missing $GUESTS/Cargo.toml"

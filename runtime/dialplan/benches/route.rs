@@ -102,6 +102,7 @@ fn setup(pool_instances: u32) -> (Arc<Tenants>, tokio::runtime::Runtime) {
         pool_instances,
         max_memory_bytes: 256 << 20,
         cache_dir: Some(cache),
+        inline: true,
     })
     .expect("engine");
     let regs = Registrations::new();

@@ -37,6 +37,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::exports::{HelperExports, RouterExports};
+use crate::inline::InlineGate;
 use crate::sandbox::State;
 
 /// Settings that shape the engine; changing them needs a restart.
@@ -50,6 +51,9 @@ pub struct EngineSettings {
     pub max_memory_bytes: usize,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Whether a quick component may run on the caller's thread (see
+    /// [`crate::inline`]); false keeps every invocation on the pool.
+    pub inline: bool,
 }
 
 impl Default for EngineSettings {
@@ -59,6 +63,7 @@ impl Default for EngineSettings {
             pool_instances: 256,
             max_memory_bytes: 256 << 20,
             cache_dir: None,
+            inline: true,
         }
     }
 }
@@ -118,6 +123,8 @@ pub struct Loaded {
     pub(crate) pre: InstancePre<State>,
     pub(crate) router: Option<RouterExports>,
     pub(crate) helpers: Option<HelperExports>,
+    /// Whether its invocations run on the pool or on the caller's thread.
+    pub(crate) gate: InlineGate,
 }
 
 impl Loaded {
@@ -281,6 +288,16 @@ impl Engine {
         self.check_export_types(&pre, router.as_ref(), helpers.as_ref())?;
         let hash = hex_digest[..12].to_string();
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        let imports: Vec<String> = pre
+            .component()
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        // Only a component without WASI may run inline (see `inline`).
+        let gate = InlineGate::new(
+            self.settings.inline && !imports.iter().any(|i| i.starts_with("wasi:")),
+        );
         Ok(Loaded {
             version_name: Arc::from(format!("{sequence}-{hash}")),
             hash,
@@ -288,15 +305,11 @@ impl Engine {
             source: None,
             role,
             from_cache,
-            imports: pre
-                .component()
-                .component_type()
-                .imports(&self.engine)
-                .map(|(name, _)| name.to_string())
-                .collect(),
+            imports,
             pre,
             router,
             helpers,
+            gate,
         })
     }
 

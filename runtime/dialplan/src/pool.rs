@@ -1,10 +1,11 @@
 //! The guest thread pool: where guest code runs.
 //!
-//! Guest invocations are synchronous wasmtime calls. They never run on a
-//! tokio thread, so a slow guest (up to its deadline) cannot stall signalling
-//! or media. A bounded queue feeds a fixed set of threads; when the queue is
-//! full, [`GuestPool::try_submit`] fails at once and the caller answers with
-//! overload instead of waiting.
+//! Guest invocations are synchronous wasmtime calls. Here they run off the
+//! tokio threads, so a slow guest (up to its deadline) cannot stall
+//! signalling or media; only a version that has proven quick runs on the
+//! caller's thread instead ([`crate::inline`]). A bounded queue feeds a
+//! fixed set of threads; when the queue is full, [`GuestPool::try_submit`]
+//! fails at once and the caller answers with overload instead of waiting.
 //!
 //! An idle worker sleeps on a condition variable at once rather than
 //! spinning for the next job: on a machine with few cores, spinning and

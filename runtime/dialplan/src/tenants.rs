@@ -12,9 +12,11 @@
 //! with tenant and version. Nothing else is affected.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
@@ -29,6 +31,7 @@ use dialtone_core::HangupCause;
 
 use crate::convert;
 use crate::engine::{Engine, LoadError, Loaded, Role};
+use crate::inline::Outcome;
 use crate::pool::GuestPool;
 use crate::sandbox::{self, check_len, InvokeCtx, InvokeError, Live, SandboxSettings};
 use crate::services::TenantServices;
@@ -45,6 +48,8 @@ pub struct Tenant {
     /// ([`SHIPPED_HELPERS_REUSE`]) or, with `warm_reuse`, the tenant's.
     warm_helpers: Mutex<Vec<Live>>,
     invocations: AtomicU64,
+    /// Invocations that ran on the caller's thread (see [`crate::inline`]).
+    inline_invocations: AtomicU64,
     failures: AtomicU64,
     /// Dialplan versions replaced by later ones, newest last (at most
     /// [`HISTORY`]): what `dialplan rollback` goes back to.
@@ -84,6 +89,12 @@ pub struct TenantInfo {
     pub helpers: Option<String>,
     /// Invocations so far.
     pub invocations: u64,
+    /// Of those, the ones that ran on the caller's thread instead of the
+    /// guest pool (see [`crate::inline`]).
+    pub inline_invocations: u64,
+    /// Whether the running dialplan version runs inline now; `None` without
+    /// one.
+    pub dialplan_inline: Option<bool>,
     /// Failed invocations so far.
     pub failures: u64,
 }
@@ -105,6 +116,30 @@ enum Call {
     Message(TextMessage),
     /// One dialstring's helper calls, in order, on one instance.
     Helpers(Vec<(String, String)>),
+}
+
+/// Which of a tenant's components a call is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Dialplan,
+    Helpers,
+}
+
+impl Slot {
+    fn of(call: &Call) -> Slot {
+        match call {
+            Call::Helpers(_) => Slot::Helpers,
+            _ => Slot::Dialplan,
+        }
+    }
+}
+
+/// The version a call runs on.
+struct Target {
+    loaded: Arc<Loaded>,
+    /// The switch's own helper component (reused per
+    /// [`SHIPPED_HELPERS_REUSE`]).
+    shipped: bool,
 }
 
 enum Answer {
@@ -156,6 +191,7 @@ impl Tenants {
             warm: Mutex::new(Vec::new()),
             warm_helpers: Mutex::new(Vec::new()),
             invocations: AtomicU64::new(0),
+            inline_invocations: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             history: Mutex::new(Vec::new()),
         });
@@ -354,6 +390,8 @@ impl Tenants {
                 dialplan: t.dialplan.load().as_ref().map(|l| l.version()),
                 helpers: t.helpers.load().as_ref().map(|l| l.version()),
                 invocations: t.invocations.load(Ordering::Relaxed),
+                inline_invocations: t.inline_invocations.load(Ordering::Relaxed),
+                dialplan_inline: t.dialplan.load().as_ref().map(|l| l.gate.inline()),
                 failures: t.failures.load(Ordering::Relaxed),
             })
             .collect();
@@ -366,7 +404,10 @@ impl Tenants {
     pub fn route_blocking(&self, channel: ChannelSnapshot) -> Result<Vec<Action>, RouteFailure> {
         let t = self.tenant_or_fail(&channel.tenant)?;
         let uuid = channel.uuid.clone();
-        match self.run(&t, Call::Route(channel)) {
+        let Some(target) = self.target(&t, Slot::Dialplan) else {
+            return Err(self.fail(&t, &uuid, InvokeError::NoComponent));
+        };
+        match self.run(&t, Slot::Dialplan, &target, Call::Route(channel)) {
             Ok(Answer::Route(a)) => Ok(a),
             Ok(_) => Err(self.fail(&t, &uuid, InvokeError::NoComponent)),
             Err(e) => Err(self.fail(&t, &uuid, e)),
@@ -396,7 +437,8 @@ impl Tenants {
         })
     }
 
-    /// Submits a call to the pool under the tenant's guest cap.
+    /// Runs a call under the tenant's guest cap: inline when the version
+    /// has earned it (see [`crate::inline`]), otherwise on the pool.
     async fn submit(
         self: &Arc<Self>,
         tenant: &str,
@@ -413,13 +455,48 @@ impl Tenants {
                 })
             }
         };
+        let slot = Slot::of(&call);
+        let target = self.target(&t, slot);
+        if let Some(target) = target.as_ref().filter(|x| x.loaded.gate.inline()) {
+            let loaded = &target.loaded;
+            t.inline_invocations.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            // The pool's workers survive a host bug's panic; so does the
+            // caller here.
+            let result =
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.run(&t, slot, target, call)))
+                    .unwrap_or_else(|_| {
+                        Err(InvokeError::Trap("host panic in an invocation".into()))
+                    });
+            drop(permit);
+            let outcome = Outcome::of(
+                started.elapsed(),
+                matches!(result, Err(InvokeError::Timeout(_))),
+            );
+            if loaded.gate.after_inline(outcome) {
+                tracing::warn!(tenant = %t.name, version = loaded.version(), ?outcome, "dialplan version demoted to the guest pool: an invocation on the caller's thread was slow");
+            }
+            return match result {
+                Ok(answer) => Ok(answer),
+                Err(e) => Err(self.fail(&t, channel, e)),
+            };
+        }
         let this = self.clone();
         let t2 = t.clone();
         let rx = self
             .pool
             .try_submit(move || {
                 let _permit = permit;
-                this.run(&t2, call)
+                let Some(target) = target else {
+                    return Err(InvokeError::NoComponent);
+                };
+                let started = Instant::now();
+                let result = this.run(&t2, slot, &target, call);
+                target.loaded.gate.after_pool(Outcome::of(
+                    started.elapsed(),
+                    matches!(result, Err(InvokeError::Timeout(_))),
+                ));
+                result
             })
             .map_err(|_| RouteFailure {
                 cause: HangupCause::SwitchCongestion,
@@ -429,6 +506,29 @@ impl Tenants {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(self.fail(&t, channel, e)),
             Err(_) => Err(self.fail(&t, channel, InvokeError::Trap("worker lost".into()))),
+        }
+    }
+
+    /// The version a call of `slot` runs on: the tenant's, or for helpers
+    /// the dialplan's own helpers or the switch's shipped ones.
+    fn target(&self, t: &Tenant, slot: Slot) -> Option<Target> {
+        let own = match slot {
+            Slot::Helpers => t
+                .helpers
+                .load_full()
+                .or_else(|| t.dialplan.load_full().filter(|d| d.helpers.is_some())),
+            Slot::Dialplan => t.dialplan.load_full(),
+        };
+        match (own, slot) {
+            (Some(loaded), _) => Some(Target {
+                loaded,
+                shipped: false,
+            }),
+            (None, Slot::Helpers) => self.default_helpers.load_full().map(|loaded| Target {
+                loaded,
+                shipped: true,
+            }),
+            (None, Slot::Dialplan) => None,
         }
     }
 
@@ -464,27 +564,25 @@ impl Tenants {
         }
     }
 
-    /// Runs one call on the current thread. Never panics on guest behaviour.
-    fn run(&self, t: &Tenant, call: Call) -> Result<Answer, InvokeError> {
+    /// Runs one call on `loaded` on the current thread. Never panics on
+    /// guest behaviour.
+    fn run(
+        &self,
+        t: &Tenant,
+        slot: Slot,
+        target: &Target,
+        call: Call,
+    ) -> Result<Answer, InvokeError> {
         t.invocations.fetch_add(1, Ordering::Relaxed);
         let settings = t.settings.load_full();
-        // The component, how many invocations one instance of it serves,
-        // and where its instances wait for reuse.
-        let (loaded, reuse, warm) = match &call {
-            Call::Helpers(..) => {
-                let (loaded, reuse) = match t
-                    .helpers
-                    .load_full()
-                    .or_else(|| t.dialplan.load_full().filter(|d| d.helpers.is_some()))
-                {
-                    Some(l) => (Some(l), settings.warm_reuse),
-                    None => (self.default_helpers.load_full(), SHIPPED_HELPERS_REUSE),
-                };
-                (loaded, reuse, &t.warm_helpers)
-            }
-            _ => (t.dialplan.load_full(), settings.warm_reuse, &t.warm),
+        let loaded = &target.loaded;
+        // How many invocations one instance serves, and where instances
+        // wait for reuse.
+        let (reuse, warm) = match slot {
+            Slot::Helpers if target.shipped => (SHIPPED_HELPERS_REUSE, &t.warm_helpers),
+            Slot::Helpers => (settings.warm_reuse, &t.warm_helpers),
+            Slot::Dialplan => (settings.warm_reuse, &t.warm),
         };
-        let loaded = loaded.ok_or(InvokeError::NoComponent)?;
         let channel: String = match &call {
             Call::Route(c) => c.uuid.clone(),
             Call::Outbound(r) => r.channel.uuid.clone(),
@@ -512,10 +610,10 @@ impl Tenants {
                 sandbox::arm(&self.engine, &mut l.store, &ctx)?;
                 l
             }
-            None => sandbox::instantiate(&self.engine, &loaded, &ctx)?,
+            None => sandbox::instantiate(&self.engine, loaded, &ctx)?,
         };
         live.uses += 1;
-        let result = call_guest(&loaded, &mut live, call, &settings);
+        let result = call_guest(loaded, &mut live, call, &settings);
         let dropped = sandbox::dropped_logs(&live.store);
         if dropped > 0 {
             tracing::warn!(tenant = %t.name, version = loaded.version(), dropped, "dialplan log lines over the per-call cap were dropped");

@@ -96,6 +96,7 @@ impl App {
             pool_instances: config.dialplan.pool_instances,
             max_memory_bytes: (config.dialplan.max_memory_mb as usize) << 20,
             cache_dir: Some(config.switch.cache_dir.clone()),
+            inline: config.dialplan.inline,
         })?;
         let pool = GuestPool::new(config.dialplan.workers, config.dialplan.queue)?;
         let events = EventBus::new();

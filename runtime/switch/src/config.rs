@@ -245,6 +245,9 @@ pub struct DialplanSection {
     pub max_memory_mb: u32,
     /// The default dialstring helper component (resolved).
     pub helpers: PathBuf,
+    /// Whether a quick component may run on the signalling thread that
+    /// asked instead of a pool thread.
+    pub inline: bool,
 }
 
 impl Default for DialplanSection {
@@ -256,6 +259,7 @@ impl Default for DialplanSection {
             pool_instances: 256,
             max_memory_mb: 256,
             helpers: "../build/components/contact_helpers.wasm".into(),
+            inline: true,
         }
     }
 }
@@ -1084,6 +1088,7 @@ fn read_dialplan(root: &Table<'_>, base: &Path) -> Result<DialplanSection, Confi
         "pool_instances",
         "max_memory_mb",
         "helpers",
+        "inline",
     ])?;
     if let Some(f) = t.get("workers") {
         d.workers = f.int_u32(0, 1024)? as usize;
@@ -1103,6 +1108,9 @@ fn read_dialplan(root: &Table<'_>, base: &Path) -> Result<DialplanSection, Confi
     }
     if let Some(f) = t.get("helpers") {
         d.helpers = resolve(base, f.path()?);
+    }
+    if let Some(f) = t.get("inline") {
+        d.inline = boolean(&f)?;
     }
     Ok(d)
 }

@@ -314,6 +314,8 @@ pub async fn start(app: &Arc<App>) -> anyhow::Result<()> {
 /// - `dialtone_route_duration_seconds{tenant}`: how long routing took,
 ///   dialplan queueing and guest run included;
 /// - `dialtone_dialplan_invocations_total{tenant}`,
+///   `dialtone_dialplan_inline_invocations_total{tenant}` (those that ran
+///   on the asking thread, see `dialtone_dialplan::inline`),
 ///   `dialtone_dialplan_failures_total{tenant,kind}` (kind: trap, timeout,
 ///   fuel, memory, stack, malformed, ...);
 /// - `dialtone_registrations`: unexpired SIP bindings;
@@ -368,6 +370,19 @@ pub fn register_metrics(app: &Arc<App>, r: &Registry) {
                 .info()
                 .into_iter()
                 .map(|i| (vec![i.name], i.invocations as f64))
+                .collect()
+        }),
+    );
+    let tenants = app.tenants.clone();
+    r.counter_fn(
+        "dialtone_dialplan_inline_invocations_total",
+        "Dialplan invocations that ran on the signalling thread that asked instead of the guest pool (a version earns this by being quick), by tenant.",
+        &["tenant"],
+        Box::new(move || {
+            tenants
+                .info()
+                .into_iter()
+                .map(|i| (vec![i.name], i.inline_invocations as f64))
                 .collect()
         }),
     );

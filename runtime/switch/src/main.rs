@@ -224,8 +224,12 @@ fn main() -> ExitCode {
                 eprintln!("dialtone: {e}");
                 return ExitCode::from(2);
             }
+            // A quick dialplan runs on these threads (see
+            // `dialtone_dialplan::inline`): room for its 512 KiB wasm stack
+            // above the deepest task.
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .thread_stack_size(4 << 20)
                 .build()
             {
                 Ok(rt) => rt,

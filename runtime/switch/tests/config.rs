@@ -115,6 +115,7 @@ fn default_conf_loads() {
         "dialplan.pool_instances",
         "dialplan.max_memory_mb",
         "dialplan.helpers",
+        "dialplan.inline",
         "sandbox.deadline_ms",
         "sandbox.memory_mb",
         "sandbox.fuel",
@@ -411,6 +412,22 @@ fn wrong_type() {
     let (dir, err) = load_err("[variables]\nwhen = 1979-05-27\n", &[]);
     assert_at(&err, &main_file(&dir), 2, 8, "variables.when");
     assert_eq!(err.message, "expected a string, found a date-time");
+}
+
+#[test]
+fn dialplan_inline_is_a_boolean_and_on_by_default() {
+    let (_dir, config) = load_ok("", &[("t.toml", MINIMAL_TENANT)]);
+    assert!(config.dialplan.inline);
+    let (_dir, config) = load_ok(
+        "[dialplan]\ninline = false\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    assert!(!config.dialplan.inline);
+    let (dir, err) = load_err(
+        "[dialplan]\ninline = \"yes\"\n",
+        &[("t.toml", MINIMAL_TENANT)],
+    );
+    assert_at(&err, &main_file(&dir), 2, 10, "dialplan.inline");
 }
 
 #[test]

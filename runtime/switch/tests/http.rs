@@ -817,6 +817,7 @@ fn metrics_pass_promtool_and_count_calls() {
         "dialtone_hangups_total counter",
         "dialtone_route_duration_seconds histogram",
         "dialtone_dialplan_invocations_total counter",
+        "dialtone_dialplan_inline_invocations_total counter",
     ] {
         assert!(
             after.contains(&format!("# TYPE {family}\n")),

@@ -125,12 +125,19 @@ pub fn host(workers: usize) -> Host {
 }
 
 pub fn host_with(workers: usize, global: LimitConfig) -> Host {
+    host_full(workers, global, true)
+}
+
+/// A host whose engine does (`inline`) or does not let quick components run
+/// on the caller's thread.
+pub fn host_full(workers: usize, global: LimitConfig, inline: bool) -> Host {
     let cache = tempdir::Dir::new("cache");
     let engine = Engine::new(EngineSettings {
         epoch_tick: Duration::from_millis(5),
         pool_instances: 64,
         max_memory_bytes: 512 << 20,
         cache_dir: Some(cache.path().join("components")),
+        inline,
     })
     .expect("engine");
     let events = EventBus::new();
