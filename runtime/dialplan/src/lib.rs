@@ -25,8 +25,8 @@
 //! - **Inline invocations** ([`inline`]): a component without WASI that has
 //!   been quick on the pool (32 invocations in a row of at most 250 µs)
 //!   runs on the caller's thread instead, saving the two hand-offs; one
-//!   that then reaches its deadline, or is slow three times in a row, goes
-//!   back to the pool for good.
+//!   that then reaches its deadline, or keeps being slow, goes back to the
+//!   pool for good.
 //! - **Tenants and hot swap** ([`tenants::Tenants`]): one dialplan component
 //!   and one helper component per tenant, each behind an `ArcSwap`. An
 //!   invocation pins the version it started with; a swap only changes what

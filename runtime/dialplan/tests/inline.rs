@@ -11,7 +11,7 @@ use dialtone_core::events::{Delivery, EventFilter};
 use dialtone_core::limits::LimitConfig;
 use dialtone_core::routing::{Action, Dialplan, RouteFailure};
 use dialtone_core::HangupCause;
-use dialtone_dialplan::inline::{PROMOTE_AFTER, STRIKES};
+use dialtone_dialplan::inline::{DEMOTE_AT, PROMOTE_AFTER, SLOW_WEIGHT};
 use dialtone_dialplan::tenants::WasmDialplan;
 use dialtone_dialplan::{Role, SandboxSettings, TenantInfo};
 
@@ -196,7 +196,7 @@ fn a_deadline_on_the_callers_thread_sends_the_version_back_to_the_pool() {
 }
 
 #[test]
-fn slow_calls_in_a_row_send_the_version_back_and_a_quick_one_forgives() {
+fn slow_calls_that_keep_coming_send_the_version_back_and_quick_ones_forgive() {
     let rt = rt();
     let h = host(2);
     // "slow" spins for milliseconds: well over the quick limit, well under
@@ -210,25 +210,36 @@ fn slow_calls_in_a_row_send_the_version_back_and_a_quick_one_forgives() {
         },
     );
     promote(&h, &rt, TENANT);
-    for _ in 0..STRIKES - 1 {
+    let to_demote = DEMOTE_AT.div_ceil(SLOW_WEIGHT);
+    for _ in 0..to_demote - 1 {
         route(&h, &rt, TENANT, "slow").expect("a slow call still routes");
     }
     assert_eq!(info(&h, TENANT).dialplan_inline, Some(true));
-    expect_ok(&h, &rt, TENANT);
-    for _ in 0..STRIKES - 1 {
-        route(&h, &rt, TENANT, "slow").expect("a slow call still routes");
+    // Quick calls take the score back down ...
+    for _ in 0..SLOW_WEIGHT {
+        expect_ok(&h, &rt, TENANT);
     }
+    route(&h, &rt, TENANT, "slow").expect("a slow call still routes");
     assert_eq!(
         info(&h, TENANT).dialplan_inline,
         Some(true),
-        "the quick call forgave"
+        "the quick calls forgave one"
     );
+    // ... until slow ones keep coming.
     let a = route(&h, &rt, TENANT, "slow").expect("a slow call still routes");
     assert_eq!(a.len(), 2);
+    let i = info(&h, TENANT);
     assert_eq!(
-        info(&h, TENANT).dialplan_inline,
+        i.dialplan_inline,
         Some(false),
-        "{STRIKES} slow calls in a row"
+        "{to_demote} slow calls, net"
+    );
+    let inline_so_far = i.inline_invocations;
+    expect_ok(&h, &rt, TENANT);
+    assert_eq!(
+        info(&h, TENANT).inline_invocations,
+        inline_so_far,
+        "back on the pool"
     );
 }
 
