@@ -95,14 +95,16 @@ fn report(name: &str, n: usize, v: Vec<Duration>) {
     );
 }
 
-fn setup(pool_instances: u32) -> (Arc<Tenants>, tokio::runtime::Runtime) {
+/// A host whose engine lets quick components run inline (`inline`) or
+/// keeps every invocation on the guest pool.
+fn setup(pool_instances: u32, inline: bool) -> (Arc<Tenants>, tokio::runtime::Runtime) {
     let cache = std::env::temp_dir().join(format!("dialtone-bench-cache-{}", std::process::id()));
     let engine = Engine::new(EngineSettings {
         epoch_tick: Duration::from_millis(5),
         pool_instances,
         max_memory_bytes: 256 << 20,
         cache_dir: Some(cache),
-        inline: true,
+        inline,
     })
     .expect("engine");
     let regs = Registrations::new();
@@ -178,7 +180,7 @@ fn main() {
             (Some(a), Some(b)) => (a.clone(), b.clone()),
             _ => panic!("--ab A.wasm B.wasm"),
         };
-        let (tenants, _rt) = setup(64);
+        let (tenants, _rt) = setup(64, false);
         for (tenant, path) in [("a.test", &a), ("b.test", &b)] {
             tenants.configure(tenant, SandboxSettings::default());
             tenants
@@ -209,7 +211,7 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--callgrind") {
         let n: usize = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(1000);
         // Valgrind cannot map a large pool: a small one for instruction counts.
-        let (tenants, _rt) = setup(4);
+        let (tenants, _rt) = setup(4, false);
         assert!(load(
             &tenants,
             "rust.test",
@@ -222,7 +224,9 @@ fn main() {
         }
         return;
     }
-    let (tenants, rt) = setup(64);
+    // Inline off: the `via_pool` lines go through the guest pool, as they
+    // are named; the `inline` lines below use a host that allows it.
+    let (tenants, rt) = setup(64, false);
     let n = if smoke { 300 } else { 20_000 };
     assert!(
         load(
@@ -284,6 +288,45 @@ fn main() {
         v.push(t.elapsed());
     }
     report("rust_route_fresh_via_pool", n, v);
+
+    // The same route and helper on a host that runs them on the asking
+    // thread once they have proven quick (`dialtone_dialplan::inline`), as
+    // the switch does by default.
+    let (inl, _inl_rt) = setup(64, true);
+    assert!(load(
+        &inl,
+        "rust.test",
+        "default_dialplan.wasm",
+        SandboxSettings::default()
+    ));
+    let dpi = WasmDialplan(inl.clone());
+    for _ in 0..dialtone_dialplan::inline::PROMOTE_AFTER * 2 {
+        rt.block_on(dpi.route(s.clone())).expect("promotion");
+        rt.block_on(dpi.call_helper("rust.test", "sofia_contact", "*/1000@rust.test"))
+            .expect("promotion");
+    }
+    let (mut v, mut h) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let t = Instant::now();
+        std::hint::black_box(rt.block_on(dpi.route(s.clone())).expect("route"));
+        v.push(t.elapsed());
+        let t = Instant::now();
+        let out = rt.block_on(dpi.call_helper("rust.test", "sofia_contact", "*/1000@rust.test"));
+        h.push(t.elapsed());
+        assert_eq!(out.expect("helper").matches("sofia/").count(), 2);
+    }
+    let ran_inline = inl
+        .info()
+        .into_iter()
+        .find(|t| t.name == "rust.test")
+        .map_or(0, |t| t.inline_invocations);
+    assert!(
+        ran_inline >= 2 * n as u64,
+        "{ran_inline} of {} invocations ran inline",
+        2 * n
+    );
+    report("rust_route_fresh_inline", n, v);
+    report("rust_helper_2_registrations_inline", n, h);
 
     // JavaScript and Python, fresh and warm.
     let big = SandboxSettings {
