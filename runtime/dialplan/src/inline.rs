@@ -30,9 +30,11 @@
 //!   until it is replaced; a new upload starts on probation again.
 //!
 //! So the worst a component that turns slow after its promotion can do to
-//! the switch is hold the threads that were running it at that moment for
-//! one deadline each (50 ms by default), once per version. Its own call
-//! gets the answer or the failure it would have got on the pool.
+//! the switch is hold the threads that run it until it is demoted: one
+//! invocation (per thread running it at that moment) up to its deadline, 50
+//! ms by default, or about 16 slow invocations each within its deadline,
+//! once per version. Its own call gets the answer or the failure it would
+//! have got on the pool.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -564,8 +564,8 @@ impl Tenants {
         }
     }
 
-    /// Runs one call on `loaded` on the current thread. Never panics on
-    /// guest behaviour.
+    /// Runs one call on `target`'s version on the current thread. Never
+    /// panics on guest behaviour.
     fn run(
         &self,
         t: &Tenant,

@@ -109,7 +109,7 @@ fn a_quick_component_runs_on_the_callers_thread_after_its_probation() {
         .expect("loads");
     let tenants = h.tenants.clone();
     let looping = std::thread::spawn(move || {
-        let rt = rt_for_thread();
+        let rt = crate::rt();
         let d = WasmDialplan(tenants);
         let started = Instant::now();
         let r = rt.block_on(d.route(snapshot("busy.test", "default", "loop")));
@@ -138,10 +138,6 @@ fn a_quick_component_runs_on_the_callers_thread_after_its_probation() {
         "20 inline calls took {inline_took:?} while the pool was busy"
     );
     assert_eq!(info(&h, TENANT).inline_invocations, 30);
-}
-
-fn rt_for_thread() -> tokio::runtime::Runtime {
-    rt()
 }
 
 #[test]
