@@ -407,7 +407,7 @@ impl Tenants {
         let Some(target) = self.target(&t, Slot::Dialplan) else {
             return Err(self.fail(&t, &uuid, InvokeError::NoComponent));
         };
-        match self.run(&t, Slot::Dialplan, &target, Call::Route(channel)) {
+        match self.run(&t, &target, Call::Route(channel)) {
             Ok(Answer::Route(a)) => Ok(a),
             Ok(_) => Err(self.fail(&t, &uuid, InvokeError::NoComponent)),
             Err(e) => Err(self.fail(&t, &uuid, e)),
@@ -455,24 +455,17 @@ impl Tenants {
                 })
             }
         };
-        let slot = Slot::of(&call);
-        let target = self.target(&t, slot);
+        let target = self.target(&t, Slot::of(&call));
         if let Some(target) = target.as_ref().filter(|x| x.loaded.gate.inline()) {
             let loaded = &target.loaded;
             t.inline_invocations.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             // The pool's workers survive a host bug's panic; so does the
             // caller here.
-            let result =
-                std::panic::catch_unwind(AssertUnwindSafe(|| self.run(&t, slot, target, call)))
-                    .unwrap_or_else(|_| {
-                        Err(InvokeError::Trap("host panic in an invocation".into()))
-                    });
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.run(&t, target, call)))
+                .unwrap_or_else(|_| Err(InvokeError::Trap("host panic in an invocation".into())));
             drop(permit);
-            let outcome = Outcome::of(
-                started.elapsed(),
-                matches!(result, Err(InvokeError::Timeout(_))),
-            );
+            let outcome = outcome_of(started, &result);
             if loaded.gate.after_inline(outcome) {
                 tracing::warn!(tenant = %t.name, version = loaded.version(), ?outcome, "dialplan version demoted to the guest pool: an invocation on the caller's thread was slow");
             }
@@ -491,11 +484,8 @@ impl Tenants {
                     return Err(InvokeError::NoComponent);
                 };
                 let started = Instant::now();
-                let result = this.run(&t2, slot, &target, call);
-                target.loaded.gate.after_pool(Outcome::of(
-                    started.elapsed(),
-                    matches!(result, Err(InvokeError::Timeout(_))),
-                ));
+                let result = this.run(&t2, &target, call);
+                target.loaded.gate.after_pool(outcome_of(started, &result));
                 result
             })
             .map_err(|_| RouteFailure {
@@ -566,19 +556,13 @@ impl Tenants {
 
     /// Runs one call on `target`'s version on the current thread. Never
     /// panics on guest behaviour.
-    fn run(
-        &self,
-        t: &Tenant,
-        slot: Slot,
-        target: &Target,
-        call: Call,
-    ) -> Result<Answer, InvokeError> {
+    fn run(&self, t: &Tenant, target: &Target, call: Call) -> Result<Answer, InvokeError> {
         t.invocations.fetch_add(1, Ordering::Relaxed);
         let settings = t.settings.load_full();
         let loaded = &target.loaded;
         // How many invocations one instance serves, and where instances
         // wait for reuse.
-        let (reuse, warm) = match slot {
+        let (reuse, warm) = match Slot::of(&call) {
             Slot::Helpers if target.shipped => (SHIPPED_HELPERS_REUSE, &t.warm_helpers),
             Slot::Helpers => (settings.warm_reuse, &t.warm_helpers),
             Slot::Dialplan => (settings.warm_reuse, &t.warm),
@@ -637,6 +621,15 @@ impl Tenants {
             Err(CallError::Invalid(e)) => Err(e),
         }
     }
+}
+
+/// How an invocation that started at `started` ended, for its version's
+/// [`InlineGate`](crate::inline::InlineGate).
+fn outcome_of(started: Instant, result: &Result<Answer, InvokeError>) -> Outcome {
+    Outcome::of(
+        started.elapsed(),
+        matches!(result, Err(InvokeError::Timeout(_))),
+    )
 }
 
 enum CallError {

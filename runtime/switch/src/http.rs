@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use dialtone_core::events::{Delivery, EventFilter, EventName};
 use dialtone_core::routing::{ChannelSnapshot, Direction};
-use dialtone_dialplan::{Loaded, Role};
+use dialtone_dialplan::{Loaded, Role, TenantInfo};
 use dialtone_http::http::{Handler, HandlerFuture, Request, Response};
 use dialtone_http::metrics::{Registry, TEXT_CONTENT_TYPE};
 
@@ -360,32 +360,35 @@ pub fn register_metrics(app: &Arc<App>, r: &Registry) {
             0.05, 0.1, 0.5, 1.0,
         ],
     );
-    let tenants = app.tenants.clone();
-    r.counter_fn(
-        "dialtone_dialplan_invocations_total",
-        "Dialplan invocations, by tenant.",
-        &["tenant"],
-        Box::new(move || {
-            tenants
-                .info()
-                .into_iter()
-                .map(|i| (vec![i.name], i.invocations as f64))
-                .collect()
-        }),
-    );
-    let tenants = app.tenants.clone();
-    r.counter_fn(
-        "dialtone_dialplan_inline_invocations_total",
-        "Dialplan invocations that ran on the signalling thread that asked instead of the guest pool (a version earns this by being quick), by tenant.",
-        &["tenant"],
-        Box::new(move || {
-            tenants
-                .info()
-                .into_iter()
-                .map(|i| (vec![i.name], i.inline_invocations as f64))
-                .collect()
-        }),
-    );
+    for (name, help, count) in [
+        (
+            "dialtone_dialplan_invocations_total",
+            "Dialplan invocations, by tenant.",
+            (|i| i.invocations) as fn(&TenantInfo) -> u64,
+        ),
+        (
+            "dialtone_dialplan_inline_invocations_total",
+            "Dialplan invocations that ran on the signalling thread that asked instead of the guest pool (a version earns this by being quick), by tenant.",
+            |i| i.inline_invocations,
+        ),
+    ] {
+        let tenants = app.tenants.clone();
+        r.counter_fn(
+            name,
+            help,
+            &["tenant"],
+            Box::new(move || {
+                tenants
+                    .info()
+                    .into_iter()
+                    .map(|i| {
+                        let n = count(&i) as f64;
+                        (vec![i.name], n)
+                    })
+                    .collect()
+            }),
+        );
+    }
     let failures = r.counter_vec(
         "dialtone_dialplan_failures_total",
         "Dialplan invocations that failed (traps, timeouts, memory, ...), by tenant and kind.",
