@@ -2,16 +2,10 @@
 
 use std::sync::Arc;
 
-use dialtone_core::events::{Delivery, Event, EventBus, EventFilter, EventName};
+use dialtone_core::events::{Event, EventBus, EventFilter, EventName, Tap};
 
 use crate::journal::Journal;
 use crate::record::{Cdr, Open};
-
-/// The bus writer's queue, in events. The writer only queues records for the
-/// journal's thread (it never waits on the disk), so it drains the queue as
-/// fast as the switch fills it; losing events would need this process to be
-/// stalled long enough for 65,536 channel creations and hangups to pile up.
-pub const BUS_QUEUE: usize = 65_536;
 
 impl Journal {
     /// Queues the record of a CHANNEL_CREATE (an open channel) or a
@@ -38,43 +32,25 @@ impl Journal {
     }
 }
 
-/// Subscribes to CHANNEL_CREATE and CHANNEL_HANGUP_COMPLETE (now, before it
-/// returns: every such event published after the call is seen) with a
-/// queue of [`BUS_QUEUE`] events, and spawns a task that feeds them to the
-/// journal ([`Journal::record_event`]). Must be called within a Tokio
-/// runtime. The task ends when the bus is gone and its queue is drained;
-/// it holds its `Arc<Journal>` until then, so at shutdown drop the bus and
-/// await the task (or call [`Journal::flush`]) to have every event's record
-/// committed.
-///
-/// If the bus reports lost events (its queue overflowed, see
-/// [`BUS_QUEUE`]), the task logs an error with their number: the CDRs of
-/// lost hangups are missing, and a channel whose hangup was lost stays open
-/// in the journal until the next start cuts it.
-pub fn spawn_bus_writer(bus: &EventBus, journal: Arc<Journal>) -> tokio::task::JoinHandle<()> {
-    let mut sub = bus.subscribe(
+/// Feeds the journal from the bus: a [`Tap`] on CHANNEL_CREATE,
+/// CHANNEL_BRIDGE and CHANNEL_HANGUP_COMPLETE that calls
+/// [`Journal::record_event`] in the publisher, in sequence order (it only
+/// queues for the journal's thread, so it never blocks a publisher). Every
+/// such event published after the call is recorded; none can be lost to a
+/// full queue. The tap holds an `Arc<Journal>` until it is removed or the
+/// bus is gone; at shutdown call [`Journal::flush`] to have every event's
+/// record committed.
+pub fn tap_bus(bus: &EventBus, journal: Arc<Journal>) -> Tap {
+    bus.tap(
         EventFilter::names([
             EventName::ChannelCreate,
             EventName::ChannelBridge,
             EventName::ChannelHangupComplete,
         ]),
-        BUS_QUEUE,
-    );
-    tokio::spawn(async move {
-        while let Some(d) = sub.recv().await {
-            match d {
-                Delivery::Event(ev) => {
-                    journal.record_event(&ev);
-                }
-                Delivery::Lost { count } => {
-                    tracing::error!(
-                        lost = count,
-                        "CDR writer lost channel events: their CDRs are missing or wrong"
-                    );
-                }
-            }
-        }
-    })
+        move |ev| {
+            journal.record_event(ev);
+        },
+    )
 }
 
 #[cfg(test)]
@@ -93,13 +69,13 @@ mod tests {
             .header("Tenant", "d.test")
     }
 
-    #[tokio::test]
-    async fn bus_events_become_committed_cdrs() {
+    #[test]
+    fn bus_events_become_committed_cdrs() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(&dir.path().join("cdr.redb")).unwrap();
         let journal = Arc::new(journal);
         let bus = EventBus::new();
-        let task = spawn_bus_writer(&bus, Arc::clone(&journal));
+        let tap = tap_bus(&bus, Arc::clone(&journal));
 
         let create_a = channel_event(EventName::ChannelCreate, "a");
         let a_created = create_a.timestamp_us;
@@ -115,10 +91,8 @@ mod tests {
                 .variable("hangup_cause_q850", "16")
                 .variable("sip_term_status", "200"),
         );
-        // The bus gone, the writer drains its queue and ends: everything
-        // published is queued for the journal.
-        drop(bus);
-        task.await.unwrap();
+        // Recorded by the publisher: everything published is queued for
+        // the journal already.
         journal.flush().unwrap();
 
         let cdrs = journal.list(0, 10).unwrap();
@@ -139,5 +113,17 @@ mod tests {
         let stats = journal.stats();
         // b is still up.
         assert_eq!((stats.cdrs, stats.open_channels, stats.queued), (1, 1, 0));
+
+        // Removed with its Tap: later events are not recorded.
+        drop(tap);
+        bus.publish(
+            channel_event(EventName::ChannelHangupComplete, "b")
+                .header("Hangup-Cause", "NORMAL_CLEARING")
+                .variable("duration", "0")
+                .variable("billsec", "0"),
+        );
+        journal.flush().unwrap();
+        assert_eq!(journal.stats().cdrs, 1);
+        assert_eq!(journal.list(0, 10).unwrap().len(), 1);
     }
 }

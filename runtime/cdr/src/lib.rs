@@ -13,8 +13,8 @@
 //!   thread, crash recovery, reading ([`Journal::list`]) and export
 //!   ([`Journal::export_jsonl`]), and an optional JSON-lines copy
 //!   ([`JournalOptions::jsonl`]);
-//! * the bus writer ([`spawn_bus_writer`]), which feeds the journal from the
-//!   switch's [`EventBus`](dialtone_core::events::EventBus).
+//! * the bus tap ([`tap_bus`]), which feeds the journal from the switch's
+//!   [`EventBus`](dialtone_core::events::EventBus), in the publisher.
 //!
 //! It does not compute the times or causes: the switch puts them on its
 //! events, and this crate reads them.
@@ -87,6 +87,6 @@ mod bus;
 mod journal;
 mod record;
 
-pub use bus::{spawn_bus_writer, BUS_QUEUE};
+pub use bus::tap_bus;
 pub use journal::{Error, Journal, JournalOptions, JournalStats, Result, COMMIT_WINDOW};
 pub use record::{Cdr, Open, RtpStats, CRASH_CAUSE};

@@ -44,6 +44,17 @@
 //! Dropping a [`Subscription`] unsubscribes it. When the last [`EventBus`]
 //! handle is dropped, subscriptions drain what is queued and then
 //! [`Subscription::recv`] returns `None`.
+//!
+//! # Taps
+//!
+//! A consumer that only counts or hands the event on without waiting (the
+//! metrics, the CDR journal's queue) registers a [`Tap`] with
+//! [`EventBus::tap`] instead: a function the publisher calls with the event,
+//! under the publish lock (so taps too see events in sequence order),
+//! before the event is queued for subscribers. A tap has no queue, so it
+//! loses nothing and costs no task wake-up per event; in return it must
+//! never block or publish. A tap that panics is logged and the event goes
+//! on to the others.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
@@ -581,7 +592,7 @@ pub enum TryRecvError {
 pub struct BusStats {
     /// Events published since the bus was created.
     pub published: u64,
-    /// Live subscriptions.
+    /// Live subscriptions and taps.
     pub subscribers: usize,
     /// Deliveries dropped on full queues, summed over all subscribers.
     pub dropped: u64,
@@ -601,8 +612,13 @@ struct Queue {
     closed: bool,
 }
 
+/// A tap's function (see [`EventBus::tap`]).
+type TapFn = Box<dyn Fn(&Event) + Send + Sync>;
+
 struct SubShared {
     id: u64,
+    /// A tap's function: called by the publisher; the queue is unused.
+    tap: Option<TapFn>,
     capacity: usize,
     filter: ArcSwap<EventFilter>,
     queue: Mutex<Queue>,
@@ -727,9 +743,26 @@ impl EventBus {
             let _order = inner.publish_lock.lock();
             seq = inner.sequence.fetch_add(1, Ordering::Relaxed) + 1;
             event.sequence = seq;
-            let event = Arc::new(event);
             for sub in subs.iter() {
-                if !sub.filter.load().matches(&event) {
+                if let Some(tap) = &sub.tap {
+                    if sub.filter.load().matches(&event) {
+                        call_tap(tap, &event);
+                    }
+                }
+            }
+            // Wrapped only once a queue takes it.
+            let mut shared: Option<Arc<Event>> = None;
+            let mut event = Some(event);
+            for sub in subs.iter() {
+                if sub.tap.is_some() {
+                    continue;
+                }
+                let ev: &Event = match (&shared, &event) {
+                    (Some(a), _) => a,
+                    (None, Some(e)) => e,
+                    (None, None) => unreachable!("the event is owned or shared"),
+                };
+                if !sub.filter.load().matches(ev) {
                     continue;
                 }
                 let mut q = sub.queue.lock();
@@ -742,9 +775,11 @@ impl EventBus {
                 }
                 let idle = q.slots.is_empty() && q.pending_lost == 0;
                 let lost_before = std::mem::take(&mut q.pending_lost);
+                let event =
+                    shared.get_or_insert_with(|| Arc::new(event.take().expect("not yet shared")));
                 q.slots.push_back(Slot {
                     lost_before,
-                    event: Arc::clone(&event),
+                    event: Arc::clone(event),
                 });
                 drop(q);
                 if idle {
@@ -763,16 +798,28 @@ impl EventBus {
         seq
     }
 
-    /// Subscribes with a filter and a queue of `capacity` events (at least
-    /// 1). The subscription sees events published after this call.
-    pub fn subscribe(&self, filter: EventFilter, capacity: usize) -> Subscription {
-        let capacity = capacity.max(1);
+    /// Registers a tap: `f` is called with every event published from now
+    /// on that `filter` matches, by the publisher, in sequence order, while
+    /// the bus's publish lock is held (see the module docs). `f` must not
+    /// block, wait on a lock that a publisher may hold, or publish. The
+    /// tap is removed when the returned [`Tap`] is dropped, unless it is
+    /// [`Tap::detach`]ed.
+    pub fn tap(&self, filter: EventFilter, f: impl Fn(&Event) + Send + Sync + 'static) -> Tap {
+        let shared = self.add(filter, 1, Some(Box::new(f)));
+        Tap {
+            bus: Arc::downgrade(&self.inner),
+            shared: Some(shared),
+        }
+    }
+
+    fn add(&self, filter: EventFilter, capacity: usize, tap: Option<TapFn>) -> Arc<SubShared> {
         let shared = Arc::new(SubShared {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            tap,
             capacity,
             filter: ArcSwap::from_pointee(filter),
             queue: Mutex::new(Queue {
-                slots: VecDeque::with_capacity(capacity.min(1024)),
+                slots: VecDeque::with_capacity(if capacity > 1 { capacity.min(1024) } else { 0 }),
                 pending_lost: 0,
                 lost_total: 0,
                 closed: false,
@@ -780,12 +827,17 @@ impl EventBus {
             notify: Notify::new(),
             wake: AtomicBool::new(false),
         });
-        {
-            let _w = self.inner.subscribe_lock.lock();
-            let mut list: SubList = (**self.inner.subscribers.load()).clone();
-            list.push(Arc::clone(&shared));
-            self.inner.subscribers.store(Arc::new(list));
-        }
+        let _w = self.inner.subscribe_lock.lock();
+        let mut list: SubList = (**self.inner.subscribers.load()).clone();
+        list.push(Arc::clone(&shared));
+        self.inner.subscribers.store(Arc::new(list));
+        shared
+    }
+
+    /// Subscribes with a filter and a queue of `capacity` events (at least
+    /// 1). The subscription sees events published after this call.
+    pub fn subscribe(&self, filter: EventFilter, capacity: usize) -> Subscription {
+        let shared = self.add(filter, capacity.max(1), None);
         Subscription {
             bus: Arc::downgrade(&self.inner),
             shared,
@@ -900,16 +952,59 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let Some(bus) = self.bus.upgrade() else {
-            return;
-        };
-        let _w = bus.subscribe_lock.lock();
-        let current = bus.subscribers.load();
-        let list: SubList = current
-            .iter()
-            .filter(|s| !Arc::ptr_eq(s, &self.shared))
-            .cloned()
-            .collect();
-        bus.subscribers.store(Arc::new(list));
+        remove(&self.bus, &self.shared);
+    }
+}
+
+/// Takes `shared` out of the bus's list, if the bus is still there.
+fn remove(bus: &Weak<BusInner>, shared: &Arc<SubShared>) {
+    let Some(bus) = bus.upgrade() else {
+        return;
+    };
+    let _w = bus.subscribe_lock.lock();
+    let current = bus.subscribers.load();
+    let list: SubList = current
+        .iter()
+        .filter(|s| !Arc::ptr_eq(s, shared))
+        .cloned()
+        .collect();
+    bus.subscribers.store(Arc::new(list));
+}
+
+/// Calls a tap, containing a panic (logged; the publisher goes on).
+fn call_tap(tap: &TapFn, event: &Event) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tap(event)));
+    if r.is_err() {
+        tracing::error!(event = event.name.as_str(), "an event tap panicked");
+    }
+}
+
+/// A tap on the bus ([`EventBus::tap`]). Dropping it removes the tap.
+#[must_use = "dropping a Tap removes it; call detach() to keep it for the bus's life"]
+pub struct Tap {
+    bus: Weak<BusInner>,
+    shared: Option<Arc<SubShared>>,
+}
+
+impl Tap {
+    /// Keeps the tap for as long as the bus lives.
+    pub fn detach(mut self) {
+        self.shared = None;
+    }
+}
+
+impl fmt::Debug for Tap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tap")
+            .field("id", &self.shared.as_ref().map(|s| s.id))
+            .finish()
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            remove(&self.bus, shared);
+        }
     }
 }

@@ -568,3 +568,111 @@ fn shared_channel_variables_read_and_serialize_as_headers() {
     // Shared, not copied.
     assert!(Arc::ptr_eq(ev.variables.as_ref().unwrap(), &vars));
 }
+
+#[test]
+fn taps_see_matching_events_in_sequence_order_from_every_publisher() {
+    const THREADS: u64 = 4;
+    const PER: u64 = 5_000;
+    let bus = EventBus::new();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let tap = bus.tap(EventFilter::names([EventName::Dtmf]), move |ev| {
+        s.lock().push(ev.sequence)
+    });
+    // A queue subscriber beside the tap gets the same events.
+    let mut sub = bus.subscribe(EventFilter::all(), (2 * THREADS * PER) as usize);
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let bus = bus.clone();
+            std::thread::spawn(move || {
+                for _ in 0..PER {
+                    bus.publish(Event::new(EventName::Dtmf));
+                    // Not matched by the tap's filter.
+                    bus.publish(Event::new(EventName::Heartbeat));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let dtmf: Vec<u64> = drain(&mut sub)
+        .iter()
+        .filter_map(|d| match d {
+            Delivery::Event(e) if e.name == EventName::Dtmf => Some(e.sequence),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dtmf.len() as u64, THREADS * PER);
+    assert_eq!(*seen.lock(), dtmf, "the tap saw the DTMF events, in order");
+    let s = bus.stats();
+    assert_eq!(
+        (s.published, s.subscribers, s.dropped),
+        (2 * THREADS * PER, 2, 0)
+    );
+    drop(tap);
+    assert_eq!(bus.stats().subscribers, 1);
+}
+
+#[test]
+fn a_dropped_tap_is_removed_and_a_detached_one_stays() {
+    let bus = EventBus::new();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let kept = Arc::new(AtomicU64::new(0));
+    let d = Arc::clone(&dropped);
+    let tap = bus.tap(EventFilter::all(), move |_| {
+        d.fetch_add(1, Ordering::Relaxed);
+    });
+    let k = Arc::clone(&kept);
+    bus.tap(EventFilter::all(), move |_| {
+        k.fetch_add(1, Ordering::Relaxed);
+    })
+    .detach();
+    bus.publish(Event::new(EventName::Heartbeat));
+    drop(tap);
+    bus.publish(Event::new(EventName::Heartbeat));
+    assert_eq!(dropped.load(Ordering::Relaxed), 1);
+    assert_eq!(kept.load(Ordering::Relaxed), 2);
+    assert_eq!(bus.stats().subscribers, 1);
+}
+
+#[test]
+fn a_panicking_tap_costs_the_others_nothing() {
+    let bus = EventBus::new();
+    let counted = Arc::new(AtomicU64::new(0));
+    bus.tap(EventFilter::all(), |_| panic!("a broken tap"))
+        .detach();
+    let c = Arc::clone(&counted);
+    bus.tap(EventFilter::all(), move |_| {
+        c.fetch_add(1, Ordering::Relaxed);
+    })
+    .detach();
+    let mut sub = bus.subscribe(EventFilter::all(), 4);
+    assert_eq!(bus.publish(Event::new(EventName::Heartbeat)), 1);
+    assert_eq!(bus.publish(Event::new(EventName::Heartbeat)), 2);
+    assert_eq!(counted.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        drain(&mut sub).iter().map(seq_of).collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+#[test]
+fn publish_named_builds_for_a_tap_that_wants_the_name_only() {
+    let bus = EventBus::new();
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = Arc::clone(&seen);
+    bus.tap(EventFilter::names([EventName::ChannelCreate]), move |_| {
+        s.fetch_add(1, Ordering::Relaxed);
+    })
+    .detach();
+    let built = std::cell::Cell::new(0);
+    let build = |name| {
+        built.set(built.get() + 1);
+        Event::new(name)
+    };
+    bus.publish_named(EventName::ChannelState, || build(EventName::ChannelState));
+    assert_eq!((built.get(), seen.load(Ordering::Relaxed)), (0, 0));
+    bus.publish_named(EventName::ChannelCreate, || build(EventName::ChannelCreate));
+    assert_eq!((built.get(), seen.load(Ordering::Relaxed)), (1, 1));
+}

@@ -42,7 +42,7 @@ pub async fn start(app: &Arc<App>, logs: LogHub) -> anyhow::Result<Control> {
         );
     }
     let journal = Arc::new(journal);
-    dialtone_cdr::spawn_bus_writer(&app.events, journal.clone());
+    dialtone_cdr::tap_bus(&app.events, journal.clone()).detach();
 
     // HEARTBEAT.
     if c.heartbeat_s > 0 {

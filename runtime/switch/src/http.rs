@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use dialtone_core::events::{Delivery, EventFilter, EventName};
+use dialtone_core::events::{EventFilter, EventName};
 use dialtone_core::routing::{ChannelSnapshot, Direction};
 use dialtone_dialplan::{Loaded, Role, TenantInfo};
 use dialtone_http::http::{Handler, HandlerFuture, Request, Response};
@@ -495,15 +495,13 @@ pub fn register_metrics(app: &Arc<App>, r: &Registry) {
         route.with(&[tenant]).observe_duration(took);
     }));
 
-    let mut sub = app.events.subscribe(
-        EventFilter::names([EventName::ChannelCreate, EventName::ChannelHangupComplete])
-            .with_subclass("dialtone::dialplan_failure"),
-        65_536,
-    );
-    tokio::spawn(async move {
-        while let Some(d) = sub.recv().await {
-            let Delivery::Event(ev) = d else { continue };
-            match ev.name {
+    // A tap: counted by the publisher, no queue and no task wake-up per
+    // event.
+    app.events
+        .tap(
+            EventFilter::names([EventName::ChannelCreate, EventName::ChannelHangupComplete])
+                .with_subclass("dialtone::dialplan_failure"),
+            move |ev| match ev.name {
                 EventName::ChannelCreate => {
                     calls
                         .with(&[
@@ -532,7 +530,7 @@ pub fn register_metrics(app: &Arc<App>, r: &Registry) {
                         .inc();
                 }
                 _ => {}
-            }
-        }
-    });
+            },
+        )
+        .detach();
 }
