@@ -227,6 +227,19 @@ impl Channel {
         }
     }
 
+    /// Sets several variables at once (each replacing an earlier value),
+    /// taking the strings as they are: one copy-on-write of the shared list
+    /// for all of them, and no copy of the names or values.
+    pub fn set_vars(&mut self, new: impl IntoIterator<Item = (String, String)>) {
+        let vars = Arc::make_mut(&mut self.variables);
+        for (name, value) in new {
+            match vars.iter_mut().find(|(k, _)| *k == name) {
+                Some(slot) => slot.1 = value,
+                None => vars.push((name, value)),
+            }
+        }
+    }
+
     /// Removes a variable.
     pub fn unset_var(&mut self, name: &str) {
         if self.variables.iter().any(|(k, _)| k == name) {
@@ -417,6 +430,12 @@ mod tests {
         c.unset_var("x");
         assert!(c.var("x").is_none());
         c.set_var("hangup_after_bridge", "TRUE");
+        c.set_vars([
+            ("y".to_string(), "3".to_string()),
+            ("z".to_string(), "4".to_string()),
+        ]);
+        assert_eq!((c.var("y"), c.var("z")), (Some("3"), Some("4")));
+        assert_eq!(c.variables.iter().filter(|(k, _)| k == "y").count(), 1);
         assert!(c.var_true("hangup_after_bridge"));
         assert_eq!(c.var("domain"), Some("a.test"));
     }

@@ -2008,22 +2008,23 @@ impl Runner {
         if !self.remote_gone {
             self.remote.control.hangup(cause);
         }
-        if let Some(m) = self.remote.control.media() {
-            for (k, v) in m.report() {
-                self.chan.set_var(&k, &v);
-            }
-        }
+        // The leg's media report and its times and cause, in one update.
+        let mut vars = self
+            .remote
+            .control
+            .media()
+            .map(|m| m.report())
+            .unwrap_or_default();
         let uepoch = |t: SystemTime| {
             t.duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_micros().to_string())
                 .unwrap_or_default()
         };
-        self.chan
-            .set_var("start_uepoch", &uepoch(self.chan.created));
+        vars.push(("start_uepoch".into(), uepoch(self.chan.created)));
         if let Some(a) = self.chan.answered {
-            self.chan.set_var("answer_uepoch", &uepoch(a));
+            vars.push(("answer_uepoch".into(), uepoch(a)));
         }
-        self.chan.set_var("end_uepoch", &uepoch(SystemTime::now()));
+        vars.push(("end_uepoch".into(), uepoch(SystemTime::now())));
         if self.chan.endpoint == "sofia" && self.chan.var("sip_term_status").is_none() {
             // The SIP status that ended the leg: 200 for an answered call,
             // else the cause's SIP mapping.
@@ -2032,13 +2033,13 @@ impl Runner {
             } else {
                 cause.to_sip()
             };
-            self.chan.set_var("sip_term_status", &code.to_string());
+            vars.push(("sip_term_status".into(), code.to_string()));
         }
+        vars.push(("hangup_cause".into(), cause.name().into()));
+        vars.push(("hangup_cause_q850".into(), cause.code().to_string()));
+        self.chan.set_vars(vars);
         self.chan.hangup_cause = Some(cause);
         self.chan.call_state = CallState::Hangup;
-        self.chan.set_var("hangup_cause", cause.name());
-        self.chan
-            .set_var("hangup_cause_q850", &cause.code().to_string());
         self.state(ChannelState::Hangup);
         self.switch
             .events
