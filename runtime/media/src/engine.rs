@@ -136,8 +136,9 @@ pub(crate) struct LegIo {
     pub(crate) carried: Option<Box<crate::worker::Carried>>,
     /// Taken by the drop.
     lease: Option<PortLease>,
-    /// The sockets are in no epoll set (a worker removed them): the drop
-    /// may park them for reuse instead of closing them.
+    /// The sockets are in no epoll set but `watched_by`'s (a worker removed
+    /// them, or none took them yet): the drop may park them for reuse
+    /// instead of closing them.
     pub(crate) parkable: bool,
 }
 
@@ -583,7 +584,10 @@ impl MediaEngine {
             stats: Arc::clone(&stats),
             carried: None,
             lease: Some(lease),
-            parkable: false,
+            // In no epoll set but the one `watched_by` names, which parking
+            // keeps: a leg that ends before a worker takes it (a short
+            // call under load) parks its pair too.
+            parkable: true,
         };
         if watched_by.is_some_and(|w| w != worker) {
             // Parked by another worker: out of its set before it goes to
@@ -876,13 +880,17 @@ impl MediaEngine {
             }
         }
         // The workers closed what they held; close what was on its way to
-        // one.
-        let parked: Vec<LegIo> = lock(&self.shared.registry)
+        // one (not parked: nothing will reuse it).
+        let closing: Vec<LegIo> = lock(&self.shared.registry)
             .legs
             .values_mut()
             .filter_map(|d| d.transit.take())
+            .map(|mut io| {
+                io.parkable = false;
+                io
+            })
             .collect();
-        drop(parked);
+        drop(closing);
     }
 }
 

@@ -19,8 +19,11 @@
 //! four system calls per socket (socket, bind, two setsockopt) and the
 //! close. A parked pair still belongs to the pool (nobody else can bind it)
 //! but does not count as in use. At most [`PortAllocator::park_capacity`]
-//! pairs are parked (an eighth of the process's file descriptor limit,
-//! at most [`PARK_MAX`]); surplus ones are closed, and a parked pair is
+//! pairs are parked (half the pool's share of the file descriptors,
+//! [`PortAllocator::open_cap`], at most [`PARK_MAX`]: a pair parks for at
+//! least [`PARK_QUARANTINE`], so a switch that starts `r` calls per second
+//! with two SIP legs needs `r / 2` of them, 2500 at 5000 calls/s); surplus
+//! ones are closed, and a parked pair is
 //! never kept longer than [`PARK_MAX_AGE`]: allocations and parkings close
 //! older ones, and so does [`PortAllocator::trim`], which the switch calls
 //! twice a second, so an idle switch holds no parked socket for long.
@@ -190,7 +193,10 @@ impl PortAllocator {
                 in_use: AtomicUsize::new(0),
                 open_cap: limit.saturating_sub(fd_reserve(limit)) / 2,
                 fd_reserve: fd_reserve(limit),
-                park_capacity: (limit / 8).min(PARK_MAX),
+                // Parked pairs count in the share, and an allocation at the
+                // share takes a parked pair: parking half of it starves no
+                // call of a port.
+                park_capacity: (limit.saturating_sub(fd_reserve(limit)) / 4).min(PARK_MAX),
                 quarantine: PARK_QUARANTINE,
                 state: Mutex::new(PoolState {
                     used: vec![false; pairs],

@@ -677,3 +677,23 @@ fn a_parked_pair_moves_to_another_worker_when_its_own_has_none() {
     drop((b, c));
     wait_ports_free(&engine);
 }
+
+#[test]
+fn legs_released_before_a_worker_takes_them_park_their_pairs() {
+    // Short calls under load end before a worker has taken their legs:
+    // their pairs park for the next calls like any other.
+    let engine = engine(23800, 23999, 1);
+    for _ in 0..40 {
+        let leg = engine.allocate().unwrap();
+        engine.release(leg);
+    }
+    wait_ports_free(&engine);
+    assert_eq!(engine.ports_parked(), 40);
+    assert_eq!(engine.legs(), 0);
+    // At shutdown what is on its way to a worker is closed, not parked.
+    let leg = engine.allocate().unwrap();
+    let addr = leg.rtp_addr();
+    engine.shutdown();
+    drop(leg);
+    assert!(UdpSocket::bind(addr).is_ok(), "closed at shutdown");
+}
