@@ -752,16 +752,15 @@ impl EventBus {
             }
             // Wrapped only once a queue takes it.
             let mut shared: Option<Arc<Event>> = None;
-            let mut event = Some(event);
+            let mut owned = Some(event);
             for sub in subs.iter() {
                 if sub.tap.is_some() {
                     continue;
                 }
-                let ev: &Event = match (&shared, &event) {
-                    (Some(a), _) => a,
-                    (None, Some(e)) => e,
-                    (None, None) => unreachable!("the event is owned or shared"),
-                };
+                let ev = shared
+                    .as_deref()
+                    .or(owned.as_ref())
+                    .expect("owned or shared");
                 if !sub.filter.load().matches(ev) {
                     continue;
                 }
@@ -776,7 +775,7 @@ impl EventBus {
                 let idle = q.slots.is_empty() && q.pending_lost == 0;
                 let lost_before = std::mem::take(&mut q.pending_lost);
                 let event =
-                    shared.get_or_insert_with(|| Arc::new(event.take().expect("not yet shared")));
+                    shared.get_or_insert_with(|| Arc::new(owned.take().expect("not yet shared")));
                 q.slots.push_back(Slot {
                     lost_before,
                     event: Arc::clone(event),
