@@ -3,8 +3,8 @@
 //! Every channel state change, answer, bridge, hangup, DTMF, background job
 //! and dialplan load/swap/trap is published here as an [`Event`] whose names
 //! and header names follow FreeSWITCH, so that the event socket (ESL
-//! compatible), the CDR writer and the metrics can all subscribe to the same
-//! stream. This module owns the event type, the names, the bus, subscription
+//! compatible), the CDR journal and the metrics can all follow the same
+//! stream (the last two as taps, see below). This module owns the event type, the names, the bus, subscription
 //! filters and the delivery/overflow policy. It never formats events for the
 //! wire and never touches a socket.
 //!

@@ -781,8 +781,9 @@ fn metrics_pass_promtool_and_count_calls() {
         echo_call_completes(&sw, &format!("{i} calls"));
     }
     // Counters follow the events: wait for the CDRs, then for the counters.
-    // The CDR writer and the metrics task are two subscribers of
-    // CHANNEL_HANGUP_COMPLETE; either may see it first: wait for both.
+    // The CDR journal and the metrics are two taps on
+    // CHANNEL_HANGUP_COMPLETE; the journal commits in its own time: wait
+    // for both.
     wait_for_cdrs(&sw, "9196", CALLS);
     let hangups_before = sample(
         &before,
