@@ -812,13 +812,15 @@ impl EventBus {
     }
 
     fn add(&self, filter: EventFilter, capacity: usize, tap: Option<TapFn>) -> Arc<SubShared> {
+        // A tap never queues.
+        let slots = if tap.is_some() { 0 } else { capacity.min(1024) };
         let shared = Arc::new(SubShared {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             tap,
             capacity,
             filter: ArcSwap::from_pointee(filter),
             queue: Mutex::new(Queue {
-                slots: VecDeque::with_capacity(if capacity > 1 { capacity.min(1024) } else { 0 }),
+                slots: VecDeque::with_capacity(slots),
                 pending_lost: 0,
                 lost_total: 0,
                 closed: false,

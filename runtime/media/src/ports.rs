@@ -183,6 +183,7 @@ impl PortAllocator {
         }
         let pairs = ((last - i64::from(first)) / 2 + 1) as usize;
         let limit = nofile_limit();
+        let open_cap = limit.saturating_sub(fd_reserve(limit)) / 2;
         Ok(PortAllocator {
             inner: Arc::new(Pool {
                 ip,
@@ -191,12 +192,12 @@ impl PortAllocator {
                 first: first as u16,
                 pairs,
                 in_use: AtomicUsize::new(0),
-                open_cap: limit.saturating_sub(fd_reserve(limit)) / 2,
+                open_cap,
                 fd_reserve: fd_reserve(limit),
                 // Parked pairs count in the share, and an allocation at the
                 // share takes a parked pair: parking half of it starves no
                 // call of a port.
-                park_capacity: (limit.saturating_sub(fd_reserve(limit)) / 4).min(PARK_MAX),
+                park_capacity: (open_cap / 2).min(PARK_MAX),
                 quarantine: PARK_QUARANTINE,
                 state: Mutex::new(PoolState {
                     used: vec![false; pairs],
