@@ -1,18 +1,16 @@
 //! The CDR journal under a switch's load, without the switch: CALLS calls
 //! (default 30000) at RATE calls/s (default 2000), each two channels that
-//! open, bridge each other and close 30 ms later, the way the SIP
-//! benchmark's calls reach the journal. Prints the writer thread's CPU per
-//! CDR (from /proc, Linux only) and the journal's counters.
+//! open, bridge each other and close CALL_MS later (default 30, a multiple
+//! of 10), the way the SIP benchmark's calls reach the journal. Prints the
+//! writer thread's CPU per CDR (from /proc, Linux only) and the journal's
+//! counters.
 //!
-//! `cargo run --release -p dialtone-cdr --example journal_load -- 30000 2000`
+//! `cargo run --release -p dialtone-cdr --example journal_load -- 30000 2000 30`
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dialtone_cdr::{Cdr, Journal, JournalOptions, Open};
-
-/// How long a call lasts, in 10 ms ticks.
-const CALL_TICKS: usize = 3;
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -85,6 +83,8 @@ fn main() {
     };
     let calls = arg(1, 30_000);
     let rate = arg(2, 2000).max(100);
+    // How long a call lasts, in 10 ms ticks.
+    let call_ticks = arg(3, 30) / 10;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let options = JournalOptions {
         jsonl: Some(dir.path().join("cdr.jsonl")),
@@ -112,7 +112,7 @@ fn main() {
         if !batch.is_empty() {
             live.push_back(batch);
         }
-        if live.len() > CALL_TICKS || started >= calls {
+        if live.len() > call_ticks || started >= calls {
             for (a, b) in live.pop_front().unwrap_or_default() {
                 close(&j, &a, &b, "inbound");
                 close(&j, &b, &a, "outbound");
@@ -127,7 +127,8 @@ fn main() {
     let cpu_us = (writer_ticks() - t0) as f64 * 1e6 / 100.0;
     let cdrs = 2 * calls;
     println!(
-        "{{\"bench\":\"cdr_journal\",\"calls\":{calls},\"rate\":{rate},\"cdrs\":{cdrs},\"wall_s\":{:.1},\"writer_cpu_ms\":{:.0},\"writer_cpu_us_per_cdr\":{:.1},\"commits\":{}}}",
+        "{{\"bench\":\"cdr_journal\",\"calls\":{calls},\"rate\":{rate},\"call_ms\":{},\"cdrs\":{cdrs},\"wall_s\":{:.1},\"writer_cpu_ms\":{:.0},\"writer_cpu_us_per_cdr\":{:.1},\"commits\":{}}}",
+        call_ticks * 10,
         start.elapsed().as_secs_f64(),
         cpu_us / 1000.0,
         cpu_us / cdrs.max(1) as f64,

@@ -358,6 +358,7 @@ impl Journal {
             next_seq,
             last_commit: None,
             pending: Vec::new(),
+            carried: 0,
             waiters: Vec::new(),
             jsonl,
             lines: Vec::new(),
@@ -588,6 +589,10 @@ struct Writer {
     last_commit: Option<Instant>,
     /// Opens and closes not committed yet, in arrival order.
     pending: Vec<Op>,
+    /// How many ops at the front of `pending` are opens the previous
+    /// commit held back ([`Writer::write`]): the next commit writes them
+    /// if their channels are still up.
+    carried: usize,
     /// Flushes waiting for `pending` to commit.
     waiters: Vec<SyncSender<Result<(), String>>>,
     jsonl: Option<JsonlSink>,
@@ -615,7 +620,10 @@ impl Writer {
     }
 
     fn wait(&self) -> Wake {
-        let timeout = if !self.pending.is_empty() {
+        let timeout = if !self.pending.is_empty() && self.carried == self.pending.len() {
+            // Only held-back opens: written one window on.
+            Some(COMMIT_WINDOW)
+        } else if !self.pending.is_empty() {
             Some(RETRY)
         } else if self.counters.open_channels.load(Ordering::Relaxed) > 0 {
             Some(self.heartbeat)
@@ -681,7 +689,9 @@ impl Writer {
                 self.finish();
                 return;
             }
-            self.commit();
+            // A flush wants everything queued before it in the journal.
+            let hold_back = self.waiters.is_empty();
+            self.commit(hold_back);
         }
     }
 
@@ -695,7 +705,7 @@ impl Writer {
             if attempt > 0 {
                 std::thread::sleep(COMMIT_WINDOW);
             }
-            if self.commit() {
+            if self.commit(false) {
                 return;
             }
         }
@@ -705,28 +715,37 @@ impl Writer {
         );
     }
 
-    /// Commits `pending` in one transaction; tells the waiters.
-    fn commit(&mut self) -> bool {
-        let result = self.write();
+    /// Commits `pending` in one transaction; tells the waiters. With
+    /// `hold_back`, the opens that arrived since the last commit and are
+    /// still open stay queued for the next one ([`Writer::write`]).
+    fn commit(&mut self, hold_back: bool) -> bool {
+        let result = self.write(hold_back);
         self.last_commit = Some(Instant::now());
         match result {
-            Ok(open_channels) => {
+            Ok((open_channels, held)) => {
                 let ops = std::mem::take(&mut self.pending);
-                let closes: Vec<&Cdr> = ops
-                    .iter()
-                    .filter_map(|op| match op {
-                        Op::Close(c) => Some(&**c),
-                        Op::Open(_) | Op::Bridge(_) => None,
-                    })
-                    .collect();
+                let committed = ops.len() - held.len();
+                // The held-back opens (indices ascending) go back to the
+                // front of the queue, in their order; the rest is done.
+                let mut cdrs = 0usize;
+                let mut held_at = held.iter().peekable();
+                for (i, op) in ops.into_iter().enumerate() {
+                    if held_at.next_if_eq(&&i).is_some() {
+                        self.pending.push(op);
+                    } else if matches!(op, Op::Close(_)) {
+                        cdrs += 1;
+                    }
+                }
+                self.carried = held.len();
                 let c = &self.counters;
                 c.commits.fetch_add(1, Ordering::Relaxed);
-                c.cdrs.fetch_add(closes.len() as u64, Ordering::Relaxed);
+                c.cdrs.fetch_add(cdrs as u64, Ordering::Relaxed);
                 c.open_channels.store(open_channels, Ordering::Relaxed);
-                c.queued.fetch_sub(ops.len() as u64, Ordering::Relaxed);
+                c.queued.fetch_sub(committed as u64, Ordering::Relaxed);
                 tracing::debug!(
-                    records = ops.len(),
-                    cdrs = closes.len(),
+                    records = committed,
+                    held_back = held.len(),
+                    cdrs,
                     open_channels,
                     "CDR journal commit"
                 );
@@ -750,20 +769,30 @@ impl Writer {
     }
 
     /// The transaction: opens inserted, closes appended with the next seqs
-    /// and their opens removed, the commit time. Returns the open count.
+    /// and their opens removed, the commit time. Returns the open count
+    /// and the indices (ascending) of the opens held back.
     ///
-    /// A channel that opens and closes within one batch (most calls, at
-    /// one commit per [`COMMIT_WINDOW`]) never touches the open table: its
-    /// open record only lends the CDR its start, and a bridge of a channel
-    /// opened in the batch is applied to the record before it is written.
+    /// A channel that opens and closes within one batch never touches the
+    /// open table: its open record only lends the CDR its start, and a
+    /// bridge of a channel opened in the batch is applied to the record
+    /// before it is written. With `hold_back`, an open that arrived in
+    /// this batch (not one held back already) and is still open is not
+    /// written either: it waits, its bridges applied, for the next commit,
+    /// one window on. Most calls are shorter than that, so the open table
+    /// sees only the channels that outlive it, and under load (when calls
+    /// last longer because everything is queued longer) the writer does
+    /// not start paying an insert and a delete per channel. A crash thus
+    /// cuts the channels up for more than about two windows (200 ms) at
+    /// the time, not one.
     /// The CDRs' JSON lines go into `lines`, then into `cdr_rows` (one
     /// row, or more past [`ROW_MAX`]) and the JSON-lines copy.
-    fn write(&mut self) -> Result<u64> {
+    fn write(&mut self, hold_back: bool) -> Result<(u64, Vec<usize>)> {
         let plan = plan(&self.pending);
         let mut w = self.db.begin_write()?;
         w.set_durability(Durability::Immediate);
         let mut seq = self.next_seq;
         let open_channels;
+        let mut held = Vec::new();
         self.lines.clear();
         {
             let mut rows = w.open_table(ROWS)?;
@@ -773,13 +802,20 @@ impl Writer {
                 match step {
                     Step::Skip => {}
                     Step::Insert { other } => {
-                        let Op::Open(o) = &self.pending[i] else {
-                            continue;
-                        };
                         let other = other.and_then(|b| match &self.pending[b] {
                             Op::Bridge(b) => Some(b.1.clone()),
                             _ => None,
                         });
+                        let Op::Open(o) = &mut self.pending[i] else {
+                            continue;
+                        };
+                        if hold_back && i >= self.carried {
+                            if other.is_some() {
+                                o.other_leg_uuid = other;
+                            }
+                            held.push(i);
+                            continue;
+                        }
                         let bytes = match other {
                             None => to_json(&**o)?,
                             Some(other) => to_json(&Open {
@@ -819,11 +855,11 @@ impl Writer {
             }
             insert_rows(&mut rows, self.next_seq, &self.lines)?;
             meta.insert(LAST_COMMIT_US, now_us())?;
-            open_channels = open.len()?;
+            open_channels = open.len()? + held.len() as u64;
         }
         w.commit()?;
         self.next_seq = seq;
-        Ok(open_channels)
+        Ok((open_channels, held))
     }
 }
 
@@ -1014,6 +1050,119 @@ mod tests {
         j.flush().unwrap();
         assert_eq!(all(&j).len(), 100);
         assert_eq!(j.stats().open_channels, 0);
+    }
+
+    /// The uuids in the `open` table and the other legs they name.
+    fn open_table(db: &Database) -> Vec<(String, Option<String>)> {
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(OPEN).unwrap();
+        t.iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                let o: Open = serde_json::from_slice(v.value()).unwrap();
+                (k.value().to_owned(), o.other_leg_uuid)
+            })
+            .collect()
+    }
+
+    /// A writer driven by hand (no thread), on its own database.
+    fn bare_writer(path: &Path) -> Writer {
+        let db = Arc::new(Database::create(path).unwrap());
+        let (_tx, rx) = mpsc::channel();
+        Writer {
+            db,
+            rx,
+            counters: Arc::new(Counters::default()),
+            next_seq: 1,
+            last_commit: None,
+            pending: Vec::new(),
+            carried: 0,
+            waiters: Vec::new(),
+            jsonl: None,
+            lines: Vec::new(),
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn a_new_open_still_up_waits_one_commit_with_its_bridge() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = bare_writer(&dir.path().join("cdr.redb"));
+        let op = |o| Op::Open(Box::new(sample::open(o, 1)));
+        w.pending = vec![
+            op("a"),
+            op("b"),
+            Op::Bridge(Box::new(("a".into(), "b".into()))),
+            op("c"),
+            Op::Close(Box::new(sample::cdr("c"))),
+        ];
+        w.counters.queued.store(5, Ordering::Relaxed);
+        assert!(w.commit(true));
+        // c came and went: its CDR only. a and b are held back, a with
+        // its bridge applied; the bridge and c's records are done.
+        assert!(open_table(&w.db).is_empty());
+        assert_eq!(w.carried, 2);
+        let held: Vec<_> = w
+            .pending
+            .iter()
+            .map(|op| match op {
+                Op::Open(o) => (o.uuid.clone(), o.other_leg_uuid.clone()),
+                _ => panic!("only opens are held back"),
+            })
+            .collect();
+        assert_eq!(
+            held,
+            vec![("a".into(), Some("b".into())), ("b".into(), None)]
+        );
+        let stats = |w: &Writer| {
+            let c = &w.counters;
+            (
+                c.cdrs.load(Ordering::Relaxed),
+                c.open_channels.load(Ordering::Relaxed),
+                c.queued.load(Ordering::Relaxed),
+            )
+        };
+        assert_eq!(stats(&w), (1, 2, 2));
+
+        // Next commit: b closed meanwhile, a is still up and written now,
+        // naming b; d is new and held back in turn.
+        w.pending.push(Op::Close(Box::new(sample::cdr("b"))));
+        w.pending.push(op("d"));
+        w.counters.queued.fetch_add(2, Ordering::Relaxed);
+        assert!(w.commit(true));
+        assert_eq!(open_table(&w.db), vec![("a".into(), Some("b".into()))]);
+        assert_eq!(w.carried, 1);
+        assert_eq!(stats(&w), (2, 2, 1));
+
+        // Without hold-back (a flush, the last commit) d is written at once.
+        w.pending.push(op("e"));
+        w.counters.queued.fetch_add(1, Ordering::Relaxed);
+        assert!(w.commit(false));
+        let uuids: Vec<_> = open_table(&w.db).into_iter().map(|(u, _)| u).collect();
+        assert_eq!(uuids, vec!["a", "d", "e"]);
+        assert_eq!((w.carried, w.pending.len()), (0, 0));
+        assert_eq!(stats(&w), (2, 3, 0));
+    }
+
+    #[test]
+    fn a_held_back_open_reaches_the_table_a_window_later_without_new_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cdr.redb");
+        let (j, _) = Journal::open(&path).unwrap();
+        j.opened(sample::open("a", 1));
+        // Nothing else arrives: the writer still writes it, one window
+        // after the commit that held it back.
+        let until = Instant::now() + Duration::from_secs(10);
+        while open_table(&j.db).is_empty() {
+            assert!(Instant::now() < until, "the open never reached the table");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(j.stats().queued, 0);
+        j.abandon();
+        let (_, cut) = Journal::open(&path).unwrap();
+        assert_eq!(cut.len(), 1);
+        assert_eq!(cut[0].uuid, "a");
     }
 
     #[test]

@@ -32,7 +32,11 @@
 //! channel's `open` entry, opens insert theirs, in the order they were
 //! queued (so an open and a close landing in the same batch still leave
 //! the CDR and no open entry), and `meta.last_commit_us` becomes the
-//! commit's wall-clock time. [`Journal::flush`] blocks until
+//! commit's wall-clock time. An open whose channel is still up at its
+//! first commit is held back to the next one (a window later, whether or
+//! not anything else arrives), its bridges applied: most calls end within
+//! that, and then never touch the `open` table. A flush or the last
+//! commit holds nothing back. [`Journal::flush`] blocks until
 //! everything queued before it is committed; dropping the journal commits
 //! what is queued (at once, without waiting out the window) and joins the
 //! writer. While channels are open, the writer also commits the time every
@@ -48,7 +52,10 @@
 //! start; the heartbeat keeps this within 10 s of the crash), `duration_s`
 //! from start to end, `billsec_s = 0`, no answer time. Those CDRs are
 //! appended, the `open` table is emptied in the same transaction, and
-//! `open` returns them. A second open adds nothing.
+//! `open` returns them. A second open adds nothing. A channel is in the
+//! `open` table once it has been up for about two commit windows (see
+//! above): a crash cuts the channels older than that, and those younger
+//! leave no record.
 //!
 //! # Fields
 //!
