@@ -7,7 +7,9 @@
 //!   commit, not one per CDR: at a few thousand CDRs a second the per-CDR
 //!   insert was a third of the writer's time. The lines are also what the
 //!   JSON-lines copy and [`Journal::export_jsonl`] write, byte for byte.
-//! * `open`: channel UUID -> [`Open`] as JSON, the channels that exist;
+//! * `open`: channel UUID -> [`Open`] as JSON, the channels that exist
+//!   and were still up at the commit after the one that saw them open
+//!   (`Writer::write`);
 //! * `meta`: `last_commit_us` -> the wall clock of the latest commit.
 //!
 //! Seqs have no gaps, so the journal holds `next seq - 1` CDRs.
