@@ -353,19 +353,14 @@ impl Journal {
         let counters = Arc::new(Counters::default());
         counters.cdrs.store(count, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            db: Arc::clone(&db),
+        let writer = Writer::new(
+            Arc::clone(&db),
             rx,
-            counters: Arc::clone(&counters),
+            Arc::clone(&counters),
             next_seq,
-            last_commit: None,
-            pending: Vec::new(),
-            carried: 0,
-            waiters: Vec::new(),
             jsonl,
-            lines: Vec::new(),
-            heartbeat: options.heartbeat.max(COMMIT_WINDOW),
-        };
+            options.heartbeat,
+        );
         let thread = std::thread::Builder::new()
             .name("cdr-journal".into())
             .spawn(move || writer.run())?;
@@ -605,6 +600,30 @@ struct Writer {
 }
 
 impl Writer {
+    /// A writer with nothing queued, to store from `next_seq` on.
+    fn new(
+        db: Arc<Database>,
+        rx: Receiver<Msg>,
+        counters: Arc<Counters>,
+        next_seq: u64,
+        jsonl: Option<JsonlSink>,
+        heartbeat: Duration,
+    ) -> Writer {
+        Writer {
+            db,
+            rx,
+            counters,
+            next_seq,
+            last_commit: None,
+            pending: Vec::new(),
+            carried: 0,
+            waiters: Vec::new(),
+            jsonl,
+            lines: Vec::new(),
+            heartbeat: heartbeat.max(COMMIT_WINDOW),
+        }
+    }
+
     /// Takes a message; false for [`Msg::Abandon`].
     fn take(&mut self, m: Msg) -> bool {
         match m {
@@ -1072,19 +1091,8 @@ mod tests {
     fn bare_writer(path: &Path) -> Writer {
         let db = Arc::new(Database::create(path).unwrap());
         let (_tx, rx) = mpsc::channel();
-        Writer {
-            db,
-            rx,
-            counters: Arc::new(Counters::default()),
-            next_seq: 1,
-            last_commit: None,
-            pending: Vec::new(),
-            carried: 0,
-            waiters: Vec::new(),
-            jsonl: None,
-            lines: Vec::new(),
-            heartbeat: Duration::from_secs(10),
-        }
+        let heartbeat = JournalOptions::default().heartbeat;
+        Writer::new(db, rx, Arc::default(), 1, None, heartbeat)
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! and dialplan load/swap/trap is published here as an [`Event`] whose names
 //! and header names follow FreeSWITCH, so that the event socket (ESL
 //! compatible), the CDR journal and the metrics can all follow the same
-//! stream (the last two as taps, see below). This module owns the event type, the names, the bus, subscription
-//! filters and the delivery/overflow policy. It never formats events for the
-//! wire and never touches a socket.
+//! stream (the last two as taps, see below). This module owns the event
+//! type, the names, the bus, subscription filters and the
+//! delivery/overflow policy. It never formats events for the wire and never
+//! touches a socket.
 //!
 //! # Publishing
 //!

@@ -183,7 +183,8 @@ impl PortAllocator {
         }
         let pairs = ((last - i64::from(first)) / 2 + 1) as usize;
         let limit = nofile_limit();
-        let open_cap = limit.saturating_sub(fd_reserve(limit)) / 2;
+        let reserve = fd_reserve(limit);
+        let open_cap = limit.saturating_sub(reserve) / 2;
         Ok(PortAllocator {
             inner: Arc::new(Pool {
                 ip,
@@ -193,7 +194,7 @@ impl PortAllocator {
                 pairs,
                 in_use: AtomicUsize::new(0),
                 open_cap,
-                fd_reserve: fd_reserve(limit),
+                fd_reserve: reserve,
                 // Parked pairs count in the share, and an allocation at the
                 // share takes a parked pair: parking half of it starves no
                 // call of a port.
